@@ -1,0 +1,16 @@
+"""User-facing errors: printed as one clear message by the CLI, never as a traceback."""
+
+
+class PodiumError(Exception):
+    """A mistake in user input (config, data, model folder) or an unmet precondition.
+
+    The message must say where (file, line, field) and what is expected.
+    """
+
+
+class ConfigError(PodiumError):
+    """A recipe or stage config is invalid."""
+
+
+class DataError(PodiumError):
+    """A dataset file is malformed or empty."""

@@ -1,0 +1,123 @@
+"""Stage registry: every pipeline stage kind is a typed config plus a function.
+
+A stage kind is declared once and then runs three ways: inside a recipe
+(`podium run`), alone from the CLI (`podium <command> CONFIG.yaml`), and from
+Python (`run_stage("sft", {...}, "out/sft")`).
+
+    class SFTConfig(StageConfig):
+        model: str
+        learning_rate: float = 1e-3
+
+    @stage("sft", SFTConfig, outputs={"model": "."})
+    def sft(cfg: SFTConfig, ctx: StageContext) -> dict[str, float]:
+        ...  # write artifacts under ctx.out_dir, return metrics for report.json
+
+`outputs` maps output names to paths relative to the stage folder; the first is the
+primary output. In a recipe, the string `"@sft"` resolves to the primary output of
+stage `sft` and `"@sft.model"` to a named one, before the config is validated.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict
+
+from podium.errors import ConfigError
+
+
+class StageConfig(BaseModel):
+    """Base of every stage's settings: typed, unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+@dataclass
+class StageContext:
+    """What a running stage may know about the run around it."""
+
+    name: str
+    out_dir: Path
+    run_dir: Path | None = None
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("podium"))
+    # Set by the pipeline so a stage can show a progress bar in the run's console.
+    show_progress: bool = True
+
+    def output(self, key: str | None = None) -> Path:
+        spec = STAGES[self.kind].outputs if self.kind in STAGES else {}
+        rel = spec[key] if key else next(iter(spec.values()))
+        return (self.out_dir / rel).resolve()
+
+    kind: str = ""
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    kind: str
+    config: type[StageConfig]
+    fn: Callable[[Any, StageContext], dict | None]
+    outputs: dict[str, str]
+    doc: str = ""
+
+
+STAGES: dict[str, StageSpec] = {}
+
+
+def stage(kind: str, config: type[StageConfig], outputs: dict[str, str] | None = None):
+    """Register `fn(cfg, ctx) -> metrics` as stage kind `kind`."""
+
+    def register(fn):
+        if kind in STAGES and STAGES[kind].fn is not fn:
+            raise RuntimeError(f"stage kind {kind!r} registered twice")
+        STAGES[kind] = StageSpec(kind, config, fn, dict(outputs or {"output": "."}), (fn.__doc__ or "").strip())
+        return fn
+
+    return register
+
+
+def get_stage(kind: str) -> StageSpec:
+    load_all_stages()
+    if kind not in STAGES:
+        known = ", ".join(sorted(STAGES))
+        raise ConfigError(f"unknown stage kind {kind!r}; known kinds: {known}")
+    return STAGES[kind]
+
+
+# Modules that register stage kinds; imported lazily so `import podium` stays light.
+STAGE_MODULES = [
+    "podium.models.build",
+    "podium.tasks.stage",
+    "podium.training.sft",
+    "podium.training.train",
+    "podium.evaluation.stage",
+    "podium.generation.stage",
+    "podium.selfplay.sgd",
+    "podium.selfplay.sppo",
+    "podium.merging.stage",
+    "podium.cards.stage",
+]
+
+
+def load_all_stages() -> None:
+    import importlib
+
+    for mod in STAGE_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            # A module not written yet is skipped; a missing dependency inside one is not.
+            if e.name != mod:
+                raise
+
+
+def run_stage(kind: str, config: dict | StageConfig, out_dir: str | Path, name: str | None = None) -> dict:
+    """Run one stage alone (from Python or the CLI), outside any recipe."""
+    spec = get_stage(kind)
+    cfg = config if isinstance(config, StageConfig) else spec.config.model_validate(config)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = StageContext(name=name or kind, out_dir=out, kind=kind)
+    return spec.fn(cfg, ctx) or {}
