@@ -1,0 +1,116 @@
+"""Loading and saving models and tokenizers: one path for Hub ids and local folders.
+
+Safety defaults: `trust_remote_code` is off and weights load from safetensors only;
+a folder that holds only pickle checkpoints (`*.bin`, `*.pt`) is refused unless the
+caller passes `allow_pickle=True` (a recipe's `allow_pickle: true`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from podium.errors import PodiumError
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def is_local(name_or_path: str | os.PathLike) -> bool:
+    return Path(name_or_path).exists()
+
+
+def check_weights_format(path: str | os.PathLike, allow_pickle: bool = False) -> None:
+    """Refuse a local model folder whose weights are not safetensors."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return
+    files = [p.name for p in folder.iterdir()]
+    if any(f.endswith(".safetensors") for f in files):
+        return
+    pickles = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
+    if pickles and not allow_pickle:
+        raise PodiumError(
+            f"{folder}: weights are pickle files ({', '.join(sorted(pickles))}), which can run code when "
+            "loaded; convert them to safetensors or set `allow_pickle: true` if you trust this folder"
+        )
+    if not pickles and not (folder / "adapter_config.json").exists():
+        raise PodiumError(f"{folder}: no model weights found (expected *.safetensors)")
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in names:
+        raise PodiumError(f"unknown dtype {dtype!r}; use one of {', '.join(names)}")
+    return names[dtype]
+
+
+def load_model(
+    name_or_path: str | os.PathLike,
+    *,
+    dtype: str | torch.dtype | None = "float32",
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+    device: str | torch.device | None = None,
+):
+    """Load a causal LM from a Hub id or a local folder (safetensors only by default)."""
+    check_weights_format(name_or_path, allow_pickle)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(name_or_path),
+            dtype=resolve_dtype(dtype),
+            trust_remote_code=trust_remote_code,
+            use_safetensors=None if allow_pickle else True,
+        )
+    except OSError as e:
+        raise PodiumError(f"could not load model {str(name_or_path)!r}: {first_line(e)}") from None
+    if device is not None:
+        model.to(device)
+    return model
+
+
+def load_tokenizer(name_or_path: str | os.PathLike, *, trust_remote_code: bool = False):
+    try:
+        tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
+    except OSError as e:
+        raise PodiumError(f"could not load tokenizer {str(name_or_path)!r}: {first_line(e)}") from None
+    if tok.pad_token is None:
+        # Llama-style tokenizers ship without a pad token; padding is always masked out.
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def save_model(model, tokenizer, out_dir: str | os.PathLike, max_shard_size: str = "2GB") -> Path:
+    """Save model (safetensors) and tokenizer atomically: write to a temp folder, then rename."""
+    out = Path(out_dir)
+    tmp = out.with_name(out.name + ".tmp-save")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
+    out.mkdir(parents=True, exist_ok=True)
+    # Replace only the files we wrote, so a stage folder's other artifacts survive.
+    for f in tmp.iterdir():
+        dest = out / f.name
+        if dest.is_dir():
+            shutil.rmtree(dest)
+        os.replace(f, dest)
+    tmp.rmdir()
+    return out
+
+
+def first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    with open(path) as f:
+        return json.load(f)
