@@ -67,3 +67,21 @@ def test_errors_name_file_line_and_field(tmp_path):
 def test_structural_errors(raw, message):
     with pytest.raises(ConfigError, match=message):
         parse_config(raw)
+
+
+def test_example_recipes_hold_valid_merge_configs():
+    """Every recipes/examples/merge/*.yml stage of kind `merge` validates (no model is opened)."""
+    from pathlib import Path
+
+    import yaml
+
+    from podium.merging.stage import MergeStageConfig, build_merge_config
+
+    files = sorted((Path(__file__).parents[2] / "recipes" / "examples" / "merge").glob("*.yml"))
+    assert len(files) >= 2
+    for f in files:
+        for st in yaml.safe_load(f.read_text())["stages"]:
+            assert st["kind"] == "merge"
+            fields = {k: v for k, v in st.items() if k not in {"name", "kind"}}
+            cfg = build_merge_config(MergeStageConfig.model_validate(fields), origin=str(f))
+            assert cfg.merge_method in {"slerp", "passthrough"}
