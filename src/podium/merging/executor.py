@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
 from podium.errors import PodiumError
 from podium.merging.config import MergeConfig, Slice, Source, resolve_tensor_parameters
@@ -71,12 +70,12 @@ class ModelSource:
             raise PodiumError(f"model {ref}: no *.safetensors weights in {self.path} (pickle weights are not read)")
         self.index: dict[str, Path] = {}
         self.meta: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
+        self._offsets: dict[str, int] = {}
         for file in files:
-            with safe_open(str(file), framework="pt") as f:
-                for key in f.keys():  # noqa: SIM118 - safe_open is not iterable
-                    sl = f.get_slice(key)
-                    self.index[key] = file
-                    self.meta[key] = (tuple(sl.get_shape()), FROM_ST[sl.get_dtype()])
+            for key, (shape, dtype, start) in read_safetensors_header(file).items():
+                self.index[key] = file
+                self.meta[key] = (shape, dtype)
+                self._offsets[key] = start
         if self.lora:
             self.lora.check_targets(set(self.index))
         self._handles: dict[Path, object] = {}
@@ -89,14 +88,44 @@ class ModelSource:
         return int(cfg["num_hidden_layers"])
 
     def get(self, name: str) -> torch.Tensor:
+        """Read one tensor with plain file reads (no mmap, so untouched weights never count as resident)."""
         file = self.index[name]
         if file not in self._handles:
-            self._handles[file] = safe_open(str(file), framework="pt")
-        t = self._handles[file].get_tensor(name)
+            self._handles[file] = open(file, "rb")  # noqa: SIM115 - kept open for the whole merge, closed in close()
+        shape, dtype = self.meta[name]
+        t = torch.empty(shape, dtype=dtype)
+        buf = t.reshape(-1).view(torch.uint8).numpy()
+        f = self._handles[file]
+        f.seek(self._offsets[name])
+        if f.readinto(buf) != buf.nbytes:
+            raise PodiumError(f"model {self.ref}: {file} is truncated (tensor {name})")
         return self.lora.apply(name, t) if self.lora else t
 
     def close(self) -> None:
+        for f in self._handles.values():
+            f.close()
         self._handles.clear()
+
+
+def read_safetensors_header(file: Path) -> dict[str, tuple[tuple[int, ...], torch.dtype, int]]:
+    """name -> (shape, dtype, absolute byte offset) from a safetensors file's JSON header."""
+    with open(file, "rb") as f:
+        head = f.read(8)
+        if len(head) != 8:
+            raise PodiumError(f"{file}: not a safetensors file (too short)")
+        (n,) = struct.unpack("<Q", head)
+        try:
+            header = json.loads(f.read(n))
+        except ValueError:
+            raise PodiumError(f"{file}: not a safetensors file (bad header)") from None
+    out = {}
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        if info["dtype"] not in FROM_ST:
+            raise PodiumError(f"{file}: tensor {key} has unsupported dtype {info['dtype']}")
+        out[key] = (tuple(info["shape"]), FROM_ST[info["dtype"]], 8 + n + info["data_offsets"][0])
+    return out
 
 
 @dataclass
