@@ -85,3 +85,4 @@ def test_example_recipes_hold_valid_merge_configs():
             fields = {k: v for k, v in st.items() if k not in {"name", "kind"}}
             cfg = build_merge_config(MergeStageConfig.model_validate(fields), origin=str(f))
             assert cfg.merge_method in {"slerp", "passthrough"}
+        assert load_config(f).merge_method == cfg.merge_method  # `podium merge RECIPE OUT` reads it too

@@ -130,6 +130,13 @@ def test_bad_input_raises_and_leaves_no_output(models, tmp_path, case, message):
     assert not list(tmp_path.glob(".out.tmp-merge*"))
 
 
+def test_unavailable_hub_model_is_a_clear_error(models, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(PodiumError, match="model 'no-such-org/no-such-model': not a local folder"):
+        run_merge(slerp_cfg(models["m0"], "no-such-org/no-such-model"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_lora_merge_equals_peft_merge_and_unload(models, tmp_path):
     from peft import LoraConfig, get_peft_model
 

@@ -106,6 +106,13 @@ def load_config(path: str | os.PathLike) -> MergeConfig:
         raw = yaml.load(p.read_text(), Loader=_LineLoader)
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: invalid YAML: {e}") from None
+    if isinstance(raw, dict) and "stages" in raw:
+        # a podium recipe whose one merge stage carries an inline mergekit config
+        merges = [s for s in raw["stages"] or [] if isinstance(s, dict) and s.get("kind") == "merge"]
+        if len(merges) != 1 or not isinstance(merges[0].get("config"), dict):
+            raise ConfigError(f"{p}: a recipe given to `podium merge` needs exactly one `kind: merge` stage "
+                              "with an inline `config:`")
+        return parse_config(merges[0]["config"], origin=str(p))
     return parse_config(raw, origin=str(p))
 
 
