@@ -35,7 +35,8 @@ def mergekit_merge(config: dict, out) -> dict[str, torch.Tensor]:
     from mergekit.options import MergeOptions
 
     mk_run_merge(MergeConfiguration.model_validate(config), str(out),
-                 MergeOptions(quiet=True, copy_tokenizer=True, write_model_card=False, allow_crimes=False))
+                 MergeOptions(quiet=True, copy_tokenizer=True, write_model_card=False, allow_crimes=False,
+                              lora_merge_cache=str(out.parent / "mergekit-lora-cache")))
     return _load(out)
 
 
@@ -135,3 +136,20 @@ def test_model_stock(tiny_models, tmp_path):
     m0, m1, m2 = tiny_models
     assert_parity({"merge_method": "model_stock", "base_model": m0, "dtype": "float32",
                    "models": [{"model": m1}, {"model": m2}]}, tmp_path)
+
+
+def test_lora_reference_model_plus_adapter(tiny_models, tmp_path):
+    """mergekit's `BASE+ADAPTER` model reference: the LoRA is folded in before merging."""
+    from peft import LoraConfig, get_peft_model
+
+    from podium.models.io import load_model
+
+    m0, m1, _ = tiny_models
+    peft_model = get_peft_model(load_model(m1), LoraConfig(r=2, lora_alpha=4, target_modules=["v_proj", "up_proj"]))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn_like(p) * 0.1)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    assert_parity({"merge_method": "slerp", "base_model": m0, "parameters": {"t": 0.6}, "dtype": "float32",
+                   "models": [{"model": m0}, {"model": f"{m1}+{tmp_path / 'adapter'}"}]}, tmp_path)
