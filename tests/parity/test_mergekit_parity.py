@@ -153,3 +153,19 @@ def test_lora_reference_model_plus_adapter(tiny_models, tmp_path):
     peft_model.save_pretrained(tmp_path / "adapter")
     assert_parity({"merge_method": "slerp", "base_model": m0, "parameters": {"t": 0.6}, "dtype": "float32",
                    "models": [{"model": m0}, {"model": f"{m1}+{tmp_path / 'adapter'}"}]}, tmp_path)
+
+
+@pytest.mark.parametrize("method", ["linear", "slerp", "task_arithmetic", "ties", "model_stock"])
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_low_precision_rounds_like_mergekit(tiny_models, tmp_path, method, dtype):
+    """Real checkpoints are bf16/fp16: the merged tensors must round to the same values as mergekit's."""
+    m0, m1, m2 = tiny_models
+    two = {"weight": 0.6, "density": 0.5}, {"weight": 0.4, "density": 0.7}
+    cfg = {
+        "linear": {"models": [{"model": m0, "parameters": {"weight": 0.3}},
+                              {"model": m1, "parameters": {"weight": 0.6}}]},
+        "slerp": {"base_model": m0, "parameters": {"t": [0.1, 0.9]}, "models": [{"model": m0}, {"model": m1}]},
+        "model_stock": {"base_model": m0, "models": [{"model": m1}, {"model": m2}]},
+    }.get(method, {"base_model": m0, "models": [{"model": m1, "parameters": two[0]},
+                                                {"model": m2, "parameters": two[1]}]})
+    assert_parity({"merge_method": method, "dtype": dtype, **cfg}, tmp_path)

@@ -24,11 +24,13 @@ def linear(tensors: list[torch.Tensor], weights: list[float], normalize: bool = 
     tensors: k tensors of one shape. Computed in float32, returned in the first input's dtype.
     """
     dtype = _work_dtype(tensors[0])
+    # weights as a float32 tensor (not Python doubles) so low-precision outputs round like mergekit's
+    w = torch.tensor(weights, dtype=dtype)
     out = torch.zeros_like(tensors[0], dtype=dtype)
-    for x, w in zip(tensors, weights):
-        out.add_(x.to(dtype), alpha=w)
+    for x, wi in zip(tensors, w):
+        out.addcmul_(x, wi)
     if normalize:
-        out.div_(sum(weights))
+        out.div_(w.sum())
     return out.to(tensors[0].dtype)
 
 
@@ -49,6 +51,7 @@ def slerp(t: float, v0: torch.Tensor, v1: torch.Tensor, dot_threshold: float = 0
     norm_a = norm_a if norm_a > eps else torch.ones_like(norm_a)
     norm_b = norm_b if norm_b > eps else torch.ones_like(norm_b)
     dot = ((a / norm_a) * (b / norm_b)).sum().clamp(-1, 1)
+    t = torch.tensor(t, dtype=dtype)  # 1 - t in working precision, as mergekit computes it
     if dot.abs() > dot_threshold:
         coef_a, coef_b = 1 - t, t
     else:
