@@ -169,3 +169,14 @@ def test_low_precision_rounds_like_mergekit(tiny_models, tmp_path, method, dtype
     }.get(method, {"base_model": m0, "models": [{"model": m1, "parameters": two[0]},
                                                 {"model": m2, "parameters": two[1]}]})
     assert_parity({"merge_method": method, "dtype": dtype, **cfg}, tmp_path)
+
+
+def test_passthrough_scale_filter(tiny_models, tmp_path):
+    """Depth up-scaling variant that zeroes the duplicated layers' o_proj/down_proj through `scale`."""
+    m0, _, _ = tiny_models
+    zero_out = [{"filter": "o_proj", "value": 0.0}, {"filter": "down_proj", "value": 0.0}, {"value": 1.0}]
+    ours = assert_parity({"merge_method": "passthrough", "dtype": "float32", "slices": [
+        {"sources": [{"model": m0, "layer_range": [0, 4]}]},
+        {"sources": [{"model": m0, "layer_range": [2, 4], "parameters": {"scale": zero_out}}]}]}, tmp_path)
+    assert ours["model.layers.5.mlp.down_proj.weight"].abs().max() == 0
+    assert ours["model.layers.5.mlp.up_proj.weight"].abs().max() > 0

@@ -206,7 +206,6 @@ def plan_merge(cfg: MergeConfig, models: dict[str, ModelSource] | None = None) -
         return prefix, rests
 
     tasks: list[TensorTask] = []
-    seen_dtype = {}
 
     def add(out_name, srcs: list[Source], in_names, base_index, sl_params, t):
         ins = []
@@ -222,7 +221,6 @@ def plan_merge(cfg: MergeConfig, models: dict[str, ModelSource] | None = None) -
                 raise PodiumError(f"tensor {n}: shape {list(sh)} in model {s.model} does not match "
                                   f"{list(shape)} in model {first}")
             ins.append((m, n))
-            seen_dtype[len(tasks)] = dt
         shared, per_input = resolve_tensor_parameters(spec, cfg, sl_params, srcs, base_index, out_name,
                                                       list(in_names), t)
         in_dtype = TORCH_DTYPES[cfg.dtype] if cfg.dtype else None
