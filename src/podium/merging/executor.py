@@ -214,7 +214,7 @@ def plan_merge(cfg: MergeConfig, models: dict[str, ModelSource] | None = None) -
             m = models[s.model]
             if n not in m.meta:
                 raise PodiumError(f"model {s.model}: missing tensor {n} (needed for output {out_name})")
-            sh, dt = m.meta[n]
+            sh = m.meta[n][0]
             if shape is None:
                 shape, first = sh, s.model
             elif sh != shape:
