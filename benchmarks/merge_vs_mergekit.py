@@ -28,6 +28,8 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
 PY = sys.executable
 MERGEKIT = str(Path(PY).with_name("mergekit-yaml"))
 
@@ -83,7 +85,9 @@ def measure(cmd: list[str]) -> tuple[float, float]:
                "t = time.perf_counter(); r = subprocess.run(sys.argv[1:]); w = time.perf_counter() - t\n"
                "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
                "print(json.dumps({'rc': r.returncode, 'wall': w, 'rss': rss}))")
-    out = subprocess.run([PY, "-c", wrapper, *cmd], check=False, capture_output=True, text=True)
+    src = str(Path(__file__).resolve().parents[1] / "src")  # podium from this checkout, installed or not
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([PY, "-c", wrapper, *cmd], check=False, capture_output=True, text=True, env=env)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if not lines:
         raise RuntimeError(f"{cmd[0]} failed:\n{out.stderr[-3000:]}")
