@@ -77,7 +77,7 @@ def dpop_loss(
     config key ``lambda``. Shapes: all inputs [B]; output fields [B].
 
     Reference: Pal et al. 2024, "Smaug: Fixing Failure Modes of Preference Optimisation with
-    DPO-Positive", eq. 3 (the paper writes the penalty as max(0, log pi_ref(y_w|x)/pi_theta(y_w|x))).
+    DPO-Positive" (the paper writes the penalty as max(0, log pi_ref(y_w|x)/pi_theta(y_w|x))).
     The optional cDPO label smoothing is a podium extension, not in the paper.
     """
     rho_w, rho_l = _log_ratios(
@@ -128,7 +128,7 @@ def hinge_loss(
     """Hinge (SLiC-style) DPO: relu(1 - beta * (rho_w - rho_l)). Shapes: inputs [B]; outputs [B].
 
     Reference: Zhao et al. 2023, "SLiC-HF: Sequence Likelihood Calibration with Human Feedback",
-    eq. 1, with margin delta = 1/beta and the log-ratio to the reference (as TRL's ``hinge``) in
+    with margin delta = 1/beta and the log-ratio to the reference (as TRL's ``hinge``) in
     place of SLiC's raw policy log-probs.
     """
     rho_w, rho_l = _log_ratios(
@@ -153,7 +153,7 @@ def rpo_loss(
 
     ``chosen_lengths`` [B] are chosen completion token counts. Shapes: inputs [B]; outputs [B].
 
-    Reference: Pang et al. 2024, "Iterative Reasoning Preference Optimization", eq. 1 (NLL
+    Reference: Pang et al. 2024, "Iterative Reasoning Preference Optimization" (NLL
     normalised by the chosen length). Departure from TRL: TRL 1.16 writes RPO as
     ``loss_type=["sigmoid", "sft"]`` whose NLL is a token mean over the whole batch; podium takes the
     per-example token mean so that losses stay per-example. The two agree when all chosen lengths
