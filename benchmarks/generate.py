@@ -23,9 +23,27 @@ from podium.models.tiny import build_tiny_model
 
 
 def make_prompts(count: int) -> list[list[dict]]:
-    words = "add the numbers then explain each step of the sum carefully please".split()
+    words = [
+        "add",
+        "the",
+        "numbers",
+        "then",
+        "explain",
+        "each",
+        "step",
+        "of",
+        "the",
+        "sum",
+        "carefully",
+        "please",
+    ]
     return [
-        [{"role": "user", "content": f"What is {i} + {2 * i}? " + " ".join(words[: 1 + (i * 7) % len(words)])}]
+        [
+            {
+                "role": "user",
+                "content": f"What is {i} + {2 * i}? " + " ".join(words[: 1 + (i * 7) % len(words)]),
+            }
+        ]
         for i in range(count)
     ]
 
@@ -47,9 +65,15 @@ def run_generate_loop(model, tok, prompts, params) -> tuple[int, float]:
     for p in ids:
         x = torch.tensor([p])
         y = model.generate(
-            input_ids=x, attention_mask=torch.ones_like(x), do_sample=True,
-            temperature=params.temperature, top_p=params.top_p, top_k=None,
-            max_new_tokens=params.max_new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+            input_ids=x,
+            attention_mask=torch.ones_like(x),
+            do_sample=True,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=None,
+            max_new_tokens=params.max_new_tokens,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
         )
         tokens += y.shape[1] - x.shape[1]
     return tokens, time.perf_counter() - t0
@@ -67,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_grad_enabled(False)
     model, tok = build_tiny_model(
-        hidden_size=args.hidden_size, intermediate_size=3 * args.hidden_size, num_layers=args.layers,
+        hidden_size=args.hidden_size,
+        intermediate_size=3 * args.hidden_size,
+        num_layers=args.layers,
         num_heads=max(1, args.hidden_size // 64),
     )
     model.eval()
@@ -84,11 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     best_p = max(runs_p, key=lambda r: r[0] / r[1])
     best_g = max(runs_g, key=lambda r: r[0] / r[1])
     tps_p, tps_g = best_p[0] / best_p[1], best_g[0] / best_g[1]
-    print(f"model: tiny Llama, {n_params / 1e6:.2f}M params, hidden {args.hidden_size}, {args.layers} layers; "
-          f"{args.prompts} prompts, max_new_tokens {args.max_new_tokens}, torch threads {torch.get_num_threads()}")
-    print(f"podium TransformersSampler (batch {args.batch_size}): {best_p[0]} tokens in {best_p[1]:.2f}s "
-          f"= {tps_p:.0f} tok/s")
-    print(f"per-prompt model.generate loop:           {best_g[0]} tokens in {best_g[1]:.2f}s = {tps_g:.0f} tok/s")
+    print(
+        f"model: tiny Llama, {n_params / 1e6:.2f}M params, hidden {args.hidden_size}, {args.layers} layers; "
+        f"{args.prompts} prompts, max_new_tokens {args.max_new_tokens}, torch threads {torch.get_num_threads()}"
+    )
+    print(
+        f"podium TransformersSampler (batch {args.batch_size}): {best_p[0]} tokens in {best_p[1]:.2f}s "
+        f"= {tps_p:.0f} tok/s"
+    )
+    print(
+        f"per-prompt model.generate loop:           {best_g[0]} tokens in {best_g[1]:.2f}s = {tps_g:.0f} tok/s"
+    )
     print(f"ratio podium / generate: {tps_p / tps_g:.1f}x (target >= 5x)")
     return 0
 

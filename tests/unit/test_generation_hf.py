@@ -39,9 +39,14 @@ def test_greedy_matches_model_generate(tiny):
     out = TransformersSampler(model, tok).generate(PROMPTS, 1, GREEDY)
     for prompt_ids, row in zip(encode_prompts(tok, PROMPTS), out):
         x = torch.tensor([prompt_ids])
-        y = model.generate(input_ids=x, attention_mask=torch.ones_like(x), do_sample=False, max_new_tokens=12,
-                           pad_token_id=tok.pad_token_id)
-        assert row[0].token_ids == y[0, x.shape[1]:].tolist()
+        y = model.generate(
+            input_ids=x,
+            attention_mask=torch.ones_like(x),
+            do_sample=False,
+            max_new_tokens=12,
+            pad_token_id=tok.pad_token_id,
+        )
+        assert row[0].token_ids == y[0, x.shape[1] :].tolist()
 
 
 def test_eos_stops_each_sequence(tiny):

@@ -37,7 +37,9 @@ def load_config(path: str, overrides: list[str]) -> tuple[dict, dict[str, int]]:
         raise ConfigError(f"{path}: invalid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
-    lines = {k.value: k.start_mark.line + 1 for k, _ in node.value} if isinstance(node, yaml.MappingNode) else {}
+    lines = (
+        {k.value: k.start_mark.line + 1 for k, _ in node.value} if isinstance(node, yaml.MappingNode) else {}
+    )
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:

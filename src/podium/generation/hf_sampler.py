@@ -155,9 +155,7 @@ class TransformersSampler:
                     results[row] = completion
                 if bar is not None and hasattr(bar, "update"):
                     bar.update(len(chunk))
-        return [
-            [results[(i, 0 if params.greedy else k)] for k in range(n)] for i in range(len(prompts))
-        ]
+        return [[results[(i, 0 if params.greedy else k)] for k in range(n)] for i in range(len(prompts))]
 
     @torch.inference_mode()
     def _decode(
@@ -180,8 +178,12 @@ class TransformersSampler:
         # Prefill each distinct prompt once, then fan its cache out to its K rows.
         cache = preallocated_cache(self.model.config, reserve=params.max_new_tokens)
         out = self.model(
-            input_ids=ids, attention_mask=attn, position_ids=positions,
-            past_key_values=cache, use_cache=True, logits_to_keep=1,
+            input_ids=ids,
+            attention_mask=attn,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
         )
         logits = out.logits[:, -1, :]
         fan_out = torch.tensor([slot[i] for i, _ in rows], device=device)
@@ -233,8 +235,11 @@ class TransformersSampler:
             nxt = nxt.masked_fill(done_in_batch, self.pad_id)
             attn = torch.cat([attn, attn.new_ones((len(alive), 1))], dim=1)
             out = self.model(
-                input_ids=nxt.unsqueeze(-1), attention_mask=attn, position_ids=next_pos.unsqueeze(-1),
-                past_key_values=cache, use_cache=True,
+                input_ids=nxt.unsqueeze(-1),
+                attention_mask=attn,
+                position_ids=next_pos.unsqueeze(-1),
+                past_key_values=cache,
+                use_cache=True,
             )
             logits = out.logits[:, -1, :]
             next_pos = next_pos + 1

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field
-from typing import Protocol, Union
+from typing import Protocol
 
 from podium.errors import ConfigError
 
 Message = dict
-Prompt = Union[str, list[Message]]
+Prompt = str | list[Message]
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,9 @@ def render_prompt(tokenizer, prompt: Prompt) -> str:
     if isinstance(prompt, str):
         return prompt
     if not isinstance(prompt, list) or not all(isinstance(m, dict) and "role" in m for m in prompt):
-        raise ConfigError(f"a prompt must be a string or a list of {{'role', 'content'}} messages, got {prompt!r:.80}")
+        raise ConfigError(
+            f"a prompt must be a string or a list of {{'role', 'content'}} messages, got {prompt!r:.80}"
+        )
     if getattr(tokenizer, "chat_template", None) is None:
         raise ConfigError("prompt is a message list but the tokenizer has no chat template")
     # transformers 5 returns a BatchEncoding unless tokenize=False.

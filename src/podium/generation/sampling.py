@@ -10,7 +10,9 @@ from __future__ import annotations
 import torch
 
 
-def filter_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+def filter_logits(
+    logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0
+) -> torch.Tensor:
     """Scale by 1/temperature and set tokens outside top-k / top-p to -inf.
 
     logits: [B, V] (any float dtype; computed in float32). Returns [B, V] float32.

@@ -49,7 +49,10 @@ class GenerateConfig(StageConfig):
 
     def sampling_params(self) -> SamplingParams:
         return SamplingParams(
-            temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, max_new_tokens=self.max_new_tokens
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            max_new_tokens=self.max_new_tokens,
         )
 
 
@@ -58,7 +61,9 @@ def load_sampler(cfg: GenerateConfig, progress: bool = True):
     if cfg.backend == "vllm":
         from podium.generation.vllm_sampler import VLLMSampler
 
-        return VLLMSampler(cfg.model, dtype="auto" if cfg.dtype == "float32" else cfg.dtype, progress=progress)
+        return VLLMSampler(
+            cfg.model, dtype="auto" if cfg.dtype == "float32" else cfg.dtype, progress=progress
+        )
     import torch
 
     from podium.generation.hf_sampler import TransformersSampler
@@ -79,8 +84,14 @@ def read_prompts(path: str, limit: int | None = None) -> list[dict]:
         raise DataError(f"{path}: no prompt records")
     for i, row in enumerate(rows, 1):
         prompt = row.get("prompt")
-        ok = isinstance(prompt, str) and prompt != "" or (
-            isinstance(prompt, list) and prompt and all(isinstance(m, dict) and "role" in m for m in prompt)
+        ok = (
+            isinstance(prompt, str)
+            and prompt != ""
+            or (
+                isinstance(prompt, list)
+                and prompt
+                and all(isinstance(m, dict) and "role" in m for m in prompt)
+            )
         )
         if not ok:
             raise DataError(
@@ -93,8 +104,14 @@ def read_prompts(path: str, limit: int | None = None) -> list[dict]:
 def samples_records(rows: list[dict], completions, cfg: GenerateConfig, backend: str) -> list[dict]:
     """Samples records: the input record plus `responses`, optional `logps`, and `generator` provenance."""
     generator = {
-        "model": cfg.model, "backend": backend, "n": cfg.n, "temperature": cfg.temperature,
-        "top_p": cfg.top_p, "top_k": cfg.top_k, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed,
+        "model": cfg.model,
+        "backend": backend,
+        "n": cfg.n,
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "top_k": cfg.top_k,
+        "max_new_tokens": cfg.max_new_tokens,
+        "seed": cfg.seed,
     }
     out = []
     for row, comps in zip(rows, completions):
