@@ -129,3 +129,15 @@ def test_messages_render_with_chat_template(tiny):
     rendered = "<|user|>hi<|end|><|assistant|>"
     sampler = TransformersSampler(model, tok)
     assert ids(sampler.generate([messages], 1, GREEDY)) == ids(sampler.generate([rendered], 1, GREEDY))
+
+
+def test_restores_training_mode(tiny):
+    model, tok = tiny
+    model.train()
+    try:
+        out = TransformersSampler(model, tok).generate(PROMPTS[:1], 2, GREEDY)
+        assert model.training
+        out[0][0].token_ids.append(-1)
+        assert out[0][1].token_ids[-1] != -1  # greedy copies are independent objects
+    finally:
+        model.eval()

@@ -15,6 +15,7 @@ only real tokens, so a padded row computes what it would compute alone.
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import replace
 
 import torch
 from transformers import DynamicCache
@@ -116,7 +117,7 @@ class TransformersSampler:
     backend = "transformers"
 
     def __init__(self, model, tokenizer, *, batch_size: int = 32, progress: bool = False):
-        self.model = model.eval()
+        self.model = model
         self.tokenizer = tokenizer
         self.batch_size = max(1, int(batch_size))
         self.progress = progress
@@ -148,14 +149,21 @@ class TransformersSampler:
         )
         results: dict[tuple[int, int], Completion] = {}
         bar = _progress_bar(len(rows), self.progress)
-        with bar:
-            for start in range(0, len(rows), self.batch_size):
-                chunk = rows[start : start + self.batch_size]
-                for row, completion in zip(chunk, self._decode(chunk, prompt_ids, params, seed)):
-                    results[row] = completion
-                if bar is not None and hasattr(bar, "update"):
-                    bar.update(len(chunk))
-        return [[results[(i, 0 if params.greedy else k)] for k in range(n)] for i in range(len(prompts))]
+        was_training = self.model.training
+        self.model.eval()  # no dropout while sampling; the caller's mode is restored below
+        try:
+            with bar:
+                for start in range(0, len(rows), self.batch_size):
+                    chunk = rows[start : start + self.batch_size]
+                    for row, completion in zip(chunk, self._decode(chunk, prompt_ids, params, seed)):
+                        results[row] = completion
+                    if hasattr(bar, "update"):
+                        bar.update(len(chunk))
+        finally:
+            self.model.train(was_training)
+        if params.greedy:
+            return [[_copy(results[(i, 0)]) for _ in range(n)] for i in range(len(prompts))]
+        return [[results[(i, k)] for k in range(n)] for i in range(len(prompts))]
 
     @torch.inference_mode()
     def _decode(
@@ -260,6 +268,10 @@ class TransformersSampler:
                 )
             )
         return completions
+
+
+def _copy(c: Completion) -> Completion:
+    return replace(c, token_ids=list(c.token_ids))
 
 
 def _progress_bar(total: int, enabled: bool):

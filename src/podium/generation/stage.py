@@ -42,7 +42,7 @@ class GenerateConfig(StageConfig):
     seed: int = 0
     backend: Literal["transformers", "vllm"] = "transformers"
     batch_size: int = Field(32, ge=1, description="sequences decoded together (transformers backend)")
-    dtype: str = "float32"
+    dtype: str = Field("auto", description="auto = float32 on CPU, bfloat16 on GPU (vLLM: the model's own)")
     device: str = "auto"
     limit: int | None = Field(None, ge=1, description="use only the first `limit` prompts")
     logps: bool = Field(False, description="write the mean token log-prob of each response")
@@ -61,16 +61,15 @@ def load_sampler(cfg: GenerateConfig, progress: bool = True):
     if cfg.backend == "vllm":
         from podium.generation.vllm_sampler import VLLMSampler
 
-        return VLLMSampler(
-            cfg.model, dtype="auto" if cfg.dtype == "float32" else cfg.dtype, progress=progress
-        )
+        return VLLMSampler(cfg.model, dtype=cfg.dtype, progress=progress)
     import torch
 
     from podium.generation.hf_sampler import TransformersSampler
     from podium.models.io import load_model, load_tokenizer
 
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_model(cfg.model, dtype=cfg.dtype, device=device)
+    dtype = cfg.dtype if cfg.dtype != "auto" else ("float32" if device == "cpu" else "bfloat16")
+    model = load_model(cfg.model, dtype=dtype, device=device)
     tokenizer = load_tokenizer(cfg.model)
     return TransformersSampler(model, tokenizer, batch_size=cfg.batch_size, progress=progress)
 
