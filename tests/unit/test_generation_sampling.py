@@ -75,3 +75,34 @@ def test_sampling_params_validation_and_seeds():
     assert SamplingParams(temperature=0).greedy
     assert sequence_seed(0, 1, 2) == sequence_seed(0, 1, 2)
     assert len({sequence_seed(0, 1, 2), sequence_seed(0, 2, 1), sequence_seed(1, 1, 2)}) == 3
+
+
+@pytest.mark.parametrize("top_k,top_p", [(5, 1.0), (0, 0.6), (8, 0.9)])
+def test_filters_match_transformers_warpers(top_k, top_p):
+    """Peer oracle: transformers' Temperature/TopK/TopP logits warpers keep the same tokens."""
+    from transformers.generation.logits_process import (
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    logits = torch.randn(16, 40, generator=torch.Generator().manual_seed(top_k))
+    expected = TemperatureLogitsWarper(0.7)(None, logits.clone())
+    if top_k:
+        expected = TopKLogitsWarper(top_k)(None, expected)
+    if top_p < 1:
+        expected = TopPLogitsWarper(top_p)(None, expected)
+    ours = filter_logits(logits, 0.7, top_k, top_p)
+    assert torch.equal(torch.isfinite(ours), torch.isfinite(expected))
+    assert torch.allclose(ours[torch.isfinite(ours)], expected[torch.isfinite(expected)])
+
+
+def test_inverse_cdf_frequencies_follow_probs():
+    """16000 evenly spaced uniforms k/16000 land on each token in proportion to its probability.
+
+    probs [1/8, 0, 5/8, 1/4] (exact in binary): 2000, 0, 10000 and 4000 draws.
+    """
+    probs = torch.tensor([0.125, 0.0, 0.625, 0.25])
+    u = (torch.arange(16000, dtype=torch.float64) + 1) / 16000
+    counts = torch.bincount(sample_inverse_cdf(probs.expand(16000, 4), u), minlength=4)
+    assert counts.tolist() == [2000, 0, 10000, 4000]
