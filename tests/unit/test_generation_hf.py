@@ -141,3 +141,20 @@ def test_restores_training_mode(tiny):
         assert out[0][1].token_ids[-1] != -1  # greedy copies are independent objects
     finally:
         model.eval()
+
+
+def test_plain_strings_get_special_tokens_templates_do_not():
+    """With a BOS-adding post-processor (as Llama tokenizers have), "ab" -> [BOS, a, b]; a chat
+    prompt is rendered by the template and tokenised without a second BOS."""
+    from tokenizers import processors
+
+    from podium.models.tiny import build_tokenizer
+
+    tok = build_tokenizer()
+    bos = tok.convert_tokens_to_ids("<|system|>")
+    tok._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|system|> $A", special_tokens=[("<|system|>", bos)]
+    )
+    plain, chat = encode_prompts(tok, ["ab", [{"role": "user", "content": "ab"}]])
+    assert plain == [bos, *tok.convert_tokens_to_ids(["a", "b"])]
+    assert chat[0] == tok.convert_tokens_to_ids("<|user|>") and bos not in chat

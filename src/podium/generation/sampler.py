@@ -5,9 +5,9 @@
                            params=SamplingParams(temperature=0.7, max_new_tokens=64), seed=0)
     out[1][3].text, out[1][3].mean_logp
 
-A prompt is either a plain string (tokenised as is, no special tokens added) or a list
-of chat messages, rendered with the tokenizer's chat template and
-`add_generation_prompt=True`.
+A prompt is either a plain string (tokenised as is, with the tokenizer's usual special
+tokens such as a BOS) or a list of chat messages, rendered with the tokenizer's chat
+template and `add_generation_prompt=True` (no further special tokens).
 
 Log-probs: `Completion.logp_sum` is sum_t log pi(y_t | x, y_<t) over the generated tokens
 (the final EOS included when the model emitted it), where pi is the sampling model's own
@@ -99,16 +99,24 @@ def render_prompt(tokenizer, prompt: Prompt) -> str:
 
 
 def encode_prompts(tokenizer, prompts: list[Prompt]) -> list[list[int]]:
-    """Token ids of each rendered prompt; no special tokens are added (templates already carry them)."""
-    texts = [render_prompt(tokenizer, p) for p in prompts]
-    return [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    """Token ids of each prompt, tokenised as transformers and vLLM do.
+
+    A plain string gets the tokenizer's usual special tokens (a Llama BOS, say); a
+    rendered chat template gets none, since the template already wrote them.
+    """
+    out = []
+    for p in prompts:
+        text = render_prompt(tokenizer, p)
+        out.append(list(tokenizer(text, add_special_tokens=isinstance(p, str))["input_ids"]))
+    return out
 
 
 def sequence_seed(seed: int, prompt_index: int, sample_index: int) -> int:
     """A 63-bit seed for sample `sample_index` of prompt `prompt_index`.
 
     Each sequence draws from its own stream, so its output does not depend on which
-    other sequences share its batch (batch size, sorting, K).
+    other sequences share its batch (batch size, sorting); it does depend on the
+    prompt's position in the list given to `generate`.
     """
     digest = hashlib.blake2b(f"{seed}:{prompt_index}:{sample_index}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
