@@ -1,13 +1,13 @@
 """Tokens per second: podium's batched sampler vs a plain per-prompt `model.generate` loop.
 
-Same model (a tiny Llama from podium.models.tiny, a bit wider than the test one), same
-32 chat prompts of different lengths, same sampling settings (temperature 1, top_p 0.95,
-max_new_tokens), CPU. The peer is what a script without a sampler does: one
+Same model (by default the quickstart's tiny Llama from podium.models.tiny, 0.9M params;
+`--hidden-size 256` for a 3.5M-parameter one), same 32 chat prompts of different lengths,
+same sampling settings (temperature 1, top_p 0.95, max_new_tokens), CPU. The peer is what a script without a sampler does: one
 `model.generate(do_sample=True)` call per prompt. Both count generated tokens (EOS
 included) over wall time. Other processes share this CPU, so each side is timed
 `--repeats` times and the best run is kept.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/generate.py [--prompts 32 --max-new-tokens 64]
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/generate.py [--hidden-size 128 --max-new-tokens 128]
 """
 
 from __future__ import annotations
@@ -83,10 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompts", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--hidden-size", type=int, default=256)
+    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--hidden-size", type=int, default=128)
     ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
 
     torch.set_grad_enabled(False)
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         hidden_size=args.hidden_size,
         intermediate_size=3 * args.hidden_size,
         num_layers=args.layers,
-        num_heads=max(1, args.hidden_size // 64),
+        num_heads=4,
     )
     model.eval()
     n_params = sum(p.numel() for p in model.parameters())
