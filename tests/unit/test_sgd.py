@@ -40,3 +40,19 @@ def test_pairs_per_prompt_and_missing_logps():
         del x["logps"]
     with pytest.raises(DataError, match="below_mean_logp needs"):
         build_sgd_pairs(s, select="below_mean_logp")
+
+
+def test_sgd_stage_end_to_end(tiny_dir, tmp_path):
+    import json
+
+    from podium.data.records import read_jsonl
+    from podium.stages import run_stage
+
+    m = run_stage("sgd", {"model": str(tiny_dir), "task": "arithmetic", "count": 6, "num_samples": 3,
+                          "max_new_tokens": 8, "pairs_per_prompt": 2, "select": "below_mean_logp"}, tmp_path)
+    pairs = read_jsonl(tmp_path / "pairs.jsonl")
+    assert m["prompts"] == 6 and m["samples"] == 18 and m["pairs"] == len(pairs) > 0
+    assert m["correct"] + m["dropped_high_logp"] + m["dropped_duplicate"] + len(pairs) <= 18
+    assert json.loads((tmp_path / "counts.json").read_text())["pairs"] == len(pairs)
+    p = pairs[0]
+    assert p["chosen"][0]["content"].endswith("= " + p["answer"]) and p["rejected"] != p["chosen"]

@@ -23,10 +23,7 @@ from podium.errors import DataError
 from podium.generation.sampler import SamplingParams
 from podium.stages import StageConfig, StageContext, stage
 
-try:
-    from podium.data.records import read_jsonl, write_jsonl
-except ImportError:  # until podium.data.records lands
-    from podium.generation.jsonl import read_jsonl, write_jsonl
+from podium.data.records import read_jsonl, write_jsonl
 
 
 class GenerateConfig(StageConfig):
@@ -94,7 +91,7 @@ def read_prompts(path: str, limit: int | None = None) -> list[dict]:
         )
         if not ok:
             raise DataError(
-                f"{path}: record {i}: field 'prompt' must be a non-empty string or a list of "
+                f"{row.get('_source', f'{path}: record {i}')}: field 'prompt' must be a non-empty string or a list of "
                 f"{{'role', 'content'}} messages, got {prompt!r:.60}"
             )
     return rows

@@ -105,7 +105,7 @@ def sgd(cfg: SGDConfig, ctx: StageContext) -> dict:
         raise DataError(f"{where}: SGD needs task items with 'answer' and 'task' fields")
     prompts_file = write_jsonl(ctx.out_dir / "prompts.jsonl", items)
     run_stage("generate", {
-        "model": cfg.model, "prompts": str(prompts_file), "num_samples": cfg.num_samples,
+        "model": cfg.model, "prompts": str(prompts_file), "n": cfg.num_samples, "logps": True,
         "temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens,
         "batch_size": cfg.batch_size, "seed": cfg.seed,
     }, ctx.out_dir / "generate")
