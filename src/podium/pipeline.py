@@ -1,6 +1,6 @@
 """Recipes as pipelines: plan, content hashes, skip and resume, run directory, report.
 
-Each stage runs in DIR/<stage>/: the pipeline writes `config.json` (resolved config and
+Each stage runs in DIR/<stage>/: the pipeline writes `stage.json` (resolved config and
 key) first and the completion marker `.podium-done` last. A stage's key hashes its
 kind, its resolved config, the keys of the stages it reads and the content of local
 files it names, so an unchanged stage is skipped and a change reruns it and
@@ -160,7 +160,7 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
         marker = ps.out_dir / DONE
         if marker.exists() and json.loads(marker.read_text()).get("key") == key:
             ps.status = "cached"
-        elif (ps.out_dir / "config.json").exists() and json.loads((ps.out_dir / "config.json").read_text()).get("key") == key:
+        elif (ps.out_dir / "stage.json").exists() and json.loads((ps.out_dir / "stage.json").read_text()).get("key") == key:
             ps.status = "resume"
         planned[name] = ps
     return Plan(recipe, recipe_path, run_dir, list(planned.values()))
@@ -195,7 +195,7 @@ def run_plan(plan: Plan, show_progress: bool = True) -> dict:
             if ps.status == "run" and ps.out_dir.exists():
                 shutil.rmtree(ps.out_dir)  # stale output of another config
             ps.out_dir.mkdir(parents=True, exist_ok=True)
-            write_json(ps.out_dir / "config.json", {"name": ps.name, "kind": ps.kind, "key": ps.key,
+            write_json(ps.out_dir / "stage.json", {"name": ps.name, "kind": ps.kind, "key": ps.key,
                                                      "deps": ps.deps, "config": json.loads(ps.config.model_dump_json())})
             log.info(f"[{ps.name}] {'resuming' if ps.status == 'resume' else 'running'} ({ps.kind})")
             t0 = time.perf_counter()
