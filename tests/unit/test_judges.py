@@ -144,3 +144,14 @@ def test_pairrm_without_llm_blender_raises_a_clear_error():
 def test_pairrm_judge_matrix():  # pragma: no cover - needs llm-blender and the PairRM checkpoint
     P = PairRMJudge().preference_matrix("What is 2+2?", ["4", "The answer is 4.", "5"]).matrix
     assert P.shape == (3, 3) and (P.diagonal() == 0.5).all()
+
+
+def test_model_judges_give_the_same_matrix_one_response_per_pass(reward_judge, gpm_judge):
+    for judge in (reward_judge, gpm_judge):
+        full = judge.preference_matrix("2+2?", RESPONSES).matrix
+        judge.batch_size = 1
+        try:
+            single = judge.preference_matrix("2+2?", RESPONSES).matrix
+        finally:
+            judge.batch_size = 64
+        assert torch.allclose(full, single, atol=1e-5)

@@ -12,12 +12,12 @@ from podium.models.heads import gpm_score_matrix
 
 
 class _ModelJudge:
-    def __init__(self, model, tokenizer, max_length: int | None = None):
-        self.model, self.tokenizer = model.eval(), tokenizer
+    def __init__(self, model, tokenizer, max_length: int | None = None, batch_size: int = 64):
+        self.model, self.tokenizer, self.batch_size = model.eval(), tokenizer, batch_size
         self.max_length = max_length or model.max_length
 
     def _encode(self, prompt, responses: Sequence[str]):
-        """One batch of K sequences, or a rejected Judgement naming the responses it cannot score."""
+        """The K sequences in batches of `batch_size`, or a rejected Judgement naming the responses it cannot score."""
         empty = empty_responses(responses)
         if empty:
             return Judgement.rejected(empty, EMPTY)
@@ -25,7 +25,8 @@ class _ModelJudge:
         long = [i for i, (ids, _) in enumerate(encoded) if self.max_length and len(ids) > self.max_length]
         if long:
             return Judgement.rejected(long, TOO_LONG)
-        return pad_batch(self.tokenizer, [e[0] for e in encoded], [e[1] for e in encoded])
+        return [pad_batch(self.tokenizer, [e[0] for e in chunk], [e[1] for e in chunk])
+                for chunk in (encoded[s : s + self.batch_size] for s in range(0, len(encoded), self.batch_size))]
 
 
 class RewardJudge(_ModelJudge):
@@ -33,10 +34,10 @@ class RewardJudge(_ModelJudge):
 
     @torch.no_grad()
     def preference_matrix(self, prompt, responses: Sequence[str]) -> Judgement:
-        batch = self._encode(prompt, responses)
-        if isinstance(batch, Judgement):
-            return batch
-        r = self.model(batch["input_ids"], batch["attention_mask"]).float()
+        batches = self._encode(prompt, responses)
+        if isinstance(batches, Judgement):
+            return batches
+        r = torch.cat([self.model(b["input_ids"], b["attention_mask"]).float() for b in batches])
         return Judgement(matrix_from_scores(r))
 
 
@@ -48,9 +49,11 @@ class GPMJudge(_ModelJudge):
 
     @torch.no_grad()
     def preference_matrix(self, prompt, responses: Sequence[str]) -> Judgement:
-        batch = self._encode(prompt, responses)
-        if isinstance(batch, Judgement):
-            return batch
-        v, lambdas = self.model(batch["input_ids"], batch["attention_mask"], batch["prompt_lengths"])
-        S = gpm_score_matrix(v.float(), None if lambdas is None else lambdas[0].float())
+        batches = self._encode(prompt, responses)
+        if isinstance(batches, Judgement):
+            return batches
+        outs = [self.model(b["input_ids"], b["attention_mask"], b["prompt_lengths"]) for b in batches]
+        v = torch.cat([o[0] for o in outs]).float()
+        lambdas = None if outs[0][1] is None else outs[0][1][0].float()
+        S = gpm_score_matrix(v, lambdas)
         return Judgement(torch.sigmoid(S / self.model.tau).fill_diagonal_(0.5))
