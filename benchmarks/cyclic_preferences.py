@@ -29,11 +29,11 @@ def main(argv=None) -> int:
 
     results = {"gpm": [], "reward": []}
     for seed in args.seeds:
-        for kind in results:
+        for kind, runs in results.items():
             t0 = time.perf_counter()
             r = run_cyclic(kind, steps=args.steps, eval_every=args.eval_every, seed=seed)
             r["seconds"] = time.perf_counter() - t0
-            results[kind].append(r)
+            runs.append(r)
             print(f"seed {seed} {kind:>6}: held-out pair accuracy {r['accuracy']:.3f} "
                   f"({len(r['test'])} pairs, {r['seconds']:.1f}s)", flush=True)
 
@@ -42,11 +42,12 @@ def main(argv=None) -> int:
           f"(BT ceiling on a 3-cycle: 0.667)")
 
     if args.plot:
+        from pathlib import Path
+
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from pathlib import Path
 
         fig, ax = plt.subplots(figsize=(5, 3.2))
         for kind, color, label in [("gpm", "tab:blue", "GPM (k=4, τ=0.1)"), ("reward", "tab:red", "Bradley–Terry")]:

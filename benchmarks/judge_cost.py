@@ -56,8 +56,8 @@ def main(argv=None) -> int:
     rng = random.Random(0)
     items = [(random_text(rng, 40), [random_text(rng, args.response_chars) for _ in range(args.k)])
              for _ in range(args.prompts)]
-    size = dict(hidden_size=args.hidden_size, intermediate_size=3 * args.hidden_size, num_layers=args.layers,
-                max_position_embeddings=1024)
+    size = {"hidden_size": args.hidden_size, "intermediate_size": 3 * args.hidden_size,
+            "num_layers": args.layers, "max_position_embeddings": 1024}
     lm, tok = build_tiny_model(seed=0, **size)
     gpm = GPMModel(lm, k=4)
     lm2, _ = build_tiny_model(tok, seed=1, **size)

@@ -29,7 +29,7 @@ def tiny():
 
 
 def make(kind, tiny, **kw):
-    lm, tok = tiny
+    _, tok = tiny
     torch.manual_seed(0)
     fresh, _ = build_tiny_model(tok, hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, seed=0)
     return (RewardModel(fresh) if kind == "reward" else GPMModel(fresh, **kw)), tok

@@ -12,6 +12,14 @@ from __future__ import annotations
 import random
 import string
 
+import torch
+
+from podium.judging.fit import fit
+from podium.judging.objectives import OBJECTIVES, preference_accuracy
+from podium.judging.pairs import make_pair_collate
+from podium.models.heads import GPMModel, RewardModel
+from podium.models.tiny import build_tiny_model
+
 TYPES = ("rock", "paper", "scissors")
 # (winner, loser): rock ≻ scissors, scissors ≻ paper, paper ≻ rock.
 BEATS = (("rock", "scissors"), ("scissors", "paper"), ("paper", "rock"))
@@ -45,11 +53,6 @@ def build_toy_preference_model(kind: str, *, hidden_size: int = 32, num_layers: 
     and sums to zero around the cycle) and training stalls at log 2. A pretrained backbone has
     no such collapse; the wider init stands in for it and is used for both heads alike.
     """
-    import torch
-
-    from podium.models.heads import GPMModel, RewardModel
-    from podium.models.tiny import build_tiny_model
-
     lm, tok = build_tiny_model(hidden_size=hidden_size, intermediate_size=2 * hidden_size,
                                num_layers=num_layers, num_heads=2, seed=seed)
     state = torch.random.get_rng_state()
@@ -61,13 +64,13 @@ def build_toy_preference_model(kind: str, *, hidden_size: int = 32, num_layers: 
     return model, tok
 
 
-def run_cyclic(kind: str, *, n_train: int = 200, n_test: int = 50, steps: int = 300, batch_size: int = 16,
+def run_cyclic(kind: str, *, n_train: int = 200, n_test: int = 50, steps: int = 300, batch_size: int = 32,
                lr: float = 3e-3, eval_every: int = 50, seed: int = 0, **model_kwargs) -> dict:
-    """Train a toy `kind` ∈ {"gpm", "reward"} model on cyclic pairs; held-out pair accuracy per step."""
-    from podium.judging.fit import fit
-    from podium.judging.objectives import OBJECTIVES, preference_accuracy
-    from podium.judging.pairs import make_pair_collate
+    """Train a toy `kind` ∈ {"gpm", "reward"} model on cyclic pairs; held-out pair accuracy per step.
 
+    Batch 32 at lr 3e-3: with batch 16 the GPM stalled at the Bradley–Terry saddle on 2 of 5 seeds
+    (held-out accuracy ~0.5); batch 32 (or lr 1e-3 for 600 steps) learned the cycle on all tried seeds.
+    """
     train = cyclic_pairs(n_train, seed=seed)
     test = cyclic_pairs(n_test, seed=seed + 1000)
     model, tok = build_toy_preference_model(kind, seed=seed, **model_kwargs)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -96,24 +97,22 @@ def read_pairs(path: str | os.PathLike) -> list[dict]:
     """Read preference pairs from JSONL; errors name file, line and field."""
     rows = []
     try:
-        f = open(path)
+        lines = Path(path).read_text().splitlines()
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    with f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object")
-            for field in PAIR_FIELDS:
-                value = row.get(field)
-                if not isinstance(value, (str, list)):
-                    raise DataError(f"{path}:{lineno}: field {field!r} must be a string or a message list")
-            rows.append(row)
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object")
+        for field in PAIR_FIELDS:
+            if not isinstance(row.get(field), (str, list)):
+                raise DataError(f"{path}:{lineno}: field {field!r} must be a string or a message list")
+        rows.append(row)
     if not rows:
         raise DataError(f"{path}: no preference pairs")
     return rows

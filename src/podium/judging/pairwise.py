@@ -86,7 +86,7 @@ class PairRMJudge(PairwiseJudge):
     def __init__(self, checkpoint: str = "llm-blender/PairRM", device: str | None = None,
                  symmetrize: bool = True):
         try:
-            import llm_blender  # noqa: PLC0415 - optional dependency, imported only when used
+            import llm_blender  # optional dependency, imported only when used
         except ImportError:
             raise PodiumError("the pairrm judge needs llm-blender: pip install 'podium[pairrm]' "
                               "(or pip install llm-blender)") from None

@@ -57,6 +57,8 @@ def gpm_score(v_i: torch.Tensor, v_j: torch.Tensor, lambdas: torch.Tensor | None
 
     Per block l with v = (a, b): (R v_i)_l = λ_l (−b_i, a_i), so
     s = Σ_l λ_l (a_i^l b_j^l − b_i^l a_j^l); skew-symmetric: s(j ≻ i) = −s(i ≻ j), s(i ≻ i) = 0.
+    For unit vectors in one block at angles θ: s(i ≻ j) = sin(θ_j − θ_i), so three responses
+    120° apart form a cycle.
     Shapes: v [..., 2k], lambdas [..., k] or None (all ones) -> [...]. Arrays broadcast.
     """
     a_i, b_i = v_i[..., 0::2], v_i[..., 1::2]
