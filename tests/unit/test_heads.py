@@ -138,3 +138,26 @@ def test_one_step_lowers_the_loss(tiny):
     opt.step()
     after, _ = reward_objective(model, batch)
     assert after < before
+
+
+def test_io_save_model_saves_a_preference_model(tiny, tmp_path):
+    """The shared loop saves with `io.save_model`; a preference model must survive that path."""
+    from podium.models import io
+
+    model, tok = make("gpm", tiny, k=2)
+    model.eval()
+    io.save_model(model, tok, tmp_path / "out")
+    loaded, _ = load_preference_model(tmp_path / "out")
+    batch = make_pair_collate(tok)(PAIRS)
+    assert torch.allclose(loaded.pair_logits(batch), model.pair_logits(batch), atol=1e-6)
+
+
+def test_build_preference_model_validates_options(tiny):
+    from podium.models.heads import build_preference_model
+
+    lm, _ = tiny
+    assert isinstance(build_preference_model("gpm", lm, k=2, tau=0.5), GPMModel)
+    with pytest.raises(PodiumError, match="unknown gpm options"):
+        build_preference_model("gpm", lm, dim=4)
+    with pytest.raises(PodiumError, match="not a preference-model objective"):
+        build_preference_model("dpo", lm)

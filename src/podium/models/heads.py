@@ -99,15 +99,24 @@ class _PreferenceModel(nn.Module):
     def head_config(self) -> dict:
         return {}
 
-    def save(self, out_dir: str | os.PathLike, tokenizer=None) -> Path:
-        """Backbone + tokenizer via `io.save_model`, then head weights and config."""
-        out = io.save_model(self.backbone, tokenizer, out_dir)
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """Backbone via its `save_pretrained` (kwargs passed on), head weights and head config.
+
+        Having this name lets `podium.models.io.save_model` (and so the shared training loop)
+        save a preference model exactly like a causal LM.
+        """
+        out = Path(save_directory)
+        kwargs.setdefault("safe_serialization", True)
+        self.backbone.save_pretrained(out, **kwargs)
         head = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
                 if not k.startswith("backbone.")}
         save_file(head, str(out / HEAD_NAME))
         with open(out / CONFIG_NAME, "w") as f:
             json.dump({"kind": self.kind, **self.head_config()}, f, indent=2)
-        return out
+
+    def save(self, out_dir: str | os.PathLike, tokenizer=None) -> Path:
+        """Save model and tokenizer atomically into `out_dir` (`io.save_model`)."""
+        return io.save_model(self, tokenizer, out_dir)
 
 
 class RewardModel(_PreferenceModel):
@@ -176,6 +185,20 @@ class GPMModel(_PreferenceModel):
         return gpm_score(v[:n], v[n:], None if lambdas is None else lambdas[:n]) / self.tau
 
 
+def build_preference_model(objective: str, backbone: nn.Module, **head) -> RewardModel | GPMModel:
+    """Wrap a loaded causal LM for objective `reward` or `gpm` (head options: k, tau, gates)."""
+    if objective == "reward":
+        if head:
+            raise PodiumError(f"objective 'reward' takes no head options, got {sorted(head)}")
+        return RewardModel(backbone)
+    if objective == "gpm":
+        unknown = set(head) - {"k", "tau", "gates"}
+        if unknown:
+            raise PodiumError(f"unknown gpm options {sorted(unknown)}; expected k, tau, gates")
+        return GPMModel(backbone, **head)
+    raise PodiumError(f"not a preference-model objective: {objective!r} (expected 'reward' or 'gpm')")
+
+
 def load_preference_model(path: str | os.PathLike, *, dtype: str = "float32"):
     """Load a saved RewardModel or GPMModel and its tokenizer (safetensors only, no remote code)."""
     folder = Path(path)
@@ -197,13 +220,10 @@ def load_preference_model(path: str | os.PathLike, *, dtype: str = "float32"):
                                              trust_remote_code=False, use_safetensors=True)
     except OSError as e:
         raise PodiumError(f"could not load backbone from {folder}: {io.first_line(e)}") from None
-    if kind == "reward":
-        model = RewardModel(backbone)
-    else:
-        unknown = set(cfg) - {"k", "tau", "gates"}
-        if unknown:
-            raise PodiumError(f"{cfg_path}: unknown fields {sorted(unknown)}")
-        model = GPMModel(backbone, **cfg)
+    try:
+        model = build_preference_model(kind, backbone, **cfg)
+    except PodiumError as e:
+        raise PodiumError(f"{cfg_path}: {e}") from None
     head = load_file(str(folder / HEAD_NAME))
     missing, unexpected = model.load_state_dict(head, strict=False)
     missing = [m for m in missing if not m.startswith("backbone.")]
