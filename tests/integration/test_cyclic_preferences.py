@@ -35,3 +35,18 @@ def test_trained_gpm_judge_sees_the_cycle(runs):
     P = judge.preference_matrix("pick zzzz", ["rock abc", "paper abc", "scissors abc"]).matrix
     assert P[0, 2] > 0.9 and P[2, 1] > 0.9 and P[1, 0] > 0.9  # rock ≻ scissors ≻ paper ≻ rock
     assert torch.allclose(win_probabilities(P), torch.full((3,), 0.5), atol=0.05)
+
+
+def test_eval_preference_cli_on_the_saved_models(runs, tmp_path, capsys):
+    """Save both trained models, then `podium eval preference` reproduces their accuracies."""
+    import json
+
+    from podium.judging.cli import main
+
+    data = tmp_path / "cyclic_test.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in runs["gpm"]["test"]))
+    for kind, run in runs.items():
+        run["model"].save(tmp_path / kind, run["tokenizer"])
+        assert main(["--model", str(tmp_path / kind), "--data", str(data)]) == 0
+        result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert result == {"accuracy": pytest.approx(run["accuracy"]), "count": 150}

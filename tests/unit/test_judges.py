@@ -155,3 +155,8 @@ def test_model_judges_give_the_same_matrix_one_response_per_pass(reward_judge, g
         finally:
             judge.batch_size = 64
         assert torch.allclose(full, single, atol=1e-5)
+
+
+def test_pairwise_judge_rejects_a_scorer_returning_logits():
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        PairwiseJudge(lambda p, a, b: 2.5).preference_matrix("q", ["a", "b"])

@@ -53,6 +53,8 @@ class PairwiseJudge:
             probs = torch.as_tensor(out, dtype=torch.float32)
         else:
             probs = torch.tensor([float(self.scorer(prompt, responses[i], responses[j])) for i, j in pairs])
+        if not ((probs >= 0) & (probs <= 1)).all():
+            raise ValueError(f"pairwise scorer must return probabilities in [0, 1], got {probs.tolist()}")
         return Judgement(matrix_from_pairwise(k, pairs, probs, self.symmetrize))
 
 
