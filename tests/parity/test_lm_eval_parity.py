@@ -12,11 +12,11 @@ import pytest
 
 pytest.importorskip("lm_eval")
 
-from podium.evaluation.cli import main as eval_main  # noqa: E402
-from podium.evaluation.lm_eval_bridge import evaluate_lm_eval  # noqa: E402
-from podium.evaluation.multiple_choice import MultipleChoiceDoc, evaluate_multiple_choice  # noqa: E402
-from podium.models.io import load_model, load_tokenizer, save_model  # noqa: E402
-from podium.models.tiny import build_tiny_model  # noqa: E402
+from podium.evaluation.cli import main as eval_main
+from podium.evaluation.lm_eval_bridge import evaluate_lm_eval
+from podium.evaluation.multiple_choice import MultipleChoiceDoc, evaluate_multiple_choice
+from podium.models.io import load_model, load_tokenizer, save_model
+from podium.models.tiny import build_tiny_model
 
 pytestmark = pytest.mark.parity
 

@@ -11,8 +11,8 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 from podium.errors import PodiumError
 
@@ -27,7 +27,7 @@ def run_eval(
     *,
     include_path: str | os.PathLike | None = None,
     num_fewshot: int | None = None,
-    limit: int | float | None = None,
+    limit: float | None = None,
     builtin_tasks: BuiltinTasks | None = None,
     raw: dict | None = None,
     **lm_eval_kwargs,

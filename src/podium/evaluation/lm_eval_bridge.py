@@ -69,7 +69,7 @@ def evaluate_lm_eval(
     tasks: list[str],
     include_path: str | os.PathLike | list | None = None,
     num_fewshot: int | None = None,
-    limit: int | float | None = None,
+    limit: float | None = None,
     *,
     backend: str = "hf",
     model_path: str | os.PathLike | None = None,

@@ -26,7 +26,7 @@ and no difficulty the LC win rate equals the raw one. std(Δ) uses ddof=1, like 
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy.optimize import minimize

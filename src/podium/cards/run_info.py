@@ -1,0 +1,98 @@
+"""Read a finished (or partial) run dir: report.json, each stage's config.json and metrics.jsonl.
+
+Every piece is optional: a missing or unreadable file yields an empty value, so cards
+and reports can be written for interrupted runs and for stages run alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from podium.errors import PodiumError
+
+
+@dataclass
+class StageInfo:
+    """One stage of a run as the card and report see it."""
+
+    name: str
+    kind: str = ""
+    status: str = ""
+    seconds: float | None = None
+    metrics: dict = field(default_factory=dict)  # what the stage returned (report.json)
+    config: dict = field(default_factory=dict)  # resolved config (<stage>/config.json)
+    steps: list[dict] = field(default_factory=list)  # per-step training metrics (<stage>/metrics.jsonl)
+    folder: Path | None = None
+
+
+@dataclass
+class RunInfo:
+    run_dir: Path
+    recipe: Path | None = None
+    stages: list[StageInfo] = field(default_factory=list)
+
+    def by_kind(self, *kinds: str) -> list[StageInfo]:
+        return [s for s in self.stages if s.kind in kinds]
+
+
+def read_json_file(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_metrics_jsonl(path: Path) -> list[dict]:
+    """Rows of a metrics.jsonl; blank or broken lines (a run killed mid-write) are skipped."""
+    rows = []
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return rows
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def find_recipe(run_dir: Path, recipe: str | None) -> Path | None:
+    candidates = []
+    if recipe:
+        candidates += [Path(recipe), run_dir / recipe, run_dir / Path(recipe).name]
+    candidates += [run_dir / "recipe.yaml", run_dir / "recipe.yml"]
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def load_run(run_dir: str | Path) -> RunInfo:
+    """The run's stages in report order; stage folders without a report entry are appended."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise PodiumError(f"{root}: not a run directory")
+    report = read_json_file(root / "report.json")
+    run = RunInfo(run_dir=root, recipe=find_recipe(root, report.get("recipe")))
+    seen = set()
+    for entry in report.get("stages") or []:
+        if not isinstance(entry, dict) or "name" not in entry:
+            continue
+        name = str(entry["name"])
+        seen.add(name)
+        run.stages.append(StageInfo(
+            name=name, kind=str(entry.get("kind") or ""), status=str(entry.get("status") or ""),
+            seconds=entry.get("seconds"), metrics=dict(entry.get("metrics") or {}),
+        ))
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and (p / "config.json").is_file()):
+        if folder.name not in seen:
+            run.stages.append(StageInfo(name=folder.name))
+    for s in run.stages:
+        s.folder = root / s.name
+        s.config = read_json_file(s.folder / "config.json")
+        s.steps = read_metrics_jsonl(s.folder / "metrics.jsonl")
+        s.kind = s.kind or str(s.config.get("kind", ""))
+    return run
