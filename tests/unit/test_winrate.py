@@ -70,3 +70,28 @@ def test_bad_inputs_are_data_errors():
         length_controlled_win_rate([0.5, 1.2], [1, 2], [1, 2])
     with pytest.raises(DataError):
         length_controlled_win_rate([0.5, 0.2], [1], [1, 2])
+
+
+def test_cli_reads_responses_and_writes_json(tmp_path, capsys):
+    import json
+
+    from podium.evaluation.winrate import main
+
+    rows = [{"preference": 1.0, "model_response": "long answer", "baseline_response": "short"},
+            {"preference": 0.0, "model_length": 3, "baseline_length": 9},
+            {"preference": 0.5, "model_length": 5, "baseline_length": 5}]
+    src = tmp_path / "j.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "wr.json"
+    assert main([str(src), "--output", str(out)]) == 0
+    assert json.loads(out.read_text())["win_rate"] == pytest.approx(50.0)
+    assert "win rate 50.00" in capsys.readouterr().out
+
+
+def test_cli_missing_preference_names_file_and_line(tmp_path):
+    from podium.evaluation.winrate import main
+
+    src = tmp_path / "j.jsonl"
+    src.write_text('{"preference": 1, "model_length": 1, "baseline_length": 1}\n{"model_length": 1}\n')
+    with pytest.raises(DataError, match=r"j.jsonl:2: field `preference`"):
+        main([str(src)])

@@ -97,6 +97,13 @@ def main(argv: list[str] | None = None, builtin_tasks: BuiltinTasks | None = Non
                       limit=limit, builtin_tasks=builtin_tasks, raw=raw, backend=args.backend,
                       model_path=args.model, batch_size=batch)
     print(format_table(result))
+    from podium.evaluation.leaderboard import format_table as board_table
+    from podium.evaluation.leaderboard import leaderboard
+
+    for version in ("v1", "v2"):
+        board = leaderboard(raw, version)
+        if not board.get("missing"):
+            print(f"\nOpen LLM Leaderboard {version}:\n{board_table(board, version)}")
     if args.output:
         write_json(args.output, result)
     if args.raw_output:

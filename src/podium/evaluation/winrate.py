@@ -125,3 +125,71 @@ def length_controlled_win_rate(
         "psi": float(w[2]) if gamma is not None else (1.0 if per_id else 0.0),
         "n": int(n),
     }
+
+
+def rows_to_inputs(rows: list[dict], source: str = "<rows>") -> dict:
+    """JSONL rows -> arguments of `length_controlled_win_rate`.
+
+    Each row: `preference` (or `win_prob`) = P(model ≻ baseline); lengths as `model_length` /
+    `baseline_length` or, failing that, the characters of `model_response` / `baseline_response`
+    (AlpacaEval measures length in characters); optional `instruction_id` (else `prompt`).
+    """
+    prefs, mlen, blen, ids = [], [], [], []
+    for i, row in enumerate(rows, 1):
+        p = row.get("preference", row.get("win_prob"))
+        if not isinstance(p, (int, float)):
+            raise DataError(f"{source}:{i}: field `preference` (P(model > baseline)) is missing or not a number")
+        prefs.append(float(p))
+        for name, out in (("model", mlen), ("baseline", blen)):
+            length = row.get(f"{name}_length")
+            if length is None and isinstance(row.get(f"{name}_response"), str):
+                length = len(row[f"{name}_response"])
+            if not isinstance(length, (int, float)):
+                raise DataError(f"{source}:{i}: give `{name}_length` or `{name}_response`")
+            out.append(float(length))
+        ids.append(row.get("instruction_id", row.get("prompt")))
+    use_ids = all(x is not None for x in ids) and len(set(map(str, ids))) < len(ids)
+    return {"preferences": prefs, "model_lengths": mlen, "baseline_lengths": blen,
+            "instruction_ids": ids if use_ids else None}
+
+
+def read_rows(path: str) -> list[dict]:
+    """JSON objects, one a line; errors name file:line (podium.data.records once it lands)."""
+    import json
+    from pathlib import Path
+
+    rows = []
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as e:
+        raise DataError(f"{path}: {e.strerror}") from None
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{i}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{i}: expected a JSON object")
+        rows.append(row)
+    if not rows:
+        raise DataError(f"{path}: no judgments")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `podium winrate JUDGMENTS.jsonl [--output FILE.json]`."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    p = argparse.ArgumentParser(prog="podium winrate", description="Raw and length-controlled win rate.")
+    p.add_argument("judgments", help="JSONL: preference, model_length|model_response, baseline_length|...")
+    p.add_argument("--output", default=None)
+    args = p.parse_args(argv)
+    result = length_controlled_win_rate(**rows_to_inputs(read_rows(args.judgments), args.judgments))
+    print(f"win rate {result['win_rate']:.2f}  length-controlled {result['lc_win_rate']:.2f}  (n={result['n']})")
+    if args.output:
+        Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
