@@ -52,3 +52,17 @@ def test_unknown_lm_eval_task_is_a_user_error(tmp_path):
 
     with pytest.raises(PodiumError, match="unknown lm-eval task"):
         evaluate_lm_eval(None, None, ["no_such_task_xyz"], include_path=tmp_path)
+
+
+def test_auto_backend_is_transformers_without_gpu_or_folder():
+    import torch
+
+    from podium.errors import PodiumError
+    from podium.evaluation.lm_eval_bridge import resolve_backend
+
+    assert resolve_backend("auto", None) == "hf"
+    if not torch.cuda.is_available():
+        assert resolve_backend("auto", "some/folder") == "hf"
+    assert resolve_backend("vllm", None) == "vllm"
+    with pytest.raises(PodiumError):
+        resolve_backend("tgi", None)

@@ -71,7 +71,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--num-fewshot", type=int, default=None, help="few-shot count for every task")
     p.add_argument("--limit", type=float, default=None, help="examples per task (for quick checks)")
     p.add_argument("--batch-size", default="8")
-    p.add_argument("--backend", choices=["hf", "vllm"], default="hf")
+    p.add_argument("--backend", choices=["auto", "hf", "vllm"], default="auto",
+                   help="auto: vLLM on a GPU when installed, else transformers")
+    p.add_argument("--apply-chat-template", action="store_true",
+                   help="render prompts (and few-shot turns) with the model's chat template, as leaderboard v2 "
+                   "does for chat models")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--device", default=None)
     p.add_argument("--output", default=None, help="write {'tasks': {task: {metric: value}}} here")
@@ -82,10 +86,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None, builtin_tasks: BuiltinTasks | None = None) -> int:
     """Entry point of `podium eval`; `builtin_tasks` maps podium task names to their scorers."""
     args = parse_args(argv)
+    from podium.evaluation.lm_eval_bridge import resolve_backend
     from podium.models.io import load_model, load_tokenizer
 
+    backend = resolve_backend(args.backend, args.model)
+    needs_live_model = backend == "hf" or bool(builtin_tasks)
     device = args.device or ("cuda" if _cuda() else "cpu")
-    model = load_model(args.model, dtype=args.dtype, device=device)
+    # vLLM loads the weights itself; a second copy on the GPU would only take memory.
+    model = load_model(args.model, dtype=args.dtype, device=device) if needs_live_model else None
     tokenizer = load_tokenizer(args.model)
     limit = None if args.limit is None else (int(args.limit) if args.limit >= 1 else args.limit)
     batch = int(args.batch_size) if args.batch_size.isdigit() else args.batch_size
@@ -94,8 +102,9 @@ def main(argv: list[str] | None = None, builtin_tasks: BuiltinTasks | None = Non
         raise PodiumError("--tasks: give at least one task name")
     raw: dict = {}
     result = run_eval(model, tokenizer, tasks, include_path=args.include_path, num_fewshot=args.num_fewshot,
-                      limit=limit, builtin_tasks=builtin_tasks, raw=raw, backend=args.backend,
-                      model_path=args.model, batch_size=batch)
+                      limit=limit, builtin_tasks=builtin_tasks, raw=raw, backend=backend,
+                      model_path=args.model, batch_size=batch,
+                      apply_chat_template=args.apply_chat_template)
     print(format_table(result))
     from podium.evaluation.leaderboard import format_table as board_table
     from podium.evaluation.leaderboard import leaderboard

@@ -2,8 +2,9 @@
 
 The model object is wrapped in lm-eval's `HFLM` (which accepts a loaded
 `PreTrainedModel`), so a stage can score the model it just trained without saving and
-reloading it. With `backend="vllm"` (GPU, vLLM installed) the model is instead loaded
-by lm-eval's `VLLM` wrapper from its saved folder, which must then be given.
+reloading it. With `backend="vllm"` (or `"auto"` on a GPU with vLLM installed and
+`model_path` given) the model is instead loaded by lm-eval's `VLLM` wrapper from its
+saved folder.
 
 Tasks with different few-shot counts (the v1 suite) are run in one `simple_evaluate`
 call per count, on the same wrapped model. lm-eval is an optional dependency
@@ -48,15 +49,30 @@ def flatten_results(results: dict) -> dict[str, dict[str, float]]:
     return out
 
 
+def resolve_backend(backend: str, model_path: str | os.PathLike | None) -> str:
+    """`auto` -> `vllm` when CUDA, vLLM and a saved model folder are all there, else `hf`."""
+    if backend not in ("auto", "hf", "vllm"):
+        raise PodiumError(f"eval backend {backend!r}: use auto, hf or vllm")
+    if backend != "auto":
+        return backend
+    import importlib.util
+
+    import torch
+
+    has_vllm = importlib.util.find_spec("vllm") is not None
+    return "vllm" if model_path is not None and has_vllm and torch.cuda.is_available() else "hf"
+
+
 def make_lm(model, tokenizer, backend: str = "hf", model_path: str | os.PathLike | None = None,
             batch_size: int | str = 8, max_length: int | None = None):
     """The lm-eval `LM` for `model`: HFLM around the live model, or VLLM from `model_path`."""
+    backend = resolve_backend(backend, model_path)
     if backend == "vllm":
         if model_path is None:
             raise PodiumError("the vllm eval backend loads the model from its folder; pass model_path")
         from lm_eval.models.vllm_causallms import VLLM
 
-        return VLLM(pretrained=str(model_path), batch_size="auto")
+        return VLLM(pretrained=str(model_path), tokenizer=str(model_path), batch_size="auto")
     from lm_eval.models.huggingface import HFLM
 
     device = str(next(model.parameters()).device)
@@ -71,7 +87,7 @@ def evaluate_lm_eval(
     num_fewshot: int | None = None,
     limit: float | None = None,
     *,
-    backend: str = "hf",
+    backend: str = "auto",
     model_path: str | os.PathLike | None = None,
     batch_size: int | str = 8,
     apply_chat_template: bool = False,
