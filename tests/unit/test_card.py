@@ -42,6 +42,7 @@ def test_card_loads_back_with_model_index(tmp_path):
     assert "| beta | 0.3 |" in text and "| lora.r | 16 |" in text  # hyperparameters
     assert "kind: train" in text  # the recipe
     assert "|IFEval (0-Shot)" in text  # seed-card results table
+    assert "bbh: averaged without 23 subtask(s)" in text  # the fixture runs one BBH subtask
 
 
 def test_card_of_a_bare_run_dir_is_still_written(tmp_path):

@@ -54,6 +54,10 @@ def test_v2_worked_example():
     assert t["mmlu_pro"] == pytest.approx(30.0)
     assert board["average"] == pytest.approx(179.1666667 / 6)
     assert "missing" not in board
+    # Only 3 of BBH's 24 subtasks and 2 of MATH's 7 are in V2: the board says so.
+    assert len(board["partial"]["bbh"]) == 21
+    assert len(board["partial"]["math_hard"]) == 5
+    assert "gpqa" not in board["partial"] and "musr" not in board["partial"]
 
 
 def test_v1_worked_example_with_flat_metric_names():

@@ -186,7 +186,9 @@ def results_markdown(scores: Scores) -> str:
     for version, title in (("v2", "Open LLM Leaderboard v2"), ("v1", "Open LLM Leaderboard v1")):
         if version in scores.boards:
             board = {"average": scores.boards[version].get("average"), "tasks": scores.boards[version]["tasks"]}
-            parts.append(f"### {title} (computed locally with lm-eval)\n\n{format_table(board, version)}")
+            notes = "".join(f"\n\n{name}: averaged without {len(absent)} subtask(s) that were not run."
+                            for name, absent in scores.boards[version].get("partial", {}).items())
+            parts.append(f"### {title} (computed locally with lm-eval)\n\n{format_table(board, version)}{notes}")
     rows = [(t, m, as_reported(m, v)) for t, ms in scores.tasks.items() if not covered_by_board(t, scores.boards)
             for m, v in ms.items()]
     if rows:

@@ -115,8 +115,25 @@ def v1_scores(results: dict) -> dict[str, float | None]:
     return {k: None if v is None else v * 100 for k, v in raw.items()}
 
 
+def missing_subtasks(results: dict) -> dict[str, list[str]]:
+    """v2 benchmarks scored from only some of their subtasks -> the absent subtask names."""
+    groups = {
+        "bbh": [f"leaderboard_bbh_{s}" for s in BBH_CHOICES],
+        "math_hard": [f"leaderboard_math_{s}_hard" for s in MATH_SUBTASKS],
+        "gpqa": [f"leaderboard_gpqa_{s}" for s in GPQA_CHOICES],
+        "musr": [f"leaderboard_musr_{s}" for s in MUSR_CHOICES],
+    }
+    out = {}
+    for name, tasks in groups.items():
+        absent = [t for t in tasks if t not in results]
+        if 0 < len(absent) < len(tasks):
+            out[name] = absent
+    return out
+
+
 def leaderboard(results: dict, version: str) -> dict:
-    """`{"average", "tasks": {name: score}, "missing": [...]}`; the average is None unless all six are present."""
+    """`{"average", "tasks": {name: score}}`, plus `missing` (benchmarks without any score; then the
+    average is None) and, for v2, `partial` (benchmark -> subtasks absent from its unweighted mean)."""
     if version not in ("v1", "v2"):
         raise PodiumError(f"--version {version!r}: use v1 or v2")
     scores = v2_scores(results) if version == "v2" else v1_scores(results)
@@ -126,6 +143,9 @@ def leaderboard(results: dict, version: str) -> dict:
     out = {"average": average, "tasks": present}
     if missing:
         out["missing"] = missing
+    partial = missing_subtasks(results) if version == "v2" else {}
+    if partial:
+        out["partial"] = partial
     return out
 
 
@@ -166,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(board, args.version))
     if board.get("missing"):
         print(f"missing from {args.results}: {', '.join(board['missing'])} (no average)", file=sys.stderr)
+    for name, absent in board.get("partial", {}).items():
+        print(f"{name}: averaged without {len(absent)} subtask(s): {', '.join(absent)}", file=sys.stderr)
     if args.output:
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
