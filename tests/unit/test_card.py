@@ -73,3 +73,11 @@ def test_card_cli_and_stage(tmp_path, capsys):
     assert ModelCard.load(out_dir / "README.md").data.license == "mit"
     assert metrics["eval_results"] > 0
     assert (run / "report.md").is_file()
+
+
+def test_card_stage_is_registered_with_its_output():
+    import podium.cards.stage  # noqa: F401
+    from podium.stages import STAGES
+
+    assert STAGES["card"].outputs == {"card": "README.md"}
+    assert STAGES["card"].config is CardConfig

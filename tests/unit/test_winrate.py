@@ -95,3 +95,10 @@ def test_cli_missing_preference_names_file_and_line(tmp_path):
     src.write_text('{"preference": 1, "model_length": 1, "baseline_length": 1}\n{"model_length": 1}\n')
     with pytest.raises(DataError, match=r"j.jsonl:2: field `preference`"):
         main([str(src)])
+
+
+def test_preferences_from_reward_scores():
+    """σ(2 - 2) = 0.5; σ(ln 3 - 0) = 3/4."""
+    from podium.evaluation.winrate import preferences_from_scores
+
+    assert preferences_from_scores([2.0, np.log(3)], [2.0, 0.0]) == pytest.approx([0.5, 0.75])

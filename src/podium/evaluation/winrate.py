@@ -43,6 +43,11 @@ def win_rate(preferences: Sequence[float]) -> float:
     return float(100.0 * p.mean())
 
 
+def preferences_from_scores(model_scores: Sequence[float], baseline_scores: Sequence[float]) -> np.ndarray:
+    """P(model ≻ baseline) = σ(s_model − s_baseline) [N] for a scalar judge (reward model, Bradley–Terry)."""
+    return expit(np.asarray(model_scores, dtype=float) - np.asarray(baseline_scores, dtype=float))
+
+
 def length_feature(model_lengths: Sequence[float], baseline_lengths: Sequence[float]) -> np.ndarray:
     """tanh(Δ / std(Δ)) [N]; zeros when every length difference is the same."""
     delta = np.asarray(model_lengths, dtype=float) - np.asarray(baseline_lengths, dtype=float)
