@@ -25,9 +25,10 @@ def make_run(root: Path, *, with_report: bool = True) -> Path:
     (run / "recipe.yaml").write_text("stages:\n  - {name: sft, kind: sft}\n  - {name: dpo, kind: train}\n")
     write_json(run / "sft" / "config.json", {"model": "org/base-7b", "data": "org/chat-mix", "learning_rate": 2e-5,
                                              "epochs": 1})
-    write_json(run / "dpo" / "config.json", {"model": str(run / "sft"), "data": str(run / "pairs.jsonl"),
-                                             "objective": "dpop", "beta": 0.3, "lambda": 50.0, "learning_rate": 5e-7,
-                                             "lora": {"r": 16, "alpha": 32}})
+    # As the pipeline writes it: the settings sit under "config" next to name, kind, key and deps.
+    write_json(run / "dpo" / "config.json", {"name": "dpo", "kind": "train", "key": "abc", "deps": ["sft"], "config": {
+        "model": str(run / "sft"), "data": str(run / "pairs.jsonl"), "objective": "dpop", "beta": 0.3,
+        "lambda": 50.0, "learning_rate": 5e-7, "lora": {"r": 16, "alpha": 32}}})
     (run / "dpo" / "metrics.jsonl").write_text(
         "".join(json.dumps({"step": i + 1, "loss": 0.69 - 0.05 * i, "rewards/margins": 0.1 * i}) + "\n"
                 for i in range(6)) + '{"step": 7, "loss"\n')  # a line cut short by a kill
@@ -44,6 +45,7 @@ def make_run(root: Path, *, with_report: bool = True) -> Path:
              "metrics": {"iter1/win_rate": 55.0, "iter2/win_rate": 61.0, "iter1/lc_win_rate": 52.0,
                          "iter2/lc_win_rate": 57.5, "accuracy/gsm8k_toy": 0.36}},
             {"name": "eval", "kind": "eval", "status": "done", "seconds": 9.0,
-             "metrics": {"accuracy/gsm8k_toy": 0.4, "win_rate": 61.0, "lc_win_rate": 57.5}},
+             "metrics": {"accuracy/gsm8k_toy": 0.4, "pass@4/gsm8k_toy": 0.55, "accuracy": 0.4, "win_rate": 61.0,
+                         "lc_win_rate": 57.5}},
         ]})
     return run

@@ -4,7 +4,7 @@ import pytest
 from cards_run_fixture import make_run
 from huggingface_hub import ModelCard
 
-from podium.cards.model_card import main as card_main
+from podium.cards.cli import main as card_main
 from podium.cards.model_card import write_card
 from podium.cards.stage import CardConfig, card
 from podium.stages import StageContext
@@ -33,6 +33,8 @@ def test_card_loads_back_with_model_index(tmp_path):
     # Local task and built-in accuracy are reported in percent.
     assert results[("toy_mc", "acc_norm")].metric_value == pytest.approx(62.5)
     assert results[("gsm8k_toy", "accuracy")].metric_value == pytest.approx(40.0)
+    assert results[("gsm8k_toy", "pass@4")].metric_value == pytest.approx(55.0)
+    assert not any(r.dataset_name == "eval" for r in data.eval_results)  # overall accuracy not repeated
     assert results[("Win rate against org/base-7b", "lc_win_rate")].metric_value == pytest.approx(57.5)
     # Leaderboard subtasks are folded into the leaderboard rows, not listed again.
     assert not any(r.dataset_name.startswith("leaderboard_") for r in data.eval_results)
@@ -66,6 +68,8 @@ def test_card_cli_and_stage(tmp_path, capsys):
     run = make_run(tmp_path)
     assert card_main([str(run), "--output", str(tmp_path / "cli" / "README.md"), "--tag", "math"]) == 0
     assert "math" in ModelCard.load(tmp_path / "cli" / "README.md").data.tags
+    assert (run / "report.md").is_file()  # the card command also writes the run report
+    (run / "report.md").unlink()
 
     out_dir = run / "card"
     out_dir.mkdir()

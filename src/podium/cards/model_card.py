@@ -7,7 +7,6 @@ that is missing (no report, no eval stage, no recipe file) only drops its sectio
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 from pathlib import Path
@@ -194,20 +193,3 @@ def write_card(run_dir: str | os.PathLike, out_path: str | os.PathLike | None = 
     build_card(run, **overrides).save(out)
     return out
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `podium card RUN_DIR [--output README.md] [--license ...] [--base-model ...]`."""
-    p = argparse.ArgumentParser(prog="podium card", description="Write a model card (README.md) for a run.")
-    p.add_argument("run_dir")
-    p.add_argument("--output", default=None, help="default: RUN_DIR/README.md")
-    p.add_argument("--model-name", default=None)
-    p.add_argument("--license", default=None)
-    p.add_argument("--base-model", action="append", default=None)
-    p.add_argument("--dataset", action="append", default=None, dest="datasets")
-    p.add_argument("--tag", action="append", default=None, dest="tags")
-    p.add_argument("--language", default=None)
-    args = p.parse_args(argv)
-    out = write_card(args.run_dir, args.output, model_name=args.model_name, license=args.license,
-                     base_model=args.base_model, datasets_=args.datasets, tags=args.tags, language=args.language)
-    print(f"wrote {out}")
-    return 0

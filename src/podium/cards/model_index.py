@@ -5,7 +5,7 @@ Scores are gathered from every evaluation stage, in this order of preference:
 writes), `<stage>/leaderboard_v1.json` / `leaderboard_v2.json` (what `podium leaderboard
 --output` writes), and the stage's metrics in report.json, read as
 `leaderboard_v1/<name>`, `leaderboard_v2/<name>`, `accuracy/<task>`, `accuracy`,
-`[iterN/]win_rate`, `[iterN/]lc_win_rate` and `<task>/<metric>`.
+`pass@k/<task>`, `[iterN/]win_rate`, `[iterN/]lc_win_rate` and `<task>/<metric>`.
 Open LLM Leaderboard scores are recomputed from task results when a whole suite is there.
 The entries follow the shape the leaderboard writes into seed cards (task type and name;
 dataset name, type, config, split, args.num_few_shot; metric type, value, name; source).
@@ -46,7 +46,7 @@ BENCHMARKS = {
 }
 V1_TASKS = {"arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2", "winogrande", "gsm8k"}
 EVAL_KINDS = ("eval", "evaluate", "winrate")
-PERCENT = re.compile(r"(^|_)(acc|accuracy|exact_match|mc1|mc2|f1)($|_|,)")
+PERCENT = re.compile(r"(^|_)(acc|accuracy|exact_match|mc1|mc2|f1|pass@\d+)($|_|,)")
 
 
 @dataclass
@@ -83,10 +83,13 @@ def add_stage_metrics(scores: Scores, metrics: dict, default_task: str) -> None:
             if m.group(2) not in iters or it >= iters[m.group(2)][0]:
                 iters[m.group(2)] = (it, float(value))
             continue
-        if key == "accuracy":
-            scores.tasks.setdefault(default_task, {})["accuracy"] = float(value)
-        elif key.startswith("accuracy/"):
-            scores.tasks.setdefault(key.split("/", 1)[1], {})["accuracy"] = float(value)
+        m = re.fullmatch(r"(accuracy|pass@\d+)/(.+)", key)
+        if m:  # built-in task metrics are keyed metric-first: accuracy/<task>, pass@k/<task>
+            scores.tasks.setdefault(m.group(2), {})[m.group(1)] = float(value)
+        elif key == "accuracy":
+            # The overall accuracy repeats the per-task ones unless it is the only one.
+            if not any(k.startswith("accuracy/") for k in metrics):
+                scores.tasks.setdefault(default_task, {})["accuracy"] = float(value)
         elif "/" in key and not key.startswith(("train/", "eval_loss", "iter")):
             task, metric = key.rsplit("/", 1)
             scores.tasks.setdefault(task, {}).setdefault(metric, float(value))
@@ -111,7 +114,10 @@ def collect_scores(run: RunInfo) -> Scores:
             if isinstance(board.get("tasks"), dict):
                 scores.boards[version] = board
         cfg_task = s.config.get("task") if isinstance(s.config.get("task"), str) else None
-        add_stage_metrics(scores, s.metrics, cfg_task or s.name)
+        # The built-in eval stage may keep its metrics in results.json as {"metrics": {...}}.
+        file_metrics = files["results"].get("metrics")
+        add_stage_metrics(scores, {**(file_metrics if isinstance(file_metrics, dict) else {}), **s.metrics},
+                          cfg_task or s.name)
         if isinstance(s.config.get("num_fewshot"), int):
             for task in scores.tasks:
                 scores.fewshot.setdefault(task, s.config["num_fewshot"])
@@ -157,7 +163,7 @@ def eval_results(scores: Scores, model_name: str) -> list[EvalResult]:
     for task, metrics in scores.tasks.items():
         if covered_by_board(task, scores.boards):
             continue
-        builtin = set(metrics) == {"accuracy"}
+        builtin = set(metrics) <= {"accuracy"} | {m for m in metrics if m.startswith("pass@")}
         for metric, value in metrics.items():
             shots = scores.fewshot.get(task)
             source = NO_SOURCE if builtin else LM_EVAL_SOURCE

@@ -60,7 +60,9 @@ def accuracy_points(run: RunInfo) -> dict[str, dict[str, float]]:
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 continue
             if key == "accuracy":
-                out.setdefault("accuracy", {})[s.name] = float(value)
+                # The overall accuracy repeats the per-task ones unless it is the only one.
+                if not any(k.startswith("accuracy/") for k in s.metrics):
+                    out.setdefault("accuracy", {})[s.name] = float(value)
             elif key.startswith("accuracy/"):
                 out.setdefault(key.split("/", 1)[1], {})[s.name] = float(value)
     return out

@@ -22,7 +22,7 @@ class StageInfo:
     status: str = ""
     seconds: float | None = None
     metrics: dict = field(default_factory=dict)  # what the stage returned (report.json)
-    config: dict = field(default_factory=dict)  # resolved config (<stage>/config.json)
+    config: dict = field(default_factory=dict)  # resolved config (<stage>/config.json, its "config")
     steps: list[dict] = field(default_factory=list)  # per-step training metrics (<stage>/metrics.jsonl)
     folder: Path | None = None
 
@@ -62,6 +62,18 @@ def read_metrics_jsonl(path: Path) -> list[dict]:
     return rows
 
 
+def stage_config(path: Path) -> tuple[dict, str]:
+    """(resolved settings, kind) from a stage's config.json.
+
+    The pipeline writes `{"name", "kind", "key", "deps", "config": {...settings}}`; a bare
+    settings dict (a stage run by hand) is accepted too.
+    """
+    data = read_json_file(path)
+    if isinstance(data.get("config"), dict) and ("deps" in data or "key" in data):
+        return data["config"], str(data.get("kind") or "")
+    return data, str(data.get("kind") or "")
+
+
 def find_recipe(run_dir: Path, recipe: str | None) -> Path | None:
     candidates = []
     if recipe:
@@ -92,7 +104,9 @@ def load_run(run_dir: str | Path) -> RunInfo:
             run.stages.append(StageInfo(name=folder.name))
     for s in run.stages:
         s.folder = root / s.name
-        s.config = read_json_file(s.folder / "config.json")
+        s.config, kind = stage_config(s.folder / "config.json")
         s.steps = read_metrics_jsonl(s.folder / "metrics.jsonl")
-        s.kind = s.kind or str(s.config.get("kind", ""))
+        s.kind = s.kind or kind
+        # A stage that finished but is not in report.json yet still has its metrics.json.
+        s.metrics = s.metrics or read_json_file(s.folder / "metrics.json")
     return run
