@@ -85,3 +85,14 @@ def test_card_stage_is_registered_with_its_output():
 
     assert STAGES["card"].outputs == {"card": "README.md"}
     assert STAGES["card"].config is CardConfig
+
+
+def test_model_config_in_a_model_stage_folder_is_not_read_as_hyperparameters(tmp_path):
+    """A model stage saves the model into its folder, so its config.json is the model's."""
+    import json
+
+    run = make_run(tmp_path)
+    (run / "sft" / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 128}))
+    text = ModelCard.load(write_card(run)).text
+    assert "hidden_size" not in text
+    assert "| beta | 0.3 |" in text

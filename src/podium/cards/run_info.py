@@ -62,16 +62,30 @@ def read_metrics_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def stage_config(path: Path) -> tuple[dict, str]:
-    """(resolved settings, kind) from a stage's config.json.
+# Where a stage's resolved config may be. The pipeline writes config.json, but a model stage
+# saves the model into its own folder and the model's config.json replaces it; a later
+# pipeline may move the stage config to one of the other names.
+STAGE_CONFIG_FILES = ("stage.json", "stage_config.json", "config.json")
+
+
+def is_model_config(data: dict) -> bool:
+    return "model_type" in data or "architectures" in data
+
+
+def stage_config(folder: Path) -> tuple[dict, str]:
+    """(resolved settings, kind) of the stage in `folder`; ({}, "") when none can be found.
 
     The pipeline writes `{"name", "kind", "key", "deps", "config": {...settings}}`; a bare
-    settings dict (a stage run by hand) is accepted too.
+    settings dict (a stage run by hand) is accepted too; a transformers model config is not.
     """
-    data = read_json_file(path)
-    if isinstance(data.get("config"), dict) and ("deps" in data or "key" in data):
-        return data["config"], str(data.get("kind") or "")
-    return data, str(data.get("kind") or "")
+    for name in STAGE_CONFIG_FILES:
+        data = read_json_file(folder / name)
+        if not data or is_model_config(data):
+            continue
+        if isinstance(data.get("config"), dict) and ("deps" in data or "key" in data):
+            return data["config"], str(data.get("kind") or "")
+        return data, str(data.get("kind") or "")
+    return {}, ""
 
 
 def find_recipe(run_dir: Path, recipe: str | None) -> Path | None:
@@ -99,12 +113,13 @@ def load_run(run_dir: str | Path) -> RunInfo:
             name=name, kind=str(entry.get("kind") or ""), status=str(entry.get("status") or ""),
             seconds=entry.get("seconds"), metrics=dict(entry.get("metrics") or {}),
         ))
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and (p / "config.json").is_file()):
+    stage_dirs = (p for p in root.iterdir() if p.is_dir() and any((p / n).is_file() for n in STAGE_CONFIG_FILES))
+    for folder in sorted(stage_dirs):
         if folder.name not in seen:
             run.stages.append(StageInfo(name=folder.name))
     for s in run.stages:
         s.folder = root / s.name
-        s.config, kind = stage_config(s.folder / "config.json")
+        s.config, kind = stage_config(s.folder)
         s.steps = read_metrics_jsonl(s.folder / "metrics.jsonl")
         s.kind = s.kind or kind
         # A stage that finished but is not in report.json yet still has its metrics.json.
