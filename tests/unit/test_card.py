@@ -93,6 +93,8 @@ def test_model_config_in_a_model_stage_folder_is_not_read_as_hyperparameters(tmp
 
     run = make_run(tmp_path)
     (run / "sft" / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 128}))
+    (run / "recipe.yaml").write_text("stages:\n  - {name: sft, kind: sft, model: org/base-7b, learning_rate: 0.003}\n")
     text = ModelCard.load(write_card(run)).text
     assert "hidden_size" not in text
     assert "| beta | 0.3 |" in text
+    assert "| learning_rate | 0.003 |" in text  # the sft settings come from the recipe instead

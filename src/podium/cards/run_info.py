@@ -88,6 +88,20 @@ def stage_config(folder: Path) -> tuple[dict, str]:
     return {}, ""
 
 
+def recipe_stages(recipe: Path | None) -> dict[str, dict]:
+    """{stage name: settings as written in the recipe} (unresolved `@stage` references kept)."""
+    if recipe is None:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(recipe.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    stages = data.get("stages") if isinstance(data, dict) else None
+    return {str(st["name"]): st for st in stages or [] if isinstance(st, dict) and "name" in st}
+
+
 def find_recipe(run_dir: Path, recipe: str | None) -> Path | None:
     candidates = []
     if recipe:
@@ -117,9 +131,13 @@ def load_run(run_dir: str | Path) -> RunInfo:
     for folder in sorted(stage_dirs):
         if folder.name not in seen:
             run.stages.append(StageInfo(name=folder.name))
+    from_recipe = recipe_stages(run.recipe)
     for s in run.stages:
         s.folder = root / s.name
         s.config, kind = stage_config(s.folder)
+        if not s.config and s.name in from_recipe:
+            s.config = {k: v for k, v in from_recipe[s.name].items() if k not in ("name", "kind")}
+            kind = kind or str(from_recipe[s.name].get("kind") or "")
         s.steps = read_metrics_jsonl(s.folder / "metrics.jsonl")
         s.kind = s.kind or kind
         # A stage that finished but is not in report.json yet still has its metrics.json.
