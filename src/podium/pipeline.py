@@ -79,11 +79,19 @@ def file_fingerprint(path: Path) -> str:
 
 def resolve_refs(value, keypath, earlier: dict[str, PlannedStage], located: Located, stage_name: str, deps: list,
                  hashed: list):
-    """Replace "@stage[.output]" strings by paths; collect dependencies and hash inputs."""
+    """Replace "@stage[.output]" strings by paths; collect dependencies and hash inputs.
+
+    A relative path that does not exist from the working directory but does next to the
+    recipe is taken from the recipe's folder (recipes can ship their small data files).
+    """
     if isinstance(value, dict):
         return {k: resolve_refs(v, keypath + (k,), earlier, located, stage_name, deps, hashed) for k, v in value.items()}
     if isinstance(value, list):
         return [resolve_refs(v, keypath + (i,), earlier, located, stage_name, deps, hashed) for i, v in enumerate(value)]
+    if isinstance(value, str) and not value.startswith("@") and not Path(value).is_absolute() and not Path(value).exists():
+        beside = Path(located.path).parent / value
+        if beside.exists() and value.strip():
+            value = str(beside.resolve())
     if isinstance(value, str) and value.startswith("@"):
         m = REF.match(value)
         where = located.where(keypath)
@@ -183,6 +191,10 @@ def run_plan(plan: Plan, show_progress: bool = True) -> dict:
     """Run every stage not cached, in order; returns the report (also written to report.json)."""
     from podium.models.io import security_policy
 
+    from podium.hub import check_hub_inputs
+
+    check_hub_inputs([(ps.name, json.loads(ps.config.model_dump_json(by_alias=True))) for ps in plan.stages
+                      if ps.status != "cached"])
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     report = {"recipe": str(plan.path), "name": plan.recipe.name, "run_dir": str(plan.run_dir), "stages": []}
     for ps in plan.stages:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from podium.data.mixture import load_rows
+from podium.data.mixture import build_mixture
 from podium.data.records import read_jsonl, write_json, write_jsonl
 from podium.errors import DataError
 from podium.judging.build import JudgeSpec, build_judge
@@ -32,7 +32,9 @@ MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "mo
 
 class SelfPlayConfig(StageConfig):
     model: str = Field(description="pi_1: the first policy (and reference)")
-    prompts: str | None = Field(None, description="JSONL of prompts (task items keep 'answer' and 'task')")
+    prompts: str | list | dict | None = Field(
+        None, description="a prompt dataset or mixture (task items keep 'answer' and 'task'); "
+        "`columns: {prompt: instruction}` maps other layouts")
     task: str | None = Field(None, description="or draw prompts from a built-in task")
     count: int = Field(600, ge=1, description="prompts in all, split into one part per iteration")
     difficulty: dict = Field(default_factory=dict)
@@ -52,13 +54,15 @@ class SelfPlayConfig(StageConfig):
 
 
 def load_prompts(cfg: SelfPlayConfig, split: str, n: int, seed: int) -> list[dict]:
-    if cfg.prompts and split == "train":
-        return load_rows(cfg.prompts)
-    return get_task(cfg.task or "arithmetic").items(n, split=split, seed=seed, **cfg.difficulty)
-
-
-def responses_of(samples_file: Path) -> list[dict]:
-    return read_jsonl(samples_file)
+    """Training prompts or held-out prompts: from the configured dataset, or a built-in task's splits."""
+    if cfg.prompts is None:
+        return get_task(cfg.task or "arithmetic").items(n, split=split, seed=seed, **cfg.difficulty)
+    rows, _ = build_mixture(cfg.prompts, seed=seed)
+    # The last eval_count (shuffled) prompts are held out for the win rate; training draws from the rest.
+    held_out, train = rows[-cfg.eval_count:], rows[: -cfg.eval_count]
+    if not train:
+        raise DataError(f"{len(rows)} prompts leave none for training after holding out eval_count={cfg.eval_count}")
+    return held_out if split == "test" else train[:n]
 
 
 def generate(model: str, prompts_file: Path, out: Path, cfg: SelfPlayConfig, n: int, temperature: float, seed: int):
