@@ -1,0 +1,26 @@
+"""Smaug's claim at toy scale (benchmarks/smaug_margin.py): on corrupted-digit pairs DPO raises the margin
+while the chosen log-ratio falls below zero; DPOP (lambda 50) keeps the chosen log-ratio >= 0."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.pref_helpers import install_fallback_losses
+
+pytestmark = pytest.mark.integration
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+
+def test_dpo_lowers_chosen_dpop_keeps_it(tmp_path, monkeypatch):
+    install_fallback_losses(monkeypatch)
+    from smaug_margin import smaug_curves, summary
+
+    curves = smaug_curves(steps=40, work=tmp_path)
+    dpo_ratio, dpo_margin = summary(curves["dpo"])
+    dpop_ratio, dpop_margin = summary(curves["dpop"])
+    assert dpo_margin > 1.0 and dpo_ratio < 0.0
+    assert min(r["chosen_logratio"] for r in curves["dpop"][-10:]) >= 0.0
+    assert dpop_margin > 0.0

@@ -1,0 +1,77 @@
+"""The train stage and `podium train`: config keys, metrics.jsonl, counted drops, non-finite stop."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from podium.errors import ConfigError, PodiumError
+from podium.training.train import TrainConfig
+from podium.training.train_cli import load_config
+from tests.pref_helpers import PAIRS, install_fallback_losses, save_tiny, write_pairs
+
+METRIC_KEYS = {"step", "loss", "logps/chosen", "logps/rejected", "rewards/chosen", "rewards/rejected",
+               "rewards/margins", "rewards/accuracies", "grad_norm", "lr", "pairs_per_second", "tokens_per_second"}
+
+
+def test_config_lambda_alias_and_unknown_keys():
+    cfg = TrainConfig.model_validate({"model": "m", "data": "d", "objective": "dpop", "lambda": 5})
+    assert cfg.lambda_ == 5.0
+    with pytest.raises(Exception, match="learnig_rate"):
+        TrainConfig.model_validate({"model": "m", "data": "d", "learnig_rate": 1})
+    with pytest.raises(ConfigError, match="objective 'dpx' is unknown"):
+        TrainConfig.model_validate({"model": "m", "data": "d", "objective": "dpx"})
+
+
+def test_cli_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: m\ndata: d\noutput_dir: out\nbeta: 0.1\n")
+    raw, out = load_config(str(path), ["beta=0.5", "lora.r=4", "objective=ipo"])
+    assert raw == {"model": "m", "data": "d", "beta": 0.5, "lora": {"r": 4}, "objective": "ipo"}
+    assert str(out) == "out"
+    path.write_text("model: m\n")
+    with pytest.raises(ConfigError, match="output_dir"):
+        load_config(str(path), [])
+
+
+@pytest.fixture
+def tiny_run(tmp_path, monkeypatch):
+    install_fallback_losses(monkeypatch)
+    save_tiny(tmp_path / "model")
+    rows = PAIRS + [{"prompt": "p", "chosen": "same", "rejected": "same"}]
+    write_pairs(tmp_path / "pairs.jsonl", rows)
+    return {"model": str(tmp_path / "model"), "data": str(tmp_path / "pairs.jsonl"), "batch_size": 2,
+            "max_steps": 2, "learning_rate": 1e-3, "max_length": 64, "reference_cache_dir": str(tmp_path / "cache")}
+
+
+def test_train_stage_writes_metrics_and_model(tiny_run, tmp_path):
+    from podium.stages import run_stage
+
+    metrics = run_stage("train", tiny_run, tmp_path / "out")
+    assert metrics["pairs/dropped/chosen_equals_rejected"] == 1.0 and metrics["pairs/kept"] == len(PAIRS)
+    rows = [json.loads(line) for line in open(tmp_path / "out" / "metrics.jsonl")]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert METRIC_KEYS <= set(rows[0])
+    assert (tmp_path / "out" / "model.safetensors").exists()
+    again = run_stage("train", tiny_run, tmp_path / "out2")
+    assert again["reference/cache_hit"] == 1.0 and metrics["reference/cache_hit"] == 0.0
+
+
+def test_non_finite_loss_stops_naming_the_step(tiny_run, tmp_path, monkeypatch):
+    import podium.losses as pl
+    from podium.stages import run_stage
+
+    calls = []
+
+    def nan_at_second_step(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps,
+                           reference_rejected_logps, beta=0.1):
+        calls.append(1)
+        z = policy_chosen_logps - policy_rejected_logps
+        losses = z * (float("nan") if len(calls) >= 2 else 1.0)
+        return losses, z.detach(), z.detach()
+
+    monkeypatch.setitem(pl.LOSSES, "dpo", nan_at_second_step)
+    with pytest.raises((PodiumError, RuntimeError), match="step 2"):
+        run_stage("train", {**tiny_run, "max_steps": 3}, tmp_path / "nan")
