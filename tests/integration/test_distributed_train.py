@@ -1,4 +1,4 @@
-"""`accelerate launch --num_processes 2 --cpu` (gloo) of `podium train` equals one process with
+"""`accelerate launch --multi_gpu --num_processes 2` on CPU (gloo) of `podium train` equals one process with
 gradient_accumulation_steps=2 (same global batch, loss normalised by the global pair count)."""
 
 from __future__ import annotations
@@ -37,7 +37,10 @@ def test_two_processes_match_accumulation(tmp_path):
     two = tmp_path / "two.yaml"
     two.write_text(yaml.safe_dump({**base, "gradient_accumulation_steps": 1, "output_dir": str(tmp_path / "two")}))
     accelerate = str(Path(sys.executable).parent / "accelerate")
-    subprocess.run([accelerate, "launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
+    # `accelerate launch --cpu` always starts ONE process (simple launcher, accelerate 1.15); --multi_gpu goes
+    # through torchrun, and ACCELERATE_USE_CPU makes the processes pick gloo on CPU.
+    env["ACCELERATE_USE_CPU"] = "1"
+    subprocess.run([accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                     "--mixed_precision", "no", "--dynamo_backend", "no", str(LAUNCH), str(two)],
                    check=True, env=env, cwd=ROOT)
 

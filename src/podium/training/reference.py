@@ -104,5 +104,8 @@ def _partial_state():
         from accelerate import PartialState
     except ImportError:  # pragma: no cover
         return None
-    state = PartialState()
+    # Without CUDA (or with ACCELERATE_USE_CPU) the processes talk over gloo; PartialState only picks
+    # MULTI_CPU when told cpu=True, and it is a singleton the loop's Accelerator then shares.
+    cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    state = PartialState(cpu=cpu)
     return state if state.num_processes > 1 else None
