@@ -18,9 +18,10 @@ def test_dpo_lowers_chosen_dpop_keeps_it(tmp_path, monkeypatch):
     install_fallback_losses(monkeypatch)
     from smaug_margin import smaug_curves, summary
 
-    curves = smaug_curves(steps=40, work=tmp_path)
+    curves = smaug_curves(steps=60, work=tmp_path)
     dpo_ratio, dpo_margin = summary(curves["dpo"])
     dpop_ratio, dpop_margin = summary(curves["dpop"])
-    assert dpo_margin > 1.0 and dpo_ratio < 0.0
-    assert min(r["chosen_logratio"] for r in curves["dpop"][-10:]) >= 0.0
+    assert dpo_margin > 5.0 and dpo_ratio < -5.0
+    # DPOP's penalty acts only below zero, so it hovers at or just above zero (batch means).
+    assert dpop_ratio >= 0.0 and min(r["chosen_logratio"] for r in curves["dpop"][-10:]) >= -0.5
     assert dpop_margin > 0.0
