@@ -5,9 +5,10 @@
 Same tiny Llama (a few M parameters, so compute dominates), same data, same machine, one run.
 TRL runs at its best settings: no gradient checkpointing, precomputed reference log-probs, fp32 on
 CPU (bf16 on CUDA, both sides). Two data sets: prompt-heavy (prompt >= 4x completion) and
-balanced. Each trainer runs in its own subprocess; time is the wall time of training including
-the one reference pass (podium's cache starts cold); memory is the peak RSS growth over the
-process's state after loading (CPU) or `torch.cuda.max_memory_allocated` (CUDA).
+balanced. Each trainer runs in its own subprocess; memory is the peak RSS growth over the
+process's state after imports (CPU) or `torch.cuda.max_memory_allocated` (CUDA). Time and memory
+cover the whole job, from the data file to the saved model: load, tokenise, reference pass
+(podium's cache starts cold), training steps, save.
 """
 
 from __future__ import annotations
@@ -50,8 +51,12 @@ def run_trl(args) -> dict:
     from podium.models.io import load_model, load_tokenizer
 
     cuda = args.device == "cuda"
+    base = rss_mb()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
     tok = load_tokenizer(args.model)
-    model = load_model(args.model)
+    model = load_model(args.model, device="cuda" if cuda else None)
     rows = [json.loads(line) for line in open(args.data)]
     config = DPOConfig(
         output_dir=tempfile.mkdtemp(), loss_type=["sigmoid"], beta=0.1, learning_rate=args.lr,
@@ -59,13 +64,11 @@ def run_trl(args) -> dict:
         optim="adamw_torch", weight_decay=0.0, max_grad_norm=1.0, logging_steps=1, save_strategy="no",
         report_to=[], use_cpu=not cuda, bf16=cuda, max_length=1024, precompute_ref_log_probs=True,
         gradient_checkpointing=False, seed=0, disable_tqdm=True, dataloader_num_workers=0,
+        train_sampling_strategy="sequential",  # same batches as podium (shuffle: false), so the curves compare
     )
     trainer = DPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tok)
-    base = rss_mb()
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
     trainer.train()
+    trainer.save_model(config.output_dir)
     wall = time.perf_counter() - t0
     mem = torch.cuda.max_memory_allocated() / 2**20 if cuda else rss_mb() - base
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -81,7 +84,7 @@ def run_podium(args) -> dict:
     out = Path(tempfile.mkdtemp())
     cfg = {"objective": "dpo", "model": args.model, "data": args.data, "beta": 0.1, "learning_rate": args.lr,
            "batch_size": args.batch_size, "max_steps": args.steps, "lr_scheduler": "constant",
-           "optimizer": "adamw", "max_grad_norm": 1.0, "seed": 0, "max_length": 1024,
+           "optimizer": "adamw", "max_grad_norm": 1.0, "seed": 0, "max_length": 1024, "shuffle": False,
            "prefix_sharing": True, "padding_free": args.padding_free,
            "dtype": "bfloat16" if cuda else "float32", "reference_cache_dir": str(out / "cache")}
     import podium.losses as pl
@@ -92,6 +95,8 @@ def run_podium(args) -> dict:
 
         pl.LOSSES = FALLBACK_LOSSES
     # Import everything first so the RSS baseline holds the same imports as TRL's.
+    import trl  # noqa: F401
+
     import podium.training.train  # noqa: F401
 
     base = rss_mb()
