@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 BETA = 0.1
-MODEL = dict(hidden_size=64, intermediate_size=192, num_layers=2, num_heads=4)
+MODEL = {"hidden_size": 64, "intermediate_size": 192, "num_layers": 2, "num_heads": 4}
 
 
 def corrupted_digit_pairs(n: int, seed: int = 0) -> list[dict]:
@@ -49,7 +49,7 @@ def run(objective: str, lambda_: float, work: Path, steps: int, model_dir: Path,
            "max_steps": steps, "seed": 0, "max_length": 128, "max_grad_norm": None,
            "reference_cache_dir": str(work / "cache")}
     run_stage("train", cfg, out)
-    rows = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return [{"step": r["step"], "chosen_logratio": r["rewards/chosen"] / BETA,
              "margin": r["rewards/margins"] / BETA} for r in rows]
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from podium.models.io import save_model
 from podium.models.tiny import build_tiny_model
 
-TINY = dict(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2)
+TINY = {"hidden_size": 32, "intermediate_size": 64, "num_layers": 2, "num_heads": 2}
 
 
 def _rewards(beta, pc, pr, rc, rr):

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import yaml
 from safetensors.torch import load_file
-
 from tests.pref_helpers import PAIRS, save_tiny, write_pairs
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tests.pref_helpers import install_fallback_losses
 
 pytestmark = pytest.mark.integration

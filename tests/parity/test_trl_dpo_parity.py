@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tests.pref_helpers import PAIRS, TINY, losses
 
 from podium.data.preference import tokenize_pairs
 from podium.training.logps import pack_pairs
 from podium.training.preference_objective import PreferenceObjective
 from podium.training.reference import compute_reference_logps
-from tests.pref_helpers import PAIRS, TINY, losses
 
 trl = pytest.importorskip("trl")
 pytestmark = pytest.mark.parity

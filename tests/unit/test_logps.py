@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tests.pref_helpers import PAIRS, TINY
 
 from podium.data.preference import tokenize_pairs
 from podium.models.tiny import build_tiny_model
 from podium.training.logps import gathered_logps, pack_pairs, sequence_logps
-from tests.pref_helpers import PAIRS, TINY
 
 LAYOUTS = [(False, False), (True, False), (False, True), (True, True)]
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from tests.pref_helpers import write_pairs
 
 from podium.data.preference import load_preference_data, read_pairs, tokenize_pairs
 from podium.errors import DataError
 from podium.models.tiny import build_tokenizer
-from tests.pref_helpers import write_pairs
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
+from tests.pref_helpers import PAIRS, TINY
 
 from podium.data.preference import tokenize_pairs
 from podium.models.tiny import build_tiny_model
 from podium.training import reference
-from tests.pref_helpers import PAIRS, TINY
 
 
 def test_cache_hit_and_miss(tmp_path, monkeypatch):

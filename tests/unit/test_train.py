@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
+from tests.pref_helpers import PAIRS, install_fallback_losses, save_tiny, write_pairs
 
 from podium.errors import ConfigError, PodiumError
 from podium.training.train import TrainConfig
 from podium.training.train_cli import load_config
-from tests.pref_helpers import PAIRS, install_fallback_losses, save_tiny, write_pairs
 
 METRIC_KEYS = {"step", "loss", "logps/chosen", "logps/rejected", "rewards/chosen", "rewards/rejected",
                "rewards/margins", "rewards/accuracies", "grad_norm", "lr", "pairs_per_second", "tokens_per_second"}
@@ -51,7 +50,7 @@ def test_train_stage_writes_metrics_and_model(tiny_run, tmp_path):
 
     metrics = run_stage("train", tiny_run, tmp_path / "out")
     assert metrics["pairs/dropped/chosen_equals_rejected"] == 1.0 and metrics["pairs/kept"] == len(PAIRS)
-    rows = [json.loads(line) for line in open(tmp_path / "out" / "metrics.jsonl")]
+    rows = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     assert METRIC_KEYS <= set(rows[0])
     assert (tmp_path / "out" / "model.safetensors").exists()
@@ -75,3 +74,15 @@ def test_non_finite_loss_stops_naming_the_step(tiny_run, tmp_path, monkeypatch):
     monkeypatch.setitem(pl.LOSSES, "dpo", nan_at_second_step)
     with pytest.raises((PodiumError, RuntimeError), match="step 2"):
         run_stage("train", {**tiny_run, "max_steps": 3}, tmp_path / "nan")
+
+
+def test_lora_run_uses_adapter_disabled_reference(tiny_run, tmp_path):
+    """At step 1 the LoRA policy equals the base model (B = 0), so the rewards are exactly zero."""
+    from podium.stages import run_stage
+
+    cfg = {**tiny_run, "max_steps": 1, "lora": {"r": 2, "alpha": 4, "dropout": 0.0,
+                                                 "target_modules": ["q_proj", "v_proj"]}}
+    run_stage("train", cfg, tmp_path / "lora")
+    (row,) = [json.loads(line) for line in (tmp_path / "lora" / "metrics.jsonl").read_text().splitlines()]
+    assert row["rewards/chosen"] == 0.0 and row["rewards/margins"] == 0.0
+    assert row["loss"] == pytest.approx(0.6931472, abs=1e-6)

@@ -9,7 +9,7 @@ log-probs, looks up cached reference log-probs and reports the metrics TRL logs.
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

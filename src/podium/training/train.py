@@ -12,9 +12,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -115,7 +116,7 @@ def build_preference(cfg: TrainConfig, ctx: StageContext) -> TrainParts:
     """Policy (optionally LoRA-wrapped), pairs and cached reference log-probs for a LOSSES objective."""
     from podium.data.preference import load_preference_data
     from podium.losses import LOSSES
-    from podium.models.io import load_model, load_tokenizer
+    from podium.models.io import load_tokenizer
     from podium.training.preference_objective import PreferenceObjective, make_collate
     from podium.training.reference import cached_reference_logps
 
@@ -131,8 +132,8 @@ def build_preference(cfg: TrainConfig, ctx: StageContext) -> TrainParts:
         model = get_peft_model(model, LoraConfig(
             r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
             target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM"))
-    ref_kwargs = dict(cache_dir=cfg.reference_cache_dir, batch_size=cfg.reference_batch_size,
-                      prefix_sharing=cfg.prefix_sharing, padding_free=cfg.padding_free)
+    ref_kwargs = {"cache_dir": cfg.reference_cache_dir, "batch_size": cfg.reference_batch_size,
+                  "prefix_sharing": cfg.prefix_sharing, "padding_free": cfg.padding_free}
     if cfg.reference is not None:
         ref_model = _load(cfg, cfg.reference)
         ref_logps, hit = cached_reference_logps(ref_model, examples, tokenizer.pad_token_id, **ref_kwargs)
