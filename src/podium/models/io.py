@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -18,6 +19,19 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from podium.errors import PodiumError
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+# Set per recipe by the pipeline (`trust_remote_code:` / `allow_pickle:` at the recipe's top level).
+POLICY = {"trust_remote_code": False, "allow_pickle": False}
+
+
+@contextmanager
+def security_policy(trust_remote_code: bool = False, allow_pickle: bool = False):
+    old = dict(POLICY)
+    POLICY.update(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+    try:
+        yield
+    finally:
+        POLICY.update(old)
 
 
 def is_local(name_or_path: str | os.PathLike) -> bool:
@@ -56,11 +70,13 @@ def load_model(
     name_or_path: str | os.PathLike,
     *,
     dtype: str | torch.dtype | None = "float32",
-    trust_remote_code: bool = False,
-    allow_pickle: bool = False,
+    trust_remote_code: bool | None = None,
+    allow_pickle: bool | None = None,
     device: str | torch.device | None = None,
 ):
     """Load a causal LM from a Hub id or a local folder (safetensors only by default)."""
+    trust_remote_code = POLICY["trust_remote_code"] if trust_remote_code is None else trust_remote_code
+    allow_pickle = POLICY["allow_pickle"] if allow_pickle is None else allow_pickle
     check_weights_format(name_or_path, allow_pickle)
     try:
         model = AutoModelForCausalLM.from_pretrained(
@@ -76,7 +92,8 @@ def load_model(
     return model
 
 
-def load_tokenizer(name_or_path: str | os.PathLike, *, trust_remote_code: bool = False):
+def load_tokenizer(name_or_path: str | os.PathLike, *, trust_remote_code: bool | None = None):
+    trust_remote_code = POLICY["trust_remote_code"] if trust_remote_code is None else trust_remote_code
     try:
         tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
     except OSError as e:

@@ -1,0 +1,144 @@
+"""Dataset mixtures: per-source sample counts, seeded draws, several source kinds.
+
+Rhea-72b's SFT set is "a 100k random draw from each of these sets, 1k from each of
+those"; in a recipe:
+
+    data:
+      - {path: Open-Orca/SlimOrca, count: 100000}
+      - {path: data/local.jsonl, count: 1000}
+      - {task: arithmetic, count: 2000, max_digits: 2}
+
+A source is a local JSONL file, a folder saved with `datasets.save_to_disk`, a Hub
+dataset id (loaded with `datasets`), or a built-in task family.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from podium.data.records import read_jsonl
+from podium.errors import DataError, PodiumError
+
+
+class Source(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = None
+    task: str | None = None
+    count: int | None = Field(None, ge=1, description="random draw of this many rows; all rows if unset")
+    split: str = "train"
+    name: str | None = Field(None, description="Hub dataset config name")
+    columns: dict[str, str] | None = Field(None, description="rename fields, e.g. {prompt: instruction}")
+    difficulty: dict[str, Any] = Field(default_factory=dict, description="task difficulty settings")
+    seed: int | None = None
+
+
+def as_sources(data: str | list | dict) -> list[Source]:
+    if isinstance(data, str):
+        return [Source(path=data)]
+    if isinstance(data, dict):
+        return [Source.model_validate(data)]
+    return [Source(path=d) if isinstance(d, str) else Source.model_validate(d) for d in data]
+
+
+def load_source(src: Source, seed: int) -> list[dict]:
+    if (src.path is None) == (src.task is None):
+        raise PodiumError("each data source needs exactly one of 'path' or 'task'")
+    if src.task is not None:
+        from podium.tasks import get_task
+
+        task = get_task(src.task)
+        n = src.count or 1000
+        rows = task.items(n, split=src.split, seed=seed if src.seed is None else src.seed, **src.difficulty)
+        return [task_record(task, r) for r in rows]
+    rows = load_rows(src.path, split=src.split, name=src.name)
+    if src.columns:
+        # columns maps podium's field name -> the source's field name
+        rows = [{**r, **{new: r[old] for new, old in src.columns.items() if old in r}} for r in rows]
+    return rows
+
+
+def task_record(task, item: dict) -> dict:
+    """A task item as a conversational SFT record that keeps its gold answer."""
+    return {
+        "prompt": [{"role": "user", "content": item["prompt"]}],
+        "completion": [{"role": "assistant", "content": task.format_answer(item)}],
+        "answer": item["answer"],
+        "task": item["task"],
+    }
+
+
+def load_rows(path: str, split: str = "train", name: str | None = None) -> list[dict]:
+    """Rows from a JSONL file, a `save_to_disk` folder or a Hub dataset id."""
+    p = Path(path)
+    if p.is_file():
+        if p.suffix in (".jsonl", ".json"):
+            rows = read_jsonl(p)
+        else:
+            raise DataError(f"{p}: unsupported file type (use .jsonl)")
+    elif p.is_dir():
+        import datasets
+
+        if (p / "dataset_info.json").exists() or (p / "dataset_dict.json").exists():
+            ds = datasets.load_from_disk(str(p))
+            if isinstance(ds, datasets.DatasetDict):
+                if split not in ds:
+                    raise DataError(f"{p}: no split {split!r} (has {', '.join(ds)})")
+                ds = ds[split]
+            rows = [dict(r, _source=f"{p}[{i}]") for i, r in enumerate(ds)]
+        else:
+            files = sorted(p.glob("*.jsonl"))
+            if not files:
+                raise DataError(f"{p}: folder holds no *.jsonl files and no saved dataset")
+            rows = [r for f in files for r in read_jsonl(f)]
+    else:
+        rows = load_hub_dataset(path, split, name)
+    if not rows:
+        raise DataError(f"{path}: dataset is empty")
+    return rows
+
+
+def load_hub_dataset(path: str, split: str, name: str | None) -> list[dict]:
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(path, name=name, split=split)
+    except Exception as e:  # datasets raises many types for "not reachable / not found"
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"could not load dataset {path!r} (split {split!r}): {msg}") from None
+    return [dict(r, _source=f"{path}[{i}]") for i, r in enumerate(ds)]
+
+
+def draw(rows: list[dict], count: int | None, rng: random.Random, label: str, log=None) -> list[dict]:
+    """A seeded random draw of `count` rows without replacement (all rows if count is None)."""
+    if count is None:
+        return list(rows)
+    if count > len(rows):
+        if log:
+            log.warning(f"{label}: asked for {count} rows, source has {len(rows)}; using all of them")
+        return list(rows)
+    return rng.sample(rows, count)
+
+
+def build_mixture(data, seed: int = 0, shuffle: bool = True, log=None) -> tuple[list[dict], dict]:
+    """Rows of every source, each drawn to its count, then shuffled together.
+
+    Returns (rows, counts) with counts = {source label: rows taken}.
+    """
+    rng = random.Random(seed)
+    out, counts = [], {}
+    for i, src in enumerate(as_sources(data)):
+        label = src.path or f"task:{src.task}"
+        rows = load_source(src, seed)
+        taken = rows if src.task is not None else draw(rows, src.count, random.Random(f"{seed}:{i}:{label}"), label, log)
+        counts[label] = counts.get(label, 0) + len(taken)
+        out.extend(taken)
+    if not out:
+        raise DataError("the dataset mixture is empty")
+    if shuffle:
+        rng.shuffle(out)
+    return out, counts

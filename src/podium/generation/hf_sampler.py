@@ -1,0 +1,282 @@
+"""Transformers backend: a batched decoding loop over `model.forward` with a KV cache.
+
+Why not `model.generate`: one loop of our own lets every sequence draw from its own
+seeded random stream (outputs do not depend on batch size or on the other prompts in
+the batch), records the model's log-prob of each sampled token on the way, drops
+finished sequences from the batch, and prefills a prompt once for its K samples.
+On small models on CPU it is also much faster than a per-prompt `generate` loop
+(benchmarks/generate.py).
+
+Batching: sequences (prompt i, sample k) are sorted by prompt length and cut into
+micro-batches of `batch_size` sequences. Prompts are LEFT padded, position ids count
+only real tokens, so a padded row computes what it would compute alone.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import replace
+
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+from podium.generation.sampler import Completion, Prompt, SamplingParams, encode_prompts, sequence_seed
+from podium.generation.sampling import select_next_tokens, token_logprobs
+
+
+def eos_token_ids(model, tokenizer) -> list[int]:
+    """EOS ids from the generation config (int or list) and the tokenizer, deduplicated."""
+    ids: list[int] = []
+    for source in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
+        if source is None:
+            continue
+        for i in source if isinstance(source, (list, tuple)) else [source]:
+            if int(i) not in ids:
+                ids.append(int(i))
+    return ids
+
+
+class PreallocatedLayer(DynamicLayer):
+    """A DynamicLayer that writes into a buffer with room for `reserve` more tokens.
+
+    DynamicLayer appends with torch.cat, copying the whole cache every step; on CPU
+    that copy dominated decoding time. `keys`/`values` are views of the filled part.
+    """
+
+    def __init__(self, reserve: int):
+        super().__init__()
+        self.reserve = reserve
+        self.filled = 0
+        self.key_buffer: torch.Tensor | None = None
+        self.value_buffer: torch.Tensor | None = None
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        end = self.filled + key_states.shape[-2]
+        if self.key_buffer is None or end > self.key_buffer.shape[-2]:
+            self.key_buffer = self._grow(self.key_buffer, key_states, end + self.reserve)
+            self.value_buffer = self._grow(self.value_buffer, value_states, end + self.reserve)
+        self.key_buffer[..., self.filled : end, :] = key_states
+        self.value_buffer[..., self.filled : end, :] = value_states
+        self.filled = end
+        self._expose()
+        return self.keys, self.values
+
+    def _grow(self, buffer: torch.Tensor | None, states: torch.Tensor, capacity: int) -> torch.Tensor:
+        shape = (*states.shape[:-2], capacity, states.shape[-1])
+        grown = states.new_empty(shape)
+        if buffer is not None:
+            grown[..., : self.filled, :] = buffer[..., : self.filled, :]
+        return grown
+
+    def _expose(self) -> None:
+        self.keys = self.key_buffer[..., : self.filled, :]
+        self.values = self.value_buffer[..., : self.filled, :]
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.key_buffer is not None:
+            self.key_buffer = self.key_buffer[indices]
+            self.value_buffer = self.value_buffer[indices]
+            self._expose()
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self.key_buffer is not None:
+            self.key_buffer = self.key_buffer.repeat_interleave(repeats, dim=0)
+            self.value_buffer = self.value_buffer.repeat_interleave(repeats, dim=0)
+            self._expose()
+
+    def crop(self, tokens_to_remove: int) -> None:
+        raise NotImplementedError("PreallocatedLayer is only used for sampling")
+
+
+def preallocated_cache(config, reserve: int) -> DynamicCache:
+    """A DynamicCache whose full-attention layers preallocate room for `reserve` tokens.
+
+    Other layer kinds (sliding window, linear attention) keep their own classes.
+    """
+    cache = DynamicCache(config=config)
+    if cache.layers:
+        cache.layers = [
+            PreallocatedLayer(reserve) if type(layer) is DynamicLayer else layer for layer in cache.layers
+        ]
+    else:
+        # Layers are created lazily when the config declares no layer types.
+        cache.layer_class_to_replicate = lambda: PreallocatedLayer(reserve)
+    return cache
+
+
+class TransformersSampler:
+    """Sample from a transformers causal LM with batched KV-cached decoding (CPU or GPU).
+
+    `batch_size` counts sequences (prompts x samples) decoded together; `progress`
+    shows a tqdm bar over sequences.
+    """
+
+    backend = "transformers"
+
+    def __init__(self, model, tokenizer, *, batch_size: int = 32, progress: bool = False):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = max(1, int(batch_size))
+        self.progress = progress
+        self.eos_ids = eos_token_ids(model, tokenizer)
+        if not self.eos_ids:
+            raise ValueError("the tokenizer and generation config define no EOS token")
+        pad = tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else self.eos_ids[0])
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def generate(
+        self, prompts: list[Prompt], n: int, params: SamplingParams, seed: int = 0
+    ) -> list[list[Completion]]:
+        """`n` completions for each prompt, in prompt order; see `podium.generation.sampler`."""
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        prompt_ids = encode_prompts(self.tokenizer, prompts)
+        for i, ids in enumerate(prompt_ids):
+            if not ids:
+                raise ValueError(f"prompt {i} is empty after tokenisation")
+        # Greedy samples are identical: decode one per prompt and copy it.
+        samples = 1 if params.greedy else n
+        rows = sorted(
+            ((i, k) for i in range(len(prompts)) for k in range(samples)),
+            key=lambda r: (len(prompt_ids[r[0]]), r[0], r[1]),
+        )
+        results: dict[tuple[int, int], Completion] = {}
+        bar = _progress_bar(len(rows), self.progress)
+        was_training = self.model.training
+        self.model.eval()  # no dropout while sampling; the caller's mode is restored below
+        try:
+            with bar:
+                for start in range(0, len(rows), self.batch_size):
+                    chunk = rows[start : start + self.batch_size]
+                    for row, completion in zip(chunk, self._decode(chunk, prompt_ids, params, seed)):
+                        results[row] = completion
+                    if hasattr(bar, "update"):
+                        bar.update(len(chunk))
+        finally:
+            self.model.train(was_training)
+        if params.greedy:
+            return [[_copy(results[(i, 0)]) for _ in range(n)] for i in range(len(prompts))]
+        return [[results[(i, k)] for k in range(n)] for i in range(len(prompts))]
+
+    @torch.inference_mode()
+    def _decode(
+        self, rows: list[tuple[int, int]], prompt_ids: list[list[int]], params: SamplingParams, seed: int
+    ) -> list[Completion]:
+        """Decode one micro-batch of (prompt index, sample index) rows."""
+        device = self.device
+        unique = list(dict.fromkeys(i for i, _ in rows))
+        slot = {i: s for s, i in enumerate(unique)}
+        width = max(len(prompt_ids[i]) for i in unique)
+        ids = torch.full((len(unique), width), self.pad_id, dtype=torch.long)
+        attn = torch.zeros((len(unique), width), dtype=torch.long)
+        for s, i in enumerate(unique):
+            p = prompt_ids[i]
+            ids[s, width - len(p) :] = torch.tensor(p)
+            attn[s, width - len(p) :] = 1
+        ids, attn = ids.to(device), attn.to(device)
+        positions = (attn.cumsum(-1) - 1).clamp_(min=0)
+
+        # Prefill each distinct prompt once, then fan its cache out to its K rows.
+        cache = preallocated_cache(self.model.config, reserve=params.max_new_tokens)
+        out = self.model(
+            input_ids=ids,
+            attention_mask=attn,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        logits = out.logits[:, -1, :]
+        fan_out = torch.tensor([slot[i] for i, _ in rows], device=device)
+        if len(rows) != len(unique) or not torch.equal(fan_out, torch.arange(len(unique), device=device)):
+            cache.batch_select_indices(fan_out)
+            logits, attn, positions = logits[fan_out], attn[fan_out], positions[fan_out]
+        next_pos = positions[:, -1] + 1
+
+        max_new = params.max_new_tokens
+        uniforms = None
+        if not params.greedy:
+            streams = []
+            for i, k in rows:
+                g = torch.Generator().manual_seed(sequence_seed(seed, i, k))
+                # 1 - U[0,1) lies in (0, 1], which inverse-CDF sampling needs.
+                streams.append(1.0 - torch.rand(max_new, generator=g, dtype=torch.float64))
+            uniforms = torch.stack(streams).to(device)
+
+        eos = torch.tensor(self.eos_ids, device=device)
+        n_rows = len(rows)
+        tokens = torch.full((n_rows, max_new), self.pad_id, dtype=torch.long, device=device)
+        logps = torch.zeros((n_rows, max_new), dtype=torch.float32, device=device)
+        lengths = torch.zeros(n_rows, dtype=torch.long, device=device)
+        stopped = torch.zeros(n_rows, dtype=torch.bool, device=device)
+        alive = torch.arange(n_rows, device=device)  # batch position -> row
+        done_in_batch = torch.zeros(n_rows, dtype=torch.bool, device=device)
+
+        for t in range(max_new):
+            u = uniforms[alive, t] if uniforms is not None else None
+            nxt = select_next_tokens(logits, u, params.temperature, params.top_k, params.top_p)
+            live = ~done_in_batch
+            rows_live = alive[live]
+            tokens[rows_live, t] = nxt[live]
+            logps[rows_live, t] = token_logprobs(logits[live], nxt[live])
+            lengths[rows_live] += 1
+            hit = torch.isin(nxt, eos) & live
+            stopped[alive[hit]] = True
+            done_in_batch |= hit
+            if t == max_new - 1 or bool(done_in_batch.all()):
+                break
+            # Finished rows stop growing; drop them once they are an eighth of the batch,
+            # so the cache copy is paid rarely. Until then they decode padding, ignored.
+            n_done = int(done_in_batch.sum())
+            if n_done and n_done * 8 >= len(alive):
+                keep = (~done_in_batch).nonzero().squeeze(-1)
+                cache.batch_select_indices(keep)
+                alive, attn, next_pos, nxt = alive[keep], attn[keep], next_pos[keep], nxt[keep]
+                done_in_batch = done_in_batch[keep]
+            nxt = nxt.masked_fill(done_in_batch, self.pad_id)
+            attn = torch.cat([attn, attn.new_ones((len(alive), 1))], dim=1)
+            out = self.model(
+                input_ids=nxt.unsqueeze(-1),
+                attention_mask=attn,
+                position_ids=next_pos.unsqueeze(-1),
+                past_key_values=cache,
+                use_cache=True,
+            )
+            logits = out.logits[:, -1, :]
+            next_pos = next_pos + 1
+
+        tokens, logps, lengths, stopped = tokens.cpu(), logps.cpu(), lengths.cpu(), stopped.cpu()
+        completions = []
+        for r in range(n_rows):
+            length = int(lengths[r])
+            token_ids = tokens[r, :length].tolist()
+            text_ids = token_ids[:-1] if stopped[r] else token_ids
+            completions.append(
+                Completion(
+                    text=self.tokenizer.decode(text_ids, skip_special_tokens=True),
+                    token_ids=token_ids,
+                    logp_sum=float(logps[r, :length].sum()),
+                    num_tokens=length,
+                    finish_reason="stop" if stopped[r] else "length",
+                )
+            )
+        return completions
+
+
+def _copy(c: Completion) -> Completion:
+    return replace(c, token_ids=list(c.token_ids))
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return nullcontext()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="generate", unit="seq", dynamic_ncols=True)

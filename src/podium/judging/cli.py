@@ -1,0 +1,59 @@
+"""`podium eval preference --model DIR --data PAIRS.jsonl [--output FILE.json]`.
+
+Prints, as its last line, {"accuracy": share of pairs with P(chosen ≻ rejected) > 0.5, "count": n}
+and writes the same JSON to --output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from podium.errors import PodiumError
+from podium.judging.objectives import preference_accuracy
+from podium.judging.pairs import make_pair_collate, read_pairs
+from podium.models.heads import load_preference_model
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="podium eval preference",
+                                description="Pair accuracy of a reward model or GPM on preference pairs.")
+    p.add_argument("--model", required=True, help="folder saved by a reward/gpm training run")
+    p.add_argument("--data", required=True, help="JSONL of {prompt, chosen, rejected}")
+    p.add_argument("--output", help="write the JSON result here")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-length", type=int, default=None,
+                   help="keep the last N tokens of longer sequences (default: the model's context)")
+    return p
+
+
+def evaluate_preference(model_dir, data, batch_size: int = 16, max_length: int | None = None) -> dict:
+    model, tokenizer = load_preference_model(model_dir)
+    pairs = read_pairs(data)
+    collate = make_pair_collate(tokenizer, max_length=max_length or model.max_length)
+    return preference_accuracy(model, pairs, collate, batch_size=batch_size)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = evaluate_preference(args.model, args.data, args.batch_size, args.max_length)
+        text = json.dumps(result)
+        if args.output:
+            out = Path(args.output)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_name(out.name + ".tmp")
+            tmp.write_text(text + "\n")
+            os.replace(tmp, out)
+    except PodiumError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""General preference embedding model (GPM): skew-symmetric preference scores and their loss.
+
+Each response y to a prompt x is embedded as v in R^{2k}, L2-normalised. The preference score is
+
+    s(y_i > y_j | x) = <R(x) v_i, v_j>,  R(x) = blockdiag(lambda_1(x) J, ..., lambda_k(x) J),
+    J = [[0, -1], [1, 0]],
+
+so with v = (a_1, b_1, ..., a_k, b_k): s(i > j) = sum_m lambda_m (a_im b_jm - b_im a_jm).
+R is skew-symmetric, hence s(i > j) = -s(j > i) and s(i > i) = 0, which lets the model express
+cyclic (intransitive) preferences that no scalar reward can. P(y_i > y_j | x) = sigma(s(i > j) / tau).
+
+Reference: Zhang et al. 2024, "Beyond Bradley-Terry Models: A General Preference Model for Language
+Model Alignment" (preference embedding, skew-symmetric operator, eigenvalue-scale gates lambda(x),
+temperature tau = 0.1). The functions here L2-normalise their inputs themselves (idempotent), so
+raw head outputs may be passed.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from podium.losses.output import LossOutput
+
+
+def _pairs(v: Tensor) -> tuple[Tensor, Tensor]:
+    """Normalise v [..., 2k] and split it into the 2-D blocks' coordinates a, b, each [..., k]."""
+    if v.shape[-1] % 2:
+        raise ValueError(f"GPM embeddings need an even size 2k, got {v.shape[-1]}")
+    v = F.normalize(v, dim=-1)
+    return v[..., 0::2], v[..., 1::2]
+
+
+def _gates(lambdas: Tensor | None, a: Tensor) -> Tensor:
+    if lambdas is None:
+        return torch.ones_like(a)
+    if lambdas.shape[-1] != a.shape[-1]:
+        raise ValueError(f"GPM gates need k = {a.shape[-1]} values, got {lambdas.shape[-1]}")
+    return lambdas
+
+
+def gpm_score(v_i: Tensor, v_j: Tensor, lambdas: Tensor | None = None) -> Tensor:
+    """s(y_i > y_j) = <R v_i, v_j> for embeddings v_i, v_j [B, 2k] and gates lambdas [B, k] or [k].
+
+    ``lambdas`` None means lambda_m = 1 (no prompt-dependent gates). Returns [B]. Exactly
+    skew-symmetric in floating point: gpm_score(v_j, v_i) == -gpm_score(v_i, v_j).
+    """
+    a_i, b_i = _pairs(v_i)
+    a_j, b_j = _pairs(v_j)
+    return (_gates(lambdas, a_i) * (a_i * b_j - a_j * b_i)).sum(dim=-1)
+
+
+def gpm_preference_matrix(embeddings: Tensor, lambdas: Tensor | None = None, tau: float = 0.1) -> Tensor:
+    """P_ij = sigma(s(y_i > y_j) / tau) for the K responses to one prompt.
+
+    ``embeddings`` [K, 2k], ``lambdas`` [k] (the prompt's gates) or None. Returns [K, K] with
+    P_ij + P_ji = 1 and P_ii = 1/2 exactly. K embeddings cost K model passes, not K^2.
+    """
+    a, b = _pairs(embeddings)
+    m = (_gates(lambdas, a) * a) @ b.T  # m_ij = sum_m lambda_m a_im b_jm
+    scores = m - m.T  # s_ij = m_ij - m_ji, exactly skew-symmetric with a zero diagonal
+    return torch.sigmoid(scores / tau)
+
+
+def gpm_loss(
+    chosen_embeddings: Tensor,
+    rejected_embeddings: Tensor,
+    *,
+    lambdas: Tensor | None = None,
+    tau: float = 0.1,
+) -> LossOutput:
+    """GPM loss: -log sigma(s(y_w > y_l) / tau).
+
+    ``chosen_embeddings`` / ``rejected_embeddings`` [B, 2k]; ``lambdas`` [B, k] (prompt-dependent
+    gates) or [k] or None. Output fields [B]. There is no scalar reward per response, so the
+    returned "rewards" split the logit antisymmetrically: chosen = s / (2 tau), rejected =
+    -s / (2 tau), detached; their margin is the log-odds of P(y_w > y_l), as for Bradley–Terry, and
+    "accuracy" (chosen > rejected) is P(y_w > y_l) > 1/2.
+    """
+    logits = gpm_score(chosen_embeddings, rejected_embeddings, lambdas) / tau
+    half = 0.5 * logits.detach()
+    return LossOutput(-F.logsigmoid(logits), half, -half)

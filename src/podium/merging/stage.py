@@ -1,0 +1,54 @@
+"""Stage kind `merge`: a mergekit-style merge (inline or from a file) or a LoRA merge, into the stage folder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import model_validator
+
+from podium.errors import ConfigError
+from podium.merging.config import load_config, parse_config
+from podium.merging.executor import run_merge
+from podium.stages import StageConfig, StageContext, stage
+
+
+class MergeStageConfig(StageConfig):
+    """Give exactly one of: `config` (a mergekit config mapping), `config_file`, or `lora_adapter` + `lora_base`."""
+
+    config: dict[str, Any] | None = None
+    config_file: str | None = None
+    lora_adapter: str | None = None
+    lora_base: str | None = None
+    dtype: str | None = None  # for a LoRA merge; a mergekit config has its own `dtype`
+    seed: int | None = None  # DARE's random drop; default: the config's random_seed, else 0
+    max_shard_size_mb: int = 2048
+
+    @model_validator(mode="after")
+    def one_source(self):
+        given = [self.config is not None, self.config_file is not None, self.lora_adapter is not None]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of `config`, `config_file` or `lora_adapter` (+ `lora_base`)")
+        if (self.lora_adapter is None) != (self.lora_base is None):
+            raise ValueError("`lora_adapter` and `lora_base` go together")
+        return self
+
+
+def build_merge_config(cfg: MergeStageConfig, origin: str = "merge stage"):
+    if cfg.config_file is not None:
+        return load_config(cfg.config_file)
+    if cfg.config is not None:
+        return parse_config(cfg.config, origin=f"{origin}: config")
+    raw = {"merge_method": "passthrough", "models": [{"model": f"{cfg.lora_base}+{cfg.lora_adapter}"}]}
+    if cfg.dtype:
+        raw["dtype"] = cfg.dtype
+    return parse_config(raw, origin=f"{origin}: lora")
+
+
+@stage("merge", MergeStageConfig, outputs={"model": "."})
+def merge(cfg: MergeStageConfig, ctx: StageContext) -> dict[str, float]:
+    """Merge models (linear, slerp, task_arithmetic, ties, dare_*, passthrough, model_stock) or fold a LoRA in."""
+    if cfg.dtype and cfg.lora_adapter is None:
+        raise ConfigError(f"stage {ctx.name}: `dtype` applies to a LoRA merge; put it inside the merge config")
+    merge_cfg = build_merge_config(cfg, origin=f"stage {ctx.name}")
+    return run_merge(merge_cfg, ctx.out_dir, seed=cfg.seed, max_shard_size=cfg.max_shard_size_mb * 1024**2,
+                     progress=ctx.show_progress)

@@ -1,0 +1,235 @@
+"""Preference models on a causal-LM backbone: a Bradley–Terry reward head and the GPM embedding head.
+
+Both pool the hidden state of the last non-pad token of `prompt + response` and expose
+`pair_logits(batch) -> [B]`, the logit of P(chosen ≻ rejected), so one loss,
+−log σ(pair_logits), trains either model and one evaluator scores either.
+
+- `RewardModel`: r(x, y) = w·h_last + b; P(y_w ≻ y_l) = σ(r_w − r_l) (Bradley & Terry 1952;
+  Ouyang et al. 2022).
+- `GPMModel`: v(x, y) = normalize(W h_last) ∈ R^{2k}; s(i ≻ j) = ⟨R v_i, v_j⟩ with
+  R = blockdiag(λ_1 J, …, λ_k J), J = [[0, −1], [1, 0]]; P(i ≻ j) = σ(s / τ), τ = 0.1
+  (Zhang et al. 2024, "Beyond Bradley-Terry Models: A General Preference Model", arXiv:2410.02197).
+  λ is either fixed at 1 or a prompt-dependent gate λ(x) read from the hidden state of the last
+  prompt token of the same forward pass (causal attention makes it a function of the prompt only),
+  so a gate costs no extra pass.
+
+Saved as a folder: the backbone with `save_pretrained` (safetensors) and its tokenizer, the head
+in `head.safetensors` and the head config in `preference_model.json`. Loading is safetensors-only
+and never runs remote code (same rules as `podium.models.io`).
+
+Note: `gpm_score` below is the minimal score math this module needs; `podium.losses.gpm` owns the
+loss and the two should be unified to one implementation of the score.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModel
+
+from podium.errors import PodiumError
+from podium.models import io
+
+CONFIG_NAME = "preference_model.json"
+HEAD_NAME = "head.safetensors"
+GATES = (None, "softmax", "softplus")
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last non-pad token per row, for left or right padding. [B, T] -> [B]."""
+    positions = torch.arange(attention_mask.shape[-1], device=attention_mask.device)
+    return (attention_mask.long() * positions).argmax(-1)
+
+
+def gather_rows(hidden: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """hidden[b, index[b]]. [B, T, H], [B] -> [B, H]."""
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
+
+
+def gpm_score(v_i: torch.Tensor, v_j: torch.Tensor, lambdas: torch.Tensor | None = None) -> torch.Tensor:
+    """GPM preference score s(i ≻ j) = ⟨R v_i, v_j⟩ with R = blockdiag(λ_l J), J = [[0, −1], [1, 0]].
+
+    Per block l with v = (a, b): (R v_i)_l = λ_l (−b_i, a_i), so
+    s = Σ_l λ_l (a_i^l b_j^l − b_i^l a_j^l); skew-symmetric: s(j ≻ i) = −s(i ≻ j), s(i ≻ i) = 0.
+    For unit vectors in one block at angles θ: s(i ≻ j) = sin(θ_j − θ_i), so three responses
+    120° apart form a cycle.
+    Shapes: v [..., 2k], lambdas [..., k] or None (all ones) -> [...]. Arrays broadcast.
+    """
+    a_i, b_i = v_i[..., 0::2], v_i[..., 1::2]
+    a_j, b_j = v_j[..., 0::2], v_j[..., 1::2]
+    per_block = a_i * b_j - b_i * a_j
+    if lambdas is not None:
+        per_block = per_block * lambdas
+    return per_block.sum(-1)
+
+
+def gpm_score_matrix(v: torch.Tensor, lambdas: torch.Tensor | None = None) -> torch.Tensor:
+    """All-pairs GPM scores S_ij = s(i ≻ j) for K embeddings. v [K, 2k], lambdas [k] -> [K, K]."""
+    return gpm_score(v[:, None, :], v[None, :, :], lambdas)
+
+
+def base_backbone(model: nn.Module) -> nn.Module:
+    """The transformer body of a causal LM (drops the LM head); a base model is returned as is."""
+    return getattr(model, "base_model", model)
+
+
+class _PreferenceModel(nn.Module):
+    kind = ""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = base_backbone(backbone)
+        self.hidden_size = self.backbone.config.hidden_size
+
+    @property
+    def max_length(self) -> int | None:
+        return getattr(self.backbone.config, "max_position_embeddings", None)
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Last-layer hidden states. [B, T] -> [B, T, H]."""
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
+        return out.last_hidden_state
+
+    def head_config(self) -> dict:
+        return {}
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """Backbone via its `save_pretrained` (kwargs passed on), head weights and head config.
+
+        Having this name lets `podium.models.io.save_model` (and so the shared training loop)
+        save a preference model exactly like a causal LM.
+        """
+        out = Path(save_directory)
+        kwargs.setdefault("safe_serialization", True)
+        self.backbone.save_pretrained(out, **kwargs)
+        head = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
+                if not k.startswith("backbone.")}
+        save_file(head, str(out / HEAD_NAME))
+        with open(out / CONFIG_NAME, "w") as f:
+            json.dump({"kind": self.kind, **self.head_config()}, f, indent=2)
+
+    def save(self, out_dir: str | os.PathLike, tokenizer=None) -> Path:
+        """Save model and tokenizer atomically into `out_dir` (`io.save_model`)."""
+        return io.save_model(self, tokenizer, out_dir)
+
+
+class RewardModel(_PreferenceModel):
+    """Bradley–Terry reward model: a scalar head on the last non-pad token."""
+
+    kind = "reward"
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__(backbone)
+        self.score = nn.Linear(self.hidden_size, 1)
+        nn.init.normal_(self.score.weight, std=1.0 / (self.hidden_size + 1) ** 0.5)
+        nn.init.zeros_(self.score.bias)
+
+    def forward(self, input_ids, attention_mask, prompt_lengths=None) -> torch.Tensor:
+        """Rewards r(x, y). [B, T] -> [B]."""
+        hidden = self.hidden_states(input_ids, attention_mask)
+        return self.score(gather_rows(hidden, last_token_index(attention_mask))).squeeze(-1)
+
+    def pair_logits(self, batch: dict) -> torch.Tensor:
+        """r_w − r_l for a pair batch (rows [:B] chosen, [B:] rejected). -> [B]."""
+        r = self(batch["input_ids"], batch["attention_mask"])
+        n = r.shape[0] // 2
+        return r[:n] - r[n:]
+
+
+class GPMModel(_PreferenceModel):
+    """General preference embedding model: unit 2k-dim embeddings, skew-symmetric block operator."""
+
+    kind = "gpm"
+
+    def __init__(self, backbone: nn.Module, k: int = 4, tau: float = 0.1, gates: str | None = None):
+        super().__init__(backbone)
+        if gates not in GATES:
+            raise PodiumError(f"gpm gates must be one of {GATES}, got {gates!r}")
+        if tau <= 0:
+            raise PodiumError(f"gpm tau must be > 0, got {tau}")
+        self.k, self.tau, self.gates = int(k), float(tau), gates
+        self.embed = nn.Linear(self.hidden_size, 2 * self.k)
+        self.gate = nn.Linear(self.hidden_size, self.k) if gates else None
+
+    def head_config(self) -> dict:
+        return {"k": self.k, "tau": self.tau, "gates": self.gates}
+
+    def forward(self, input_ids, attention_mask, prompt_lengths=None):
+        """Unit embeddings v [B, 2k] and gates λ [B, k] (None without gates).
+
+        With gates, `prompt_lengths` [B] gives the number of prompt tokens (left padding is not
+        supported for gates: the prompt is assumed to start at position 0).
+        """
+        hidden = self.hidden_states(input_ids, attention_mask)
+        v = F.normalize(self.embed(gather_rows(hidden, last_token_index(attention_mask))), dim=-1)
+        if self.gate is None:
+            return v, None
+        if prompt_lengths is None:
+            raise ValueError("GPMModel with gates needs prompt_lengths")
+        g = self.gate(gather_rows(hidden, prompt_lengths.clamp(min=1) - 1))
+        # softmax: λ sums to 1 (the paper's scale gate); softplus: independent positive scales.
+        lambdas = torch.softmax(g, -1) if self.gates == "softmax" else F.softplus(g)
+        return v, lambdas
+
+    def pair_logits(self, batch: dict) -> torch.Tensor:
+        """s(chosen ≻ rejected) / τ for a pair batch (rows [:B] chosen, [B:] rejected). -> [B]."""
+        v, lambdas = self(batch["input_ids"], batch["attention_mask"], batch.get("prompt_lengths"))
+        n = v.shape[0] // 2
+        # Both rows share the prompt, so the chosen row's gate stands for the pair.
+        return gpm_score(v[:n], v[n:], None if lambdas is None else lambdas[:n]) / self.tau
+
+
+def build_preference_model(objective: str, backbone: nn.Module, **head) -> RewardModel | GPMModel:
+    """Wrap a loaded causal LM for objective `reward` or `gpm` (head options: k, tau, gates)."""
+    if objective == "reward":
+        if head:
+            raise PodiumError(f"objective 'reward' takes no head options, got {sorted(head)}")
+        return RewardModel(backbone)
+    if objective == "gpm":
+        unknown = set(head) - {"k", "tau", "gates"}
+        if unknown:
+            raise PodiumError(f"unknown gpm options {sorted(unknown)}; expected k, tau, gates")
+        return GPMModel(backbone, **head)
+    raise PodiumError(f"not a preference-model objective: {objective!r} (expected 'reward' or 'gpm')")
+
+
+def load_preference_model(path: str | os.PathLike, *, dtype: str = "float32"):
+    """Load a saved RewardModel or GPMModel and its tokenizer (safetensors only, no remote code)."""
+    folder = Path(path)
+    cfg_path = folder / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise PodiumError(f"{folder}: not a preference model folder (no {CONFIG_NAME})")
+    try:
+        cfg = io.read_json(cfg_path)
+    except json.JSONDecodeError as e:
+        raise PodiumError(f"{cfg_path}: invalid JSON ({e})") from None
+    kind = cfg.pop("kind", None)
+    if kind not in ("reward", "gpm"):
+        raise PodiumError(f"{cfg_path}: field 'kind' must be 'reward' or 'gpm', got {kind!r}")
+    if not (folder / HEAD_NAME).is_file():
+        raise PodiumError(f"{folder}: missing {HEAD_NAME}")
+    io.check_weights_format(folder)
+    try:
+        backbone = AutoModel.from_pretrained(str(folder), dtype=io.resolve_dtype(dtype),
+                                             trust_remote_code=False, use_safetensors=True)
+    except OSError as e:
+        raise PodiumError(f"could not load backbone from {folder}: {io.first_line(e)}") from None
+    try:
+        model = build_preference_model(kind, backbone, **cfg)
+    except PodiumError as e:
+        raise PodiumError(f"{cfg_path}: {e}") from None
+    head = load_file(str(folder / HEAD_NAME))
+    missing, unexpected = model.load_state_dict(head, strict=False)
+    missing = [m for m in missing if not m.startswith("backbone.")]
+    if missing or unexpected:
+        raise PodiumError(f"{folder / HEAD_NAME}: head weights do not match the config "
+                          f"(missing {missing}, unexpected {list(unexpected)})")
+    model.to(next(backbone.parameters()).dtype)
+    model.eval()
+    return model, io.load_tokenizer(folder)

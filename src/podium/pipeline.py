@@ -1,0 +1,231 @@
+"""Recipes as pipelines: plan, content hashes, skip and resume, run directory, report.
+
+Each stage runs in DIR/<stage>/: the pipeline writes `stage.json` (resolved config and
+key) first and the completion marker `.podium-done` last. A stage's key hashes its
+kind, its resolved config, the keys of the stages it reads and the content of local
+files it names, so an unchanged stage is skipped and a change reruns it and
+everything downstream. A stage folder without a marker whose key matches is resumed
+(training stages continue from their last checkpoint).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from podium.config import Located, format_validation_error, load_yaml, parse_override, set_in, validate
+from podium.data.records import write_json
+from podium.errors import ConfigError
+from podium.stages import STAGES, StageContext, load_all_stages
+
+DONE = ".podium-done"
+REF = re.compile(r"^@([A-Za-z0-9_\-]+)(?:\.([A-Za-z0-9_\-]+))?$")
+log = logging.getLogger("podium")
+
+
+class Recipe(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    description: str | None = None
+    output_dir: str | None = None
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    stages: list[dict] = Field(min_length=1)
+
+
+@dataclass
+class PlannedStage:
+    name: str
+    kind: str
+    config: Any
+    key: str
+    out_dir: Path
+    deps: list[str] = field(default_factory=list)
+    status: str = "run"
+
+
+@dataclass
+class Plan:
+    recipe: Recipe
+    path: str
+    run_dir: Path
+    stages: list[PlannedStage]
+
+
+def file_fingerprint(path: Path) -> str:
+    """Content hash of a file; for a folder, names + sizes + mtimes (model folders are large)."""
+    h = hashlib.sha256()
+    if path.is_file():
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    else:
+        for p in sorted(path.rglob("*")):
+            if p.is_file():
+                st = p.stat()
+                h.update(f"{p.relative_to(path)}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()
+
+
+def resolve_refs(value, keypath, earlier: dict[str, PlannedStage], located: Located, stage_name: str, deps: list,
+                 hashed: list):
+    """Replace "@stage[.output]" strings by paths; collect dependencies and hash inputs."""
+    if isinstance(value, dict):
+        return {k: resolve_refs(v, keypath + (k,), earlier, located, stage_name, deps, hashed) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_refs(v, keypath + (i,), earlier, located, stage_name, deps, hashed) for i, v in enumerate(value)]
+    if isinstance(value, str) and value.startswith("@"):
+        m = REF.match(value)
+        where = located.where(keypath)
+        if not m or m.group(1) not in earlier:
+            known = ", ".join(earlier) or "none"
+            raise ConfigError(f"{where}: stage {stage_name!r}: {value!r} refers to no earlier stage (earlier: {known})")
+        ref, out = m.group(1), m.group(2)
+        outputs = STAGES[earlier[ref].kind].outputs
+        if out is not None and out not in outputs:
+            raise ConfigError(f"{where}: stage {stage_name!r}: stage {ref!r} has no output {out!r} "
+                              f"(outputs: {', '.join(outputs)})")
+        rel = outputs[out] if out else next(iter(outputs.values()))
+        if ref not in deps:
+            deps.append(ref)
+        hashed.append((value, earlier[ref].key))
+        return str((earlier[ref].out_dir / rel).resolve())
+    if isinstance(value, str) and ("/" in value or value.endswith((".jsonl", ".json", ".yaml", ".yml"))):
+        p = Path(value)
+        if p.exists():
+            hashed.append((value, file_fingerprint(p)))
+    return value
+
+
+def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = None) -> Plan:
+    load_all_stages()
+    located = load_yaml(recipe_path)
+    data = located.data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{located.where()}: a recipe is a mapping with a 'stages' list")
+    names = [s.get("name") for s in data.get("stages") or [] if isinstance(s, dict)]
+    for ov in overrides:
+        keys, value = parse_override(ov)
+        if keys[0] in names and len(keys) > 1:
+            stage_data = data["stages"][names.index(keys[0])]
+            set_in(stage_data, keys[1:], value)
+        elif keys[0] in Recipe.model_fields and keys[0] != "stages":
+            set_in(data, keys, value)
+        else:
+            raise ConfigError(f"override {ov!r}: {keys[0]!r} is neither a stage ({', '.join(map(str, names))}) "
+                              "nor a recipe key")
+    recipe = validate(Recipe, data, located, (), "recipe")
+    default_out = Path("runs") / (recipe.name or Path(recipe_path).stem)
+    run_dir = Path(output or recipe.output_dir or default_out).resolve()
+
+    planned: dict[str, PlannedStage] = {}
+    for i, raw in enumerate(recipe.stages):
+        base = ("stages", i)
+        where = located.where(base)
+        if not isinstance(raw, dict) or "name" not in raw or "kind" not in raw:
+            raise ConfigError(f"{where}: each stage needs a 'name' and a 'kind'")
+        name, kind = str(raw["name"]), raw["kind"]
+        if name in planned:
+            raise ConfigError(f"{where}: duplicate stage name {name!r}")
+        if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
+            raise ConfigError(f"{where}: stage name {name!r} may only use letters, digits, '_' and '-'")
+        if kind not in STAGES:
+            raise ConfigError(f"{located.where(base + ('kind',))}: unknown stage kind {kind!r}; known kinds: "
+                              f"{', '.join(sorted(STAGES))}")
+        settings = {k: v for k, v in raw.items() if k not in ("name", "kind")}
+        deps, hashed = [], []
+        resolved = resolve_refs(settings, base, planned, located, name, deps, hashed)
+        spec = STAGES[kind]
+        try:
+            cfg = spec.config.model_validate(resolved)
+        except Exception as e:  # pydantic ValidationError
+            if hasattr(e, "errors"):
+                raise ConfigError(format_validation_error(e, located, base, f"stage {name!r}")) from None
+            raise
+        key_src = {"kind": kind, "config": json.loads(cfg.model_dump_json()), "inputs": sorted(hashed),
+                   "policy": [recipe.trust_remote_code, recipe.allow_pickle]}
+        key = hashlib.sha256(json.dumps(key_src, sort_keys=True, default=str).encode()).hexdigest()
+        key = hashlib.sha256((key + "".join(planned[d].key for d in deps)).encode()).hexdigest()
+        ps = PlannedStage(name, kind, cfg, key, run_dir / name, deps)
+        marker = ps.out_dir / DONE
+        if marker.exists() and json.loads(marker.read_text()).get("key") == key:
+            ps.status = "cached"
+        elif (ps.out_dir / "stage.json").exists() and json.loads((ps.out_dir / "stage.json").read_text()).get("key") == key:
+            ps.status = "resume"
+        planned[name] = ps
+    return Plan(recipe, recipe_path, run_dir, list(planned.values()))
+
+
+def print_plan(plan: Plan, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title=f"{plan.recipe.name or plan.path} -> {plan.run_dir}")
+    for col in ("#", "stage", "kind", "status", "reads", "key"):
+        table.add_column(col)
+    for i, s in enumerate(plan.stages, 1):
+        table.add_row(str(i), s.name, s.kind, s.status, ", ".join(s.deps) or "-", s.key[:12])
+    console.print(table)
+
+
+def run_plan(plan: Plan, show_progress: bool = True) -> dict:
+    """Run every stage not cached, in order; returns the report (also written to report.json)."""
+    from podium.models.io import security_policy
+
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    report = {"recipe": str(plan.path), "name": plan.recipe.name, "run_dir": str(plan.run_dir), "stages": []}
+    for ps in plan.stages:
+        entry = {"name": ps.name, "kind": ps.kind}
+        if ps.status == "cached":
+            done = json.loads((ps.out_dir / DONE).read_text())
+            entry.update(status="cached", seconds=done.get("seconds", 0.0), metrics=done.get("metrics", {}))
+            log.info(f"[{ps.name}] cached ({ps.kind})")
+        else:
+            if ps.status == "run" and ps.out_dir.exists():
+                shutil.rmtree(ps.out_dir)  # stale output of another config
+            ps.out_dir.mkdir(parents=True, exist_ok=True)
+            write_json(ps.out_dir / "stage.json", {"name": ps.name, "kind": ps.kind, "key": ps.key,
+                                                     "deps": ps.deps, "config": json.loads(ps.config.model_dump_json())})
+            log.info(f"[{ps.name}] {'resuming' if ps.status == 'resume' else 'running'} ({ps.kind})")
+            t0 = time.perf_counter()
+            ctx = StageContext(name=ps.name, out_dir=ps.out_dir, run_dir=plan.run_dir, kind=ps.kind,
+                               show_progress=show_progress)
+            with security_policy(plan.recipe.trust_remote_code, plan.recipe.allow_pickle):
+                metrics = STAGES[ps.kind].fn(ps.config, ctx) or {}
+            seconds = time.perf_counter() - t0
+            metrics = {k: v for k, v in metrics.items() if v is not None}
+            write_json(ps.out_dir / "metrics.json", metrics)
+            # Completion marker last: its presence means every artifact above is complete.
+            write_json(ps.out_dir / DONE, {"key": ps.key, "seconds": seconds, "metrics": metrics})
+            entry.update(status="ran", seconds=round(seconds, 3), metrics=metrics)
+            log.info(f"[{ps.name}] done in {seconds:.1f}s {format_metrics(metrics)}")
+        report["stages"].append(entry)
+        write_json(plan.run_dir / "report.json", report)
+    return report
+
+
+def format_metrics(metrics: dict) -> str:
+    shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()
+             if isinstance(v, (int, float)) and "seconds" not in k}
+    return json.dumps(shown) if shown else ""
+
+
+def run_recipe(recipe_path: str, overrides: list[str] = (), output: str | None = None, dry_run: bool = False,
+               show_progress: bool = True) -> dict | Plan:
+    """Plan and run a recipe from Python (what `podium run` does)."""
+    plan = make_plan(recipe_path, overrides, output)
+    if dry_run:
+        return plan
+    return run_plan(plan, show_progress=show_progress)
+

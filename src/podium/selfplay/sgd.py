@@ -1,0 +1,120 @@
+"""Self-Generated Dataset (SGD) pairs, as behind Rhea-72b.
+
+For task prompts with gold answers, the model's own generations are checked; a
+generation the checker rejects becomes `rejected` and the gold answer, written in the
+model's answer format, becomes `chosen`. Optionally only generations whose mean token
+log-prob is below the mean over all generations are kept (`below_mean_logp`): the
+low-likelihood mistakes the model is least sure of.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from podium.data.mixture import load_rows
+from podium.data.records import read_jsonl, write_json, write_jsonl
+from podium.errors import DataError
+from podium.stages import StageConfig, StageContext, run_stage, stage
+from podium.tasks import get_task
+
+
+def build_sgd_pairs(samples: list[dict], *, pairs_per_prompt: int = 1, dedupe: bool = True,
+                    select: str = "all", seed: int = 0) -> tuple[list[dict], dict]:
+    """Samples records -> preference pairs (gold chosen, failed generation rejected) and counts.
+
+    Each samples record holds `prompt`, `answer`, `task`, `responses` and, for
+    `select="below_mean_logp"`, `logps` (mean token log-prob of each response).
+    """
+    rng = random.Random(seed)
+    counts = {"prompts": len(samples), "samples": 0, "correct": 0, "pairs": 0, "dropped_duplicate": 0,
+              "dropped_high_logp": 0, "prompts_all_correct": 0}
+    if select == "below_mean_logp":
+        all_logps = [lp for s in samples for lp in s.get("logps") or []]
+        if not all_logps:
+            raise DataError("select: below_mean_logp needs samples with 'logps' (mean token log-prob per response)")
+        threshold = sum(all_logps) / len(all_logps)
+    pairs = []
+    for s in samples:
+        task = get_task(s["task"])
+        responses = s["responses"]
+        counts["samples"] += len(responses)
+        wrong = []
+        for i, r in enumerate(responses):
+            if task.check(r, s["answer"]):
+                counts["correct"] += 1
+                continue
+            if select == "below_mean_logp" and s["logps"][i] >= threshold:
+                counts["dropped_high_logp"] += 1
+                continue
+            wrong.append(r)
+        if dedupe:
+            unique = list(dict.fromkeys(wrong))
+            counts["dropped_duplicate"] += len(wrong) - len(unique)
+            wrong = unique
+        if not wrong and all(task.check(r, s["answer"]) for r in responses):
+            counts["prompts_all_correct"] += 1
+        item = {"prompt": s["prompt"] if isinstance(s["prompt"], str) else s["prompt"][-1]["content"],
+                "answer": s["answer"]}
+        chosen = task.format_answer(item)
+        for r in rng.sample(wrong, min(pairs_per_prompt, len(wrong))):
+            pairs.append({
+                "prompt": as_prompt(s["prompt"]),
+                "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": r}],
+                "task": s["task"], "answer": s["answer"], "source": "sgd",
+            })
+    counts["pairs"] = len(pairs)
+    return pairs, counts
+
+
+def as_prompt(prompt) -> list[dict]:
+    return prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+
+
+class SGDConfig(StageConfig):
+    model: str
+    prompts: str | None = Field(None, description="JSONL of task items {prompt, answer, task}")
+    task: str | None = Field(None, description="or draw prompts from a built-in task's train split")
+    count: int = Field(500, ge=1)
+    difficulty: dict = Field(default_factory=dict)
+    num_samples: int = Field(4, ge=1, description="K generations per prompt")
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(32, ge=1)
+    batch_size: int = Field(64, ge=1)
+    pairs_per_prompt: int = Field(1, ge=1)
+    dedupe: bool = True
+    select: Literal["all", "below_mean_logp"] = "all"
+    seed: int = 0
+
+
+@stage("sgd", SGDConfig, outputs={"pairs": "pairs.jsonl", "samples": "generate/samples.jsonl"})
+def sgd(cfg: SGDConfig, ctx: StageContext) -> dict:
+    """Rhea's Self-Generated Dataset: gold answer chosen, the model's failed generation rejected."""
+    if cfg.prompts:
+        items = load_rows(cfg.prompts)
+    else:
+        items = get_task(cfg.task or "arithmetic").items(cfg.count, split="train", seed=cfg.seed, **cfg.difficulty)
+    missing = [i for i, it in enumerate(items) if "answer" not in it or "task" not in it]
+    if missing:
+        where = items[missing[0]].get("_source", f"item {missing[0]}")
+        raise DataError(f"{where}: SGD needs task items with 'answer' and 'task' fields")
+    prompts_file = write_jsonl(ctx.out_dir / "prompts.jsonl", items)
+    run_stage("generate", {
+        "model": cfg.model, "prompts": str(prompts_file), "n": cfg.num_samples, "logps": True,
+        "temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens,
+        "batch_size": cfg.batch_size, "seed": cfg.seed,
+    }, ctx.out_dir / "generate")
+    samples = read_jsonl(Path(ctx.out_dir / "generate" / "samples.jsonl"))
+    pairs, counts = build_sgd_pairs(samples, pairs_per_prompt=cfg.pairs_per_prompt, dedupe=cfg.dedupe,
+                                    select=cfg.select, seed=cfg.seed)
+    if not pairs:
+        raise DataError(f"SGD built no pairs: every one of {counts['samples']} generations was correct or dropped")
+    write_jsonl(ctx.out_dir / "pairs.jsonl", pairs)
+    write_json(ctx.out_dir / "counts.json", counts)
+    counts["sample_accuracy"] = counts["correct"] / max(1, counts["samples"])
+    return counts

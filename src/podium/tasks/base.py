@@ -1,0 +1,72 @@
+"""Verifiable task families: seeded item generators with gold answers and answer checkers."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from abc import ABC, abstractmethod
+
+from podium.errors import ConfigError
+
+TEST_SHARE = 5  # one item in TEST_SHARE (by content hash) belongs to the test split
+
+
+def split_of(key: str) -> str:
+    """Deterministic split by content hash, so train and test never share an item."""
+    h = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
+    return "test" if h % TEST_SHARE == 0 else "train"
+
+
+class TaskFamily(ABC):
+    """A family of items `{"prompt", "answer", "task"}` whose answers a checker can verify."""
+
+    name: str
+
+    @abstractmethod
+    def sample(self, rng: random.Random, **difficulty) -> tuple[str, str, str]:
+        """Draw one item: (canonical key, prompt, gold answer)."""
+
+    @abstractmethod
+    def check(self, response: str, answer: str) -> bool:
+        """Whether a model response states the gold answer."""
+
+    @abstractmethod
+    def format_answer(self, item: dict) -> str:
+        """The gold answer written the way the model is taught to answer."""
+
+    def items(self, n: int, split: str = "train", seed: int = 0, **difficulty) -> list[dict]:
+        """`n` items of `split`, deterministic in `seed`; test items are distinct."""
+        if split not in ("train", "test"):
+            raise ConfigError(f"task {self.name}: split must be 'train' or 'test', got {split!r}")
+        rng = random.Random(f"{self.name}:{split}:{seed}")
+        out, seen, tries = [], set(), 0
+        while len(out) < n:
+            tries += 1
+            if tries > 200 * n + 10_000:
+                raise ConfigError(
+                    f"task {self.name}: could not draw {n} distinct {split} items at this difficulty "
+                    f"({len(out)} found); ask for fewer or widen the difficulty"
+                )
+            key, prompt, answer = self.sample(rng, **difficulty)
+            if split_of(f"{self.name}:{key}") != split:
+                continue
+            if split == "test" and key in seen:
+                continue
+            seen.add(key)
+            out.append({"prompt": prompt, "answer": answer, "task": self.name})
+        return out
+
+
+NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def last_number(text: str) -> str | None:
+    """The last number written in `text`, without thousands separators ("1,234." -> "1234")."""
+    found = NUMBER.findall(text)
+    if not found:
+        return None
+    value = found[-1].replace(",", "")
+    if "." in value:
+        value = value.rstrip("0").rstrip(".")
+    return value

@@ -1,0 +1,31 @@
+"""Optimisation settings shared by every training stage (SFT, preference, reward models)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from podium.stages import StageConfig
+
+
+class TrainSettings(StageConfig):
+    learning_rate: float = Field(1e-4, gt=0)
+    optimizer: Literal["adamw", "rmsprop", "sgd"] = "adamw"
+    weight_decay: float = Field(0.0, ge=0)
+    lr_scheduler: Literal["constant", "linear", "cosine"] = "linear"
+    warmup_ratio: float = Field(0.0, ge=0, le=1)
+    batch_size: int = Field(8, ge=1, description="examples per micro-batch per process")
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs")
+    epochs: float = Field(1.0, gt=0)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    seed: int = 0
+    shuffle: bool = True
+    save_steps: int = Field(0, ge=0, description="checkpoint every N optimizer steps (0: never)")
+    save_total_limit: int = Field(2, ge=1)
+    logging_steps: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self):
+        return self

@@ -1,0 +1,78 @@
+"""Supervised fine-tuning on a dataset mixture: loss on completion tokens only."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from podium.data.chat import IGNORE, tokenize_sft
+from podium.data.collate import pack_batch, pad_batch
+from podium.data.mixture import build_mixture
+from podium.data.records import write_json
+from podium.errors import DataError
+from podium.models.io import load_model, load_tokenizer, save_model
+from podium.stages import StageContext, stage
+from podium.training.lora import LoraSettings, apply_lora, save_lora
+from podium.training.loop import train_loop
+from podium.training.settings import TrainSettings
+
+
+class SFTConfig(TrainSettings):
+    model: str = Field(description="model folder, Hub id, or '@stage'")
+    data: str | list | dict = Field(description="a dataset or a mixture of sources with per-source counts")
+    max_length: int = Field(512, ge=8)
+    packing: bool = Field(False, description="pack each micro-batch into one row without padding")
+    lora: LoraSettings | None = None
+    learning_rate: float = 1e-4
+
+
+def sft_objective(model, batch: dict) -> tuple[torch.Tensor, dict]:
+    """Summed token NLL over completion tokens. logits [B, T, V], labels [B, T]."""
+    kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    if "position_ids" in batch:
+        kwargs["position_ids"] = batch["position_ids"]
+    logits = model(**kwargs).logits[:, :-1]
+    labels = batch["labels"][:, 1:]
+    keep = labels != IGNORE
+    loss_sum = F.cross_entropy(logits[keep].float(), labels[keep], reduction="sum")
+    return loss_sum, {}
+
+
+def tokenize_dataset(rows: list[dict], tokenizer, max_length: int) -> tuple[list[dict], int]:
+    examples, dropped = [], 0
+    for r in rows:
+        ex = tokenize_sft(r, tokenizer, max_length)
+        if any(label != IGNORE for label in ex["labels"][1:]):
+            examples.append(ex)
+        else:
+            dropped += 1  # prompt filled max_length: nothing left to learn from
+    if not examples:
+        raise DataError(f"no SFT example has completion tokens within max_length={max_length}")
+    return examples, dropped
+
+
+@stage("sft", SFTConfig, outputs={"model": "."})
+def sft(cfg: SFTConfig, ctx: StageContext) -> dict:
+    """Supervised fine-tuning (completion-only loss) on a dataset mixture."""
+    tokenizer = load_tokenizer(cfg.model)
+    rows, counts = build_mixture(cfg.data, seed=cfg.seed, shuffle=cfg.shuffle, log=ctx.log)
+    examples, dropped = tokenize_dataset(rows, tokenizer, cfg.max_length)
+    write_json(ctx.out_dir / "data_counts.json", {"sources": counts, "examples": len(examples), "dropped": dropped})
+    ctx.log.info(f"SFT data: {len(examples)} examples from {counts} ({dropped} dropped: no completion left)")
+    torch.manual_seed(cfg.seed)
+    model = load_model(cfg.model)
+    save_final = None
+    if cfg.lora:
+        model = apply_lora(model, cfg.lora)
+        save_final = lambda m, d: save_lora(m, tokenizer, d, cfg.lora)  # noqa: E731
+    collate = partial(pack_batch if cfg.packing else pad_batch, pad_id=tokenizer.pad_token_id)
+    summary = train_loop(
+        model, sft_objective, examples, collate, cfg, ctx.out_dir, tokenizer=tokenizer,
+        save_final=save_final or (lambda m, d: save_model(m, tokenizer, d)), log=ctx.log,
+        show_progress=ctx.show_progress,
+    )
+    return {"train_loss": summary.get("loss"), "steps": summary["steps"], "examples": len(examples),
+            "train_seconds": summary["train_seconds"]}

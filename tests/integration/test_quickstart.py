@@ -1,0 +1,33 @@
+"""The README's quickstart, end to end, on 2 CPU cores."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.mark.integration
+def test_quickstart(tmp_path):
+    t0 = time.time()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run([sys.executable, "-m", "podium", "run", str(ROOT / "recipes/quickstart.yaml"),
+                        "--output", str(tmp_path / "run"), "--no-progress"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    minutes = (time.time() - t0) / 60
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    stages = {s["name"]: s for s in report["stages"]}
+    sft_acc = stages["eval_sft"]["metrics"]["accuracy"]
+    assert 0.20 <= sft_acc <= 0.70, f"SFT accuracy {sft_acc:.3f} outside [0.2, 0.7]"
+    assert minutes < 10, f"quickstart took {minutes:.1f} min"
+    # A second run is fully cached.
+    r = subprocess.run([sys.executable, "-m", "podium", "run", str(ROOT / "recipes/quickstart.yaml"),
+                        "--output", str(tmp_path / "run"), "--no-progress"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0
+    again = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert all(s["status"] == "cached" for s in again["stages"])

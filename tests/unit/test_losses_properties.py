@@ -1,0 +1,234 @@
+"""Property tests for every loss in the registry: detached rewards, finite gradients, preference direction."""
+
+import inspect
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from podium.errors import ConfigError, DataError
+from podium.losses import (
+    LOSS_SPECS,
+    LOSSES,
+    check_records,
+    dpo_loss,
+    dpop_loss,
+    get_loss,
+    gpm_loss,
+    gpm_preference_matrix,
+    gpm_score,
+    sppo_hard_loss,
+    sppo_loss,
+)
+
+B = 6
+POLICY = [name for name, spec in LOSS_SPECS.items() if spec.kind == "policy"]
+
+
+def make_inputs(spec, seed=0, scale=30.0, requires_grad=True):
+    """Random [B] inputs for a spec: log-probs < 0, lengths >= 1, probabilities in (0, 1), GPM [B, 8]."""
+    g = torch.Generator().manual_seed(seed)
+    inputs = {}
+    for name in spec.inputs:
+        if name.endswith("_logps"):
+            x = -scale * torch.rand(B, generator=g, dtype=torch.float64)
+        elif name.endswith("_lengths"):
+            x = torch.randint(1, 40, (B,), generator=g)
+        elif name.endswith("_prob"):
+            x = torch.rand(B, generator=g, dtype=torch.float64)
+        elif name.endswith("_embeddings"):
+            x = torch.randn(B, 8, generator=g, dtype=torch.float64)
+        else:  # scores, rewards
+            x = torch.randn(B, generator=g, dtype=torch.float64)
+        if requires_grad and x.is_floating_point() and (name.startswith("policy_") or spec.kind != "policy"):
+            x.requires_grad_(True)
+        inputs[name] = x
+    return inputs
+
+
+def hyper(spec):
+    values = {"beta": 0.1, "alpha": 1.0, "lambda_": 50.0, "label_smoothing": 0.1, "tau": 0.1}
+    return {h: values[h] for h in spec.hyperparameters}
+
+
+def test_registry_names_are_exactly_the_objectives():
+    assert set(LOSSES) == {
+        "dpo", "ipo", "hinge", "rpo", "dpop", "sppo", "sppo_single", "sppo_hard", "gpo", "reward", "gpm",
+    }  # fmt: skip
+    assert set(LOSS_SPECS) == set(LOSSES)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_spec_matches_function_signature(name):
+    """Every declared input and hyperparameter is a parameter of the function, and every required one is declared."""
+    params = inspect.signature(LOSSES[name]).parameters
+    spec = LOSS_SPECS[name]
+    assert set(spec.inputs) | set(spec.hyperparameters) <= set(params)
+    required = {p for p, v in params.items() if v.default is inspect.Parameter.empty}
+    assert required <= set(spec.inputs)
+    assert set(spec.record_fields) <= set(spec.inputs)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_rewards_detached_and_gradients_finite(name):
+    spec = LOSS_SPECS[name]
+    inputs = make_inputs(spec)
+    out = LOSSES[name](**inputs, **hyper(spec))
+    assert out.losses.shape == (B,)
+    assert out.chosen_rewards.shape == out.rejected_rewards.shape == (B,)
+    assert out.losses.requires_grad
+    assert not out.chosen_rewards.requires_grad and not out.rejected_rewards.requires_grad
+    out.losses.sum().backward()
+    grads = [x.grad for x in inputs.values() if x.requires_grad]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("name", POLICY)
+def test_policy_rewards_are_beta_times_log_ratio(name):
+    spec = LOSS_SPECS[name]
+    x = make_inputs(spec, seed=1)
+    out = LOSSES[name](**x, **hyper(spec))
+    beta = hyper(spec)["beta"]
+    torch.testing.assert_close(
+        out.chosen_rewards, beta * (x["policy_chosen_logps"] - x["reference_chosen_logps"])
+    )
+    torch.testing.assert_close(
+        out.rejected_rewards, beta * (x["policy_rejected_logps"] - x["reference_rejected_logps"])
+    )
+
+
+@pytest.mark.parametrize("name", POLICY)
+def test_gradients_finite_at_extreme_log_probs(name):
+    """Sequence log-probs of long completions reach -1e4; logsigmoid-based losses must not overflow."""
+    spec = LOSS_SPECS[name]
+    x = make_inputs(spec, seed=2, scale=1e4)
+    out = LOSSES[name](**x, **hyper(spec))
+    out.losses.sum().backward()
+    assert torch.isfinite(out.losses).all()
+    assert torch.isfinite(x["policy_chosen_logps"].grad).all()
+
+
+@pytest.mark.parametrize("name", POLICY)
+def test_preferring_chosen_lowers_the_loss(name):
+    """From policy == reference, raising the chosen log-prob (or lowering the rejected one) lowers the loss.
+
+    Targets are set so that the chosen side is the preferred one: p_w = 0.9 > 1/2 > p_l = 0.1,
+    P(w > l) = 0.9, GPM scores s_w = 0.3 > 0 > s_l = -0.3.
+    """
+    spec = LOSS_SPECS[name]
+    x = make_inputs(spec, seed=3, requires_grad=False)
+    x["policy_chosen_logps"] = x["reference_chosen_logps"].clone()
+    x["policy_rejected_logps"] = x["reference_rejected_logps"].clone()
+    fixed = {
+        "chosen_prob": 0.9,
+        "rejected_prob": 0.1,
+        "pair_prob": 0.9,
+        "chosen_score": 0.3,
+        "rejected_score": -0.3,
+    }
+    for key, value in fixed.items():
+        if key in x:
+            x[key] = torch.full((B,), value, dtype=torch.float64)
+    loss = LOSSES[name]
+    h = hyper(spec)
+    base = loss(**x, **h).losses
+    up = loss(**{**x, "policy_chosen_logps": x["policy_chosen_logps"] + 0.5}, **h).losses
+    down = loss(**{**x, "policy_rejected_logps": x["policy_rejected_logps"] - 0.5}, **h).losses
+    assert (up < base).all() and (down < base).all()
+
+
+def test_preference_models_prefer_the_chosen():
+    r_hi, r_lo = torch.tensor([2.0]), torch.tensor([0.0])
+    bt = LOSSES["reward"]
+    assert bt(r_hi, r_lo).losses < bt(r_lo, r_hi).losses
+    g = torch.Generator().manual_seed(4)
+    v_w, v_l = torch.randn(B, 8, generator=g), torch.randn(B, 8, generator=g)
+    s = gpm_score(v_w, v_l)
+    forward, backward = gpm_loss(v_w, v_l).losses, gpm_loss(v_l, v_w).losses
+    assert ((forward < backward) == (s > 0)).all()
+
+
+def test_dpop_with_lambda_zero_is_dpo():
+    x = make_inputs(LOSS_SPECS["dpop"], seed=5)
+    # rho_w of both signs so the penalty's max(0, -rho_w) is both active and inactive
+    assert (x["policy_chosen_logps"] < x["reference_chosen_logps"]).any()
+    assert (x["policy_chosen_logps"] > x["reference_chosen_logps"]).any()
+    for eps in (0.0, 0.2):
+        a = dpop_loss(**x, beta=0.3, lambda_=0.0, label_smoothing=eps)
+        b = dpo_loss(**x, beta=0.3, label_smoothing=eps)
+        assert torch.equal(a.losses, b.losses)
+        assert torch.equal(a.chosen_rewards, b.chosen_rewards)
+    assert not torch.equal(dpop_loss(**x, beta=0.3, lambda_=5.0).losses, dpo_loss(**x, beta=0.3).losses)
+
+
+def test_label_smoothing_zero_is_plain_dpo():
+    x = make_inputs(LOSS_SPECS["dpo"], seed=6)
+    logits = 0.1 * (
+        (x["policy_chosen_logps"] - x["reference_chosen_logps"])
+        - (x["policy_rejected_logps"] - x["reference_rejected_logps"])
+    )
+    torch.testing.assert_close(dpo_loss(**x, beta=0.1, label_smoothing=0.0).losses, -F.logsigmoid(logits))
+    torch.testing.assert_close(
+        dpo_loss(**x, beta=0.1, label_smoothing=1e-9).losses, -F.logsigmoid(logits), rtol=1e-7, atol=1e-7
+    )
+    with pytest.raises(ValueError, match="label_smoothing"):
+        dpo_loss(**x, beta=0.1, label_smoothing=0.5)
+
+
+def test_sppo_hard_is_soft_with_certain_outcomes():
+    x = make_inputs(LOSS_SPECS["sppo_hard"], seed=7)
+    ones = torch.ones(B, dtype=torch.float64)
+    for beta in (0.1, 0.001):
+        soft = sppo_loss(**x, chosen_prob=ones, rejected_prob=0 * ones, beta=beta)
+        hard = sppo_hard_loss(**x, beta=beta)
+        torch.testing.assert_close(hard.losses, soft.losses, rtol=1e-12, atol=0)
+
+
+def test_gpm_score_is_skew_symmetric():
+    g = torch.Generator().manual_seed(8)
+    v_i, v_j = torch.randn(B, 6, generator=g), torch.randn(B, 6, generator=g)
+    gates = torch.rand(B, 3, generator=g)
+    s = gpm_score(v_i, v_j, gates)
+    assert torch.equal(gpm_score(v_j, v_i, gates), -s)
+    assert torch.equal(gpm_score(v_i, v_i, gates), torch.zeros(B))
+    # normalised embeddings and |lambda| <= 1 bound the score by 1 (Cauchy-Schwarz)
+    assert (s.abs() <= 1.0 + 1e-6).all()
+
+
+def test_gpm_preference_matrix_properties():
+    g = torch.Generator().manual_seed(9)
+    V, gates = torch.randn(5, 8, generator=g), torch.rand(4, generator=g)
+    P = gpm_preference_matrix(V, gates, tau=0.1)
+    assert P.shape == (5, 5)
+    assert torch.equal(P.diagonal(), torch.full((5,), 0.5))
+    torch.testing.assert_close(P + P.T, torch.ones(5, 5))
+    # each entry is the pairwise score, through sigma(. / tau)
+    i, j = torch.triu_indices(5, 5, offset=1)
+    torch.testing.assert_close(P[i, j], torch.sigmoid(gpm_score(V[i], V[j], gates) / 0.1))
+
+
+def test_gpm_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="even"):
+        gpm_score(torch.randn(2, 5), torch.randn(2, 5))
+    with pytest.raises(ValueError, match="k = 2"):
+        gpm_score(torch.randn(2, 4), torch.randn(2, 4), torch.ones(3))
+
+
+def test_unknown_objective_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown objective 'dpoo'.*sppo_hard"):
+        get_loss("dpoo")
+
+
+def test_check_records_names_record_and_field():
+    good = [{"prompt": "p", "chosen": "a", "rejected": "b", "chosen_prob": 0.8, "rejected_prob": 0.2}]
+    check_records("sppo", good, source="pairs.jsonl")
+    check_records("dpo", [{"prompt": "p", "chosen": "a", "rejected": "b"}])
+    with pytest.raises(DataError, match=r"pairs.jsonl: record 2: field 'rejected_prob' is missing.*'sppo'"):
+        check_records("sppo", good + [{"chosen_prob": 0.5}], source="pairs.jsonl")
+    with pytest.raises(DataError, match=r"record 1: field 'pair_prob'.*\[0, 1\]"):
+        check_records("sppo_single", [{"pair_prob": 1.5}])
+    with pytest.raises(DataError, match="finite number"):
+        check_records("gpo", [{"chosen_score": "high", "rejected_score": 0.0}])
+    with pytest.raises(DataError, match="finite number"):
+        check_records("gpo", [{"chosen_score": float("nan"), "rejected_score": 0.0}])

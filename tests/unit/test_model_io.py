@@ -1,0 +1,39 @@
+import pytest
+import torch
+
+from podium.errors import PodiumError
+from podium.models.io import load_model, load_tokenizer, security_policy
+
+
+def test_roundtrip(tiny_dir):
+    m = load_model(tiny_dir)
+    tok = load_tokenizer(tiny_dir)
+    assert tok.eos_token == "<|end|>" and tok.chat_template
+    assert m.config.model_type == "llama"
+
+
+def test_pickle_weights_refused_unless_allowed(tiny_dir, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_dir, folder)
+    state = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    torch.save(state, folder / "pytorch_model.bin")
+    with pytest.raises(PodiumError, match="pickle files .*pytorch_model.bin.*allow_pickle"):
+        load_model(folder)
+    with security_policy(allow_pickle=True):
+        assert load_model(folder).config.model_type == "llama"
+
+
+def test_missing_weights(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(PodiumError, match="no model weights"):
+        load_model(tmp_path)
+
+
+def test_unreachable_hub_id_is_clear():
+    with pytest.raises(PodiumError, match="could not load model 'nobody/nothing-here'"):
+        load_model("nobody/nothing-here")

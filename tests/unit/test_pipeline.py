@@ -1,0 +1,99 @@
+"""Skip, rerun and resume logic of the pipeline, with cheap stage kinds made for the test."""
+
+import json
+import textwrap
+
+import pytest
+
+from podium.data.records import write_json
+from podium.pipeline import make_plan, run_plan
+from podium.stages import StageConfig, stage
+
+CALLS: list[str] = []
+
+
+class EchoConfig(StageConfig):
+    value: int = 0
+    source: str | None = None
+    fail: bool = False
+
+
+@stage("test_echo", EchoConfig, outputs={"out": "out.json"})
+def echo(cfg, ctx):
+    CALLS.append(ctx.name)
+    if cfg.fail:
+        raise RuntimeError("boom")
+    upstream = json.loads(open(cfg.source).read())["value"] if cfg.source else 0
+    write_json(ctx.out_dir / "out.json", {"value": cfg.value + upstream})
+    return {"value": cfg.value + upstream}
+
+
+RECIPE = """\
+name: echo
+stages:
+  - {name: a, kind: test_echo, value: 1}
+  - {name: b, kind: test_echo, value: 10, source: "@a"}
+  - {name: c, kind: test_echo, value: 100, source: "@b.out"}
+"""
+
+
+@pytest.fixture
+def recipe(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text(textwrap.dedent(RECIPE))
+    CALLS.clear()
+    return p
+
+
+def go(recipe, tmp_path, *ov):
+    plan = make_plan(str(recipe), list(ov), output=str(tmp_path / "run"))
+    return plan, run_plan(plan, show_progress=False)
+
+
+def test_run_then_cached(recipe, tmp_path):
+    _, report = go(recipe, tmp_path)
+    assert CALLS == ["a", "b", "c"]
+    assert [s["metrics"]["value"] for s in report["stages"]] == [1, 11, 111]
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["stages"][2]["status"] == "ran"
+    CALLS.clear()
+    plan, report = go(recipe, tmp_path)
+    assert CALLS == [] and [s.status for s in plan.stages] == ["cached"] * 3
+    assert [s["status"] for s in report["stages"]] == ["cached"] * 3
+    assert report["stages"][2]["metrics"]["value"] == 111
+
+
+def test_change_reruns_stage_and_downstream_only(recipe, tmp_path):
+    go(recipe, tmp_path)
+    CALLS.clear()
+    plan, report = go(recipe, tmp_path, "b.value=20")
+    assert [s.status for s in plan.stages] == ["cached", "run", "run"]
+    assert CALLS == ["b", "c"] and report["stages"][2]["metrics"]["value"] == 121
+
+
+def test_changed_input_file_reruns(recipe, tmp_path):
+    src = tmp_path / "in.json"
+    write_json(src, {"value": 5})
+    recipe.write_text(RECIPE.replace("value: 1}", f"value: 1, source: {src}}}"))
+    go(recipe, tmp_path)
+    write_json(src, {"value": 6})
+    CALLS.clear()
+    _, report = go(recipe, tmp_path)
+    assert CALLS == ["a", "b", "c"] and report["stages"][0]["metrics"]["value"] == 7
+
+
+def test_failure_leaves_no_marker_and_rerun_resumes(recipe, tmp_path):
+    with pytest.raises(RuntimeError):
+        go(recipe, tmp_path, "c.fail=true")
+    assert (tmp_path / "run" / "b" / ".podium-done").exists()
+    assert not (tmp_path / "run" / "c" / ".podium-done").exists()
+    CALLS.clear()
+    plan = make_plan(str(recipe), ["c.fail=true"], output=str(tmp_path / "run"))
+    assert [s.status for s in plan.stages] == ["cached", "cached", "resume"]
+
+
+def test_dry_run_runs_nothing(recipe, tmp_path):
+    from podium.pipeline import run_recipe
+
+    plan = run_recipe(str(recipe), output=str(tmp_path / "run"), dry_run=True)
+    assert CALLS == [] and not (tmp_path / "run").exists()
+    assert [s.deps for s in plan.stages] == [[], ["a"], ["b"]]
