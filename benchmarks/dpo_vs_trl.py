@@ -87,13 +87,6 @@ def run_podium(args) -> dict:
            "optimizer": "adamw", "max_grad_norm": 1.0, "seed": 0, "max_length": 1024, "shuffle": False,
            "prefix_sharing": True, "padding_free": args.padding_free,
            "dtype": "bfloat16" if cuda else "float32", "reference_cache_dir": str(out / "cache")}
-    import podium.losses as pl
-
-    if not hasattr(pl, "LOSSES"):  # until podium.losses lands, the test helpers' DPO stands in
-        sys.path.insert(0, str(ROOT))
-        from tests.pref_helpers import FALLBACK_LOSSES
-
-        pl.LOSSES = FALLBACK_LOSSES
     # Import everything first so the RSS baseline holds the same imports as TRL's.
     import trl  # noqa: F401
 

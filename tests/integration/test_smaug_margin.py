@@ -7,14 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.pref_helpers import install_fallback_losses
 
 pytestmark = pytest.mark.integration
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 
-def test_dpo_lowers_chosen_dpop_keeps_it(tmp_path, monkeypatch):
-    install_fallback_losses(monkeypatch)
+def test_dpo_lowers_chosen_dpop_keeps_it(tmp_path):
     from smaug_margin import smaug_curves, summary
 
     curves = smaug_curves(steps=60, work=tmp_path)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.pref_helpers import PAIRS, TINY, losses
+from tests.pref_helpers import PAIRS, TINY
 
 from podium.data.preference import tokenize_pairs
 from podium.training.logps import pack_pairs
@@ -45,7 +45,7 @@ def podium_metrics(policy, ref, tok, rows, name, beta):
     ref_logps = compute_reference_logps(ref, examples, tok.pad_token_id)
     batch = pack_pairs(examples, tok.pad_token_id, prefix_sharing=True)
     batch["reference_chosen_logps"], batch["reference_rejected_logps"] = ref_logps[:, 0], ref_logps[:, 1]
-    objective = PreferenceObjective(losses()[name], beta=beta)
+    objective = PreferenceObjective(name, beta=beta)
     with torch.no_grad():
         loss_sum, metrics = objective(policy, batch)
     return {"loss": loss_sum.item() / len(rows), **{k: metrics[k].mean().item() for k in

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.pref_helpers import PAIRS, install_fallback_losses, save_tiny, write_pairs
+from tests.pref_helpers import PAIRS, save_tiny, write_pairs
 
 from podium.errors import ConfigError, PodiumError
 from podium.training.train import TrainConfig
@@ -36,8 +36,7 @@ def test_cli_overrides(tmp_path):
 
 
 @pytest.fixture
-def tiny_run(tmp_path, monkeypatch):
-    install_fallback_losses(monkeypatch)
+def tiny_run(tmp_path):
     save_tiny(tmp_path / "model")
     rows = PAIRS + [{"prompt": "p", "chosen": "same", "rejected": "same"}]
     write_pairs(tmp_path / "pairs.jsonl", rows)
@@ -60,16 +59,17 @@ def test_train_stage_writes_metrics_and_model(tiny_run, tmp_path):
 
 def test_non_finite_loss_stops_naming_the_step(tiny_run, tmp_path, monkeypatch):
     import podium.losses as pl
+    from podium.losses import LossOutput
     from podium.stages import run_stage
 
     calls = []
 
     def nan_at_second_step(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps,
-                           reference_rejected_logps, beta=0.1):
+                           reference_rejected_logps, **_):
         calls.append(1)
         z = policy_chosen_logps - policy_rejected_logps
         losses = z * (float("nan") if len(calls) >= 2 else 1.0)
-        return losses, z.detach(), z.detach()
+        return LossOutput(losses, z.detach(), z.detach())
 
     monkeypatch.setitem(pl.LOSSES, "dpo", nan_at_second_step)
     with pytest.raises((PodiumError, RuntimeError), match="step 2"):

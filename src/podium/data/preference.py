@@ -14,7 +14,8 @@ from the end, i.e. the completion loses its tail; pairs whose prompt alone has `
 tokens are dropped (TRL drops them too). Invalid pairs are dropped and counted in `PairStats`,
 never silently: chosen equal to rejected, an empty completion, a prompt too long.
 
-Optional fields are kept: `chosen_prob`, `rejected_prob` (SPPO soft targets) and any `*score*`.
+Optional numeric fields are kept: `chosen_prob`, `rejected_prob`, `pair_prob` (SPPO targets),
+`chosen_score`, `rejected_score` (GPO) and `score`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from podium.errors import DataError
 
 log = logging.getLogger("podium")
 
-FLOAT_FIELDS = ("chosen_prob", "rejected_prob", "chosen_score", "rejected_score", "score")
+FLOAT_FIELDS = ("chosen_prob", "rejected_prob", "pair_prob", "chosen_score", "rejected_score", "score")
 
 
 @dataclass

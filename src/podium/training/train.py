@@ -9,7 +9,6 @@ families (e.g. `podium.judging`'s reward / GPM objectives) add their own entry t
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
 from collections.abc import Callable
@@ -18,28 +17,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from podium.errors import ConfigError
-from podium.stages import StageConfig, StageContext, stage
+from podium.errors import ConfigError, DataError
+from podium.stages import StageContext, stage
+from podium.training.lora import LoraSettings, apply_lora, save_lora
+from podium.training.settings import TrainSettings
 
 log = logging.getLogger("podium")
 
 PREFERENCE_OBJECTIVES = ("dpo", "ipo", "hinge", "rpo", "dpop", "sppo", "sppo_single", "sppo_hard", "gpo")
 
 
-class LoraSettings(BaseModel):
-    """LoRA adapter settings (peft): the reference is then the adapter-disabled model."""
-
-    model_config = ConfigDict(extra="forbid")
-    r: int = 16
-    alpha: float = 32
-    dropout: float = 0.05
-    target_modules: list[str] | str = "all-linear"
-
-
-class TrainConfig(StageConfig):
-    """Settings of the `train` stage (preference optimisation)."""
+class TrainConfig(TrainSettings):
+    """Settings of the `train` stage: the loop's optimisation settings plus these."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
 
@@ -47,25 +38,12 @@ class TrainConfig(StageConfig):
     model: str
     reference: str | None = None
     data: str
-    # Loss parameters (DESIGN.md "Losses"); each loss reads the ones it needs.
+    # Loss parameters (DESIGN.md "Losses"); each loss reads the ones its LOSS_SPECS entry names.
     beta: float = 0.1
     lambda_: float = Field(50.0, alias="lambda")
     alpha: float = 1.0
     label_smoothing: float = 0.0
-    # Optimisation.
-    learning_rate: float = 1e-6
-    optimizer: Literal["adamw", "rmsprop"] = "adamw"
-    weight_decay: float = 0.0
-    lr_scheduler: Literal["constant", "linear", "cosine"] = "linear"
-    warmup_ratio: float = 0.0
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    max_steps: int | None = None
-    epochs: float = 1.0
-    max_grad_norm: float | None = 1.0
-    seed: int = 42
-    shuffle: bool = True
-    save_steps: int | None = None
+    learning_rate: float = Field(1e-6, gt=0)  # TRL's DPO default; the loop's default suits SFT
     # Data and forward.
     max_length: int | None = 1024
     lora: LoraSettings | None = None
@@ -78,14 +56,12 @@ class TrainConfig(StageConfig):
     trust_remote_code: bool = False
 
     @model_validator(mode="after")
-    def _check(self):
+    def _check_train(self):
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"objective {self.objective!r} is unknown; known: {', '.join(sorted(OBJECTIVES))}")
         if self.prefix_sharing and self.attn_implementation not in ("sdpa", "eager"):
             raise ConfigError("prefix_sharing needs attn_implementation sdpa or eager; "
                               "set prefix_sharing: false to use flash attention (padding_free works with it)")
-        if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
-            raise ConfigError("batch_size and gradient_accumulation_steps must be >= 1")
         return self
 
 
@@ -99,6 +75,7 @@ class TrainParts:
     examples: list
     collate: Callable
     metrics: dict[str, float]
+    save_final: Callable | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -107,31 +84,30 @@ def seed_everything(seed: int) -> None:
 
 
 def loss_params(cfg: TrainConfig) -> dict[str, float]:
-    """Loss hyper-parameters under the names the loss functions may use."""
-    return {"beta": cfg.beta, "lambda_": cfg.lambda_, "lam": cfg.lambda_, "alpha": cfg.alpha,
-            "label_smoothing": cfg.label_smoothing, "eta": 1.0 / cfg.beta}
+    """Loss hyper-parameters under the loss functions' names (the config key `lambda` is `lambda_`)."""
+    return {"beta": cfg.beta, "lambda_": cfg.lambda_, "alpha": cfg.alpha, "label_smoothing": cfg.label_smoothing}
 
 
 def build_preference(cfg: TrainConfig, ctx: StageContext) -> TrainParts:
     """Policy (optionally LoRA-wrapped), pairs and cached reference log-probs for a LOSSES objective."""
-    from podium.data.preference import load_preference_data
-    from podium.losses import LOSSES
+    from podium.data.preference import read_pairs, tokenize_pairs
+    from podium.losses import LOSS_SPECS, check_records
     from podium.models.io import load_tokenizer
     from podium.training.preference_objective import PreferenceObjective, make_collate
     from podium.training.reference import cached_reference_logps
 
-    if cfg.objective not in LOSSES:
-        raise ConfigError(f"objective {cfg.objective!r} has no loss in podium.losses.LOSSES")
+    if LOSS_SPECS[cfg.objective].kind != "policy":
+        raise ConfigError(f"objective {cfg.objective!r} is not a policy loss")
     tokenizer = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
-    examples, stats = load_preference_data(cfg.data, tokenizer, cfg.max_length)
+    rows = read_pairs(cfg.data)
+    check_records(cfg.objective, rows, source=cfg.data)
+    examples, stats = tokenize_pairs(rows, tokenizer, cfg.max_length)
+    if not examples:
+        raise DataError(f"{cfg.data}: all {stats.read} pairs were dropped ({stats.dropped})")
     ctx.log.info("train: %d pairs kept of %d read; dropped %s", stats.kept, stats.read, stats.dropped or "none")
     model = _load(cfg, cfg.model)
     if cfg.lora is not None:
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(model, LoraConfig(
-            r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-            target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM"))
+        model = apply_lora(model, cfg.lora)
     ref_kwargs = {"cache_dir": cfg.reference_cache_dir, "batch_size": cfg.reference_batch_size,
                   "prefix_sharing": cfg.prefix_sharing, "padding_free": cfg.padding_free}
     if cfg.reference is not None:
@@ -142,11 +118,12 @@ def build_preference(cfg: TrainConfig, ctx: StageContext) -> TrainParts:
         # The frozen copy of `model` is the model before training: its log-probs are all we need of it.
         ref_logps, hit = cached_reference_logps(model, examples, tokenizer.pad_token_id,
                                                 adapter_disabled=cfg.lora is not None, **ref_kwargs)
-    objective = PreferenceObjective(LOSSES[cfg.objective], **loss_params(cfg))
+    objective = PreferenceObjective(cfg.objective, **loss_params(cfg))
     collate = make_collate(tokenizer.pad_token_id, ref_logps, prefix_sharing=cfg.prefix_sharing,
                            padding_free=cfg.padding_free)
     metrics = {**stats.as_metrics(), "reference/cache_hit": float(hit)}
-    return TrainParts(model, tokenizer, objective, examples, collate, metrics)
+    save_final = (lambda m, d: save_lora(m, tokenizer, d, cfg.lora)) if cfg.lora is not None else None
+    return TrainParts(model, tokenizer, objective, examples, collate, metrics, save_final)
 
 
 def _load(cfg: TrainConfig, path: str):
@@ -166,16 +143,9 @@ OBJECTIVES: dict[str, Callable[[TrainConfig, StageContext], TrainParts]] = {
 }
 
 
-def loop_settings(cfg: TrainConfig):
-    """The loop's `TrainSettings` filled from the config fields of the same name."""
-    from podium.training.loop import TrainSettings
-
-    values = cfg.model_dump()
-    if dataclasses.is_dataclass(TrainSettings):
-        names = {f.name for f in dataclasses.fields(TrainSettings)}
-    else:
-        names = set(TrainSettings.model_fields)
-    return TrainSettings(**{k: v for k, v in values.items() if k in names})
+def loop_settings(cfg: TrainConfig) -> TrainSettings:
+    """The loop's settings: the config's fields of the same names."""
+    return TrainSettings.model_validate({k: getattr(cfg, k) for k in TrainSettings.model_fields})
 
 
 @stage("train", TrainConfig, outputs={"model": "."})
@@ -186,6 +156,8 @@ def train(cfg: TrainConfig, ctx: StageContext) -> dict[str, float]:
     seed_everything(cfg.seed)
     parts = OBJECTIVES[cfg.objective](cfg, ctx)
     result = train_loop(parts.model, parts.objective, parts.examples, parts.collate, loop_settings(cfg),
-                        Path(ctx.out_dir), tokenizer=parts.tokenizer)
+                        Path(ctx.out_dir), tokenizer=parts.tokenizer, example_unit="pairs", log=ctx.log,
+                        save_final=parts.save_final,
+                        show_progress=ctx.show_progress)
     out = {k: float(v) for k, v in (result or {}).items() if isinstance(v, (int, float))}
     return {**parts.metrics, **out}
