@@ -51,7 +51,7 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
     ckpts = tmp_path / "killed" / "checkpoints"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if ckpts.exists() and any(ckpts.iterdir()):
+        if any((p / "trainer_state.json").exists() for p in ckpts.glob("step-*")):
             break
         time.sleep(0.05)
     assert proc.poll() is None, "run finished before the first checkpoint; make it longer"
@@ -59,7 +59,9 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
     proc.wait()
     assert not (tmp_path / "killed" / "model.safetensors").exists()
 
-    subprocess.run([sys.executable, str(LAUNCH), str(killed)], check=True, env=env(), cwd=ROOT)
+    again = subprocess.run([sys.executable, str(LAUNCH), str(killed)], check=True, env=env(), cwd=ROOT,
+                           capture_output=True, text=True)
+    assert "resuming from" in again.stderr
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "killed")
     assert a.keys() == b.keys()
     for k in a:
