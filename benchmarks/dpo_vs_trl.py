@@ -90,7 +90,9 @@ def run_podium(args) -> dict:
     # Import everything first so the RSS baseline holds the same imports as TRL's.
     import trl  # noqa: F401
 
-    import podium.training.train  # noqa: F401
+    from podium.stages import load_all_stages
+
+    load_all_stages()  # run_stage imports every stage module; do it before the clock starts
 
     base = rss_mb()
     if cuda:

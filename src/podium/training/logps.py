@@ -56,25 +56,34 @@ def pack_pairs(examples: list[dict], pad_token_id: int, *, prefix_sharing: bool 
     rows = [[(u, i) for u, i in units]] if padding_free else [[(u, i)] for u, i in units]
     L = max(sum(len(u) for u, _ in row) for row in rows)
     R = len(rows)
-    input_ids = torch.full((R, L), pad_token_id, dtype=torch.long)
-    position_ids = torch.zeros((R, L), dtype=torch.long)
-    unit_id = torch.full((R, L), -1, dtype=torch.long)
-    branch = torch.zeros((R, L), dtype=torch.long)
+    ids_rows, pos_rows, unit_rows, branch_rows = [], [], [], []
     targets = []  # (row, predictor col, token id, segment)
     uid = 0
     for r, row in enumerate(rows):
-        col = 0
+        ids, pos, units, branches = [], [], [], []
         for u, i in row:
             last = {}  # branch -> column of the latest token in the unit visible to that branch
-            for t, b, pos in u:
-                input_ids[r, col], position_ids[r, col], unit_id[r, col], branch[r, col] = t, pos, uid, b
+            for t, b, p in u:
+                col = len(ids)
                 if b != PROMPT:
                     prev = last.get(b, last.get(PROMPT))
                     if prev is not None:  # a completion at position 0 has no predictor (TRL shifts it out)
                         targets.append((r, prev, t, i if b == CHOSEN else B + i))
                 last[b] = col
-                col += 1
+                ids.append(t)
+                pos.append(p)
+                units.append(uid)
+                branches.append(b)
             uid += 1
+        pad = L - len(ids)
+        ids_rows.append(ids + [pad_token_id] * pad)
+        pos_rows.append(pos + [0] * pad)
+        unit_rows.append(units + [-1] * pad)
+        branch_rows.append(branches + [0] * pad)
+    input_ids = torch.tensor(ids_rows, dtype=torch.long)
+    position_ids = torch.tensor(pos_rows, dtype=torch.long)
+    unit_id = torch.tensor(unit_rows, dtype=torch.long)
+    branch = torch.tensor(branch_rows, dtype=torch.long)
     pred_mask = torch.zeros((R, L), dtype=torch.bool)
     rr = torch.tensor([t[0] for t in targets], dtype=torch.long)
     cc = torch.tensor([t[1] for t in targets], dtype=torch.long)
