@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from tests.pref_helpers import PAIRS, save_tiny, write_pairs
 
 from podium.errors import ConfigError, PodiumError
 from podium.training.train import TrainConfig
-from podium.training.train_cli import load_config
+from podium.training.train_cli import main
 
 METRIC_KEYS = {"step", "loss", "logps/chosen", "logps/rejected", "rewards/chosen", "rewards/rejected",
                "rewards/margins", "rewards/accuracies", "grad_norm", "lr", "pairs_per_second", "tokens_per_second"}
@@ -22,17 +23,6 @@ def test_config_lambda_alias_and_unknown_keys():
         TrainConfig.model_validate({"model": "m", "data": "d", "learnig_rate": 1})
     with pytest.raises(ConfigError, match="objective 'dpx' is unknown"):
         TrainConfig.model_validate({"model": "m", "data": "d", "objective": "dpx"})
-
-
-def test_cli_overrides(tmp_path):
-    path = tmp_path / "c.yaml"
-    path.write_text("model: m\ndata: d\noutput_dir: out\nbeta: 0.1\n")
-    raw, out = load_config(str(path), ["beta=0.5", "lora.r=4", "objective=ipo"])
-    assert raw == {"model": "m", "data": "d", "beta": 0.5, "lora": {"r": 4}, "objective": "ipo"}
-    assert str(out) == "out"
-    path.write_text("model: m\n")
-    with pytest.raises(ConfigError, match="output_dir"):
-        load_config(str(path), [])
 
 
 @pytest.fixture
@@ -86,3 +76,12 @@ def test_lora_run_uses_adapter_disabled_reference(tiny_run, tmp_path):
     (row,) = [json.loads(line) for line in (tmp_path / "lora" / "metrics.jsonl").read_text().splitlines()]
     assert row["rewards/chosen"] == 0.0 and row["rewards/margins"] == 0.0
     assert row["loss"] == pytest.approx(0.6931472, abs=1e-6)
+
+
+def test_cli_overrides_and_errors(tiny_run, tmp_path, capsys):
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(yaml.safe_dump({**tiny_run, "objective": "dpop", "output_dir": str(tmp_path / "cli")}))
+    assert main([str(cfg), "lambda=5", "max_steps=1"]) == 0
+    assert len((tmp_path / "cli" / "metrics.jsonl").read_text().splitlines()) == 1
+    assert main([str(cfg), "lamda=5"]) == 2
+    assert "unknown key 'lamda'" in capsys.readouterr().err
