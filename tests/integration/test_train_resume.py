@@ -61,7 +61,7 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
 
     again = subprocess.run([sys.executable, str(LAUNCH), str(killed)], check=True, env=env(), cwd=ROOT,
                            capture_output=True, text=True)
-    assert "resuming from" in again.stderr
+    assert "resuming from" in again.stdout + again.stderr
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "killed")
     assert a.keys() == b.keys()
     for k in a:
