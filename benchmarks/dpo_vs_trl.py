@@ -1,6 +1,6 @@
 """podium `train` vs TRL 1.16 DPOTrainer: pairs/s, peak memory and loss curves, side by side.
 
-    python benchmarks/dpo_vs_trl.py [--pairs 64] [--steps 8] [--device cpu|cuda]
+    PYTHONPATH=src python benchmarks/dpo_vs_trl.py [--pairs 64] [--steps 8] [--device cpu|cuda]
 
 Same tiny Llama (a few M parameters, so compute dominates), same data, same machine, one run.
 TRL runs at its best settings: no gradient checkpointing, precomputed reference log-probs, fp32 on
@@ -9,6 +9,9 @@ balanced. Each trainer runs in its own subprocess; memory is the peak RSS growth
 process's state after imports (CPU) or `torch.cuda.max_memory_allocated` (CUDA). Time and memory
 cover the whole job, from the data file to the saved model: load, tokenise, reference pass
 (podium's cache starts cold), training steps, save.
+
+`--device cuda` has not been run yet (no GPU was lent when this was written); note that it
+compares TRL's bf16 autocast (fp32 master weights) with podium's bf16 weights.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Smaug's central claim at toy scale: DPO lowers the chosen log-ratio on low-edit-distance pairs, DPOP does not.
 
-    python benchmarks/smaug_margin.py [--steps 60] [--out smaug_margin.png]
+    PYTHONPATH=src python benchmarks/smaug_margin.py [--steps 60] [--out smaug_margin.png]
 
 Pairs differ in one early token: the first digit of the answer to "a+b=" is corrupted, and the
 rest of the completion is shared ("57 is the sum ..." vs "97 is the sum ..."). Pal et al. (2024,

@@ -85,3 +85,15 @@ def test_cli_overrides_and_errors(tiny_run, tmp_path, capsys):
     assert len((tmp_path / "cli" / "metrics.jsonl").read_text().splitlines()) == 1
     assert main([str(cfg), "lamda=5"]) == 2
     assert "unknown key 'lamda'" in capsys.readouterr().err
+
+
+def test_reward_model_objective_through_the_same_stage(tiny_run, tmp_path):
+    """objective: reward trains a Bradley-Terry head (podium.judging) and saves a loadable preference model."""
+    from podium.models.heads import load_preference_model
+    from podium.stages import run_stage
+
+    run_stage("train", {**tiny_run, "objective": "reward", "learning_rate": 1e-3}, tmp_path / "rm")
+    rows = [json.loads(line) for line in (tmp_path / "rm" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and "accuracy" in rows[0]
+    model, _ = load_preference_model(tmp_path / "rm")
+    assert model.kind == "reward"

@@ -1,10 +1,12 @@
 """The `train` stage: preference optimisation (DPO, IPO, hinge, RPO, DPOP, SPPO, GPO) on the shared loop.
 
+Also trains preference models (`objective: reward` or `gpm`, podium.judging) on the same loop.
+
     podium train dpo.yaml beta=0.1 objective=dpop lambda=50
 
 `objective` selects a builder from `OBJECTIVES`; every name of the `podium.losses.LOSSES`
-registry maps to the preference builder (pairs, policy vs cached reference log-probs). Other
-families (e.g. `podium.judging`'s reward / GPM objectives) add their own entry to the dict.
+registry maps to the preference builder (pairs, policy vs cached reference log-probs); `reward`
+and `gpm` map to podium.judging's preference-model builder. A new family adds an entry.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class TrainConfig(TrainSettings):
     padding_free: bool = False
     dtype: str = "float32"
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] = "sdpa"
+    head: dict[str, Any] = Field(default_factory=dict, description="reward/gpm head options: k, tau, gates")
     reference_batch_size: int = 8
     reference_cache_dir: str | None = None
     trust_remote_code: bool = False
@@ -137,9 +140,32 @@ def _load(cfg: TrainConfig, path: str):
     return model
 
 
+def build_preference_model_parts(cfg: TrainConfig, ctx: StageContext) -> TrainParts:
+    """A reward (Bradley-Terry) or GPM head on the backbone of `model`, trained on pairs (podium.judging)."""
+    from transformers import AutoModel
+
+    from podium.judging.objectives import OBJECTIVES as JUDGE_OBJECTIVES
+    from podium.judging.pairs import make_pair_collate
+    from podium.judging.pairs import read_pairs as read_judge_pairs
+    from podium.models.heads import build_preference_model
+    from podium.models.io import check_weights_format, load_tokenizer, resolve_dtype
+
+    tokenizer = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    rows = read_judge_pairs(cfg.data)
+    check_weights_format(cfg.model)
+    backbone = AutoModel.from_pretrained(cfg.model, dtype=resolve_dtype(cfg.dtype),
+                                         trust_remote_code=cfg.trust_remote_code, use_safetensors=True)
+    model = build_preference_model(cfg.objective, backbone, **cfg.head)
+    collate = make_pair_collate(tokenizer, cfg.max_length)
+    return TrainParts(model, tokenizer, JUDGE_OBJECTIVES[cfg.objective], rows, collate,
+                      {"pairs/read": float(len(rows))})
+
+
 # objective name -> builder(cfg, ctx) -> TrainParts. Other families register more names here.
 OBJECTIVES: dict[str, Callable[[TrainConfig, StageContext], TrainParts]] = {
-    name: build_preference for name in PREFERENCE_OBJECTIVES
+    **{name: build_preference for name in PREFERENCE_OBJECTIVES},
+    "reward": build_preference_model_parts,
+    "gpm": build_preference_model_parts,
 }
 
 
