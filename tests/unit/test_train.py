@@ -97,3 +97,15 @@ def test_reward_model_objective_through_the_same_stage(tiny_run, tmp_path):
     assert len(rows) == 2 and "accuracy" in rows[0]
     model, _ = load_preference_model(tmp_path / "rm")
     assert model.kind == "reward"
+
+
+def test_separate_reference_model(tiny_run, tmp_path):
+    """Step-1 rewards are beta * (log pi - log pi_ref): zero against the frozen copy, non-zero against another model."""
+    from podium.stages import run_stage
+
+    save_tiny(tmp_path / "other", seed=7)
+    run_stage("train", {**tiny_run, "max_steps": 1}, tmp_path / "self")
+    run_stage("train", {**tiny_run, "max_steps": 1, "reference": str(tmp_path / "other")}, tmp_path / "other_ref")
+    first = [json.loads((tmp_path / d / "metrics.jsonl").read_text().splitlines()[0]) for d in ("self", "other_ref")]
+    assert first[0]["rewards/chosen"] == 0.0
+    assert first[1]["rewards/chosen"] != 0.0 and first[1]["logps/chosen"] == first[0]["logps/chosen"]
