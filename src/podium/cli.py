@@ -13,13 +13,21 @@ from podium.errors import PodiumError
 # Subcommands with their own argument parsing: name -> "module:function(argv) -> int".
 CUSTOM = {
     "merge": "podium.merging.cli:main",
-    "eval": "podium.evaluation.cli:main",
+    "eval": "podium.evaluation.stage:eval_command",
     "leaderboard": "podium.evaluation.leaderboard:main",
+    "winrate": "podium.evaluation.winrate:main",
     "card": "podium.cards.cli:main",
+    "report": "podium.cards.report:main",
 }
 HELP = {
     "run": "run a recipe: podium run RECIPE.yaml [--output DIR] [--dry-run] [key=value ...]",
     "stage": "run one stage kind alone: podium stage KIND CONFIG.yaml [--output DIR] [key=value ...]",
+    "merge": "merge models from a mergekit YAML: podium merge CONFIG.yml OUTPUT_DIR",
+    "eval": "podium eval --model DIR --tasks NAMES [--include-path DIR] | eval preference --model DIR --data F",
+    "leaderboard": "Open LLM Leaderboard scores: podium leaderboard RESULTS.json --version v1|v2",
+    "winrate": "raw and length-controlled win rate of a model against a baseline",
+    "card": "write the model card (and run report) of a run: podium card RUN_DIR",
+    "report": "write the run report with plots: podium report RUN_DIR",
 }
 
 

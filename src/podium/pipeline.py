@@ -212,6 +212,10 @@ def run_plan(plan: Plan, show_progress: bool = True) -> dict:
             log.info(f"[{ps.name}] done in {seconds:.1f}s {format_metrics(metrics)}")
         report["stages"].append(entry)
         write_json(plan.run_dir / "report.json", report)
+    from podium.cards.report import write_report
+
+    path = write_report(plan.run_dir)
+    log.info(f"report: {path}")
     return report
 
 

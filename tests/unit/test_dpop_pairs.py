@@ -92,3 +92,24 @@ def test_multiple_choice_template_duplicates_and_errors():
         multiple_choice_pairs("Q?", ["x", "y"], "E")
     with pytest.raises(ValueError):
         multiple_choice_pairs("Q?", ["x"], 0)
+
+
+def test_pairs_stage_both_builders(tmp_path):
+    from podium.data.records import read_jsonl, write_jsonl
+    from podium.stages import run_stage
+
+    math = write_jsonl(tmp_path / "math.jsonl", [
+        {"query": "Tom has 3 apples and buys 4. How many?", "response": "3 + 4 = 7. The answer is 7"},
+        {"query": "No numbers here?", "response": "none"},
+    ])
+    m = run_stage("pairs", {"data": str(math), "prompt_field": "query"}, tmp_path / "a")
+    rows = read_jsonl(tmp_path / "a" / "pairs.jsonl")
+    assert m == {"rows": 2, "pairs": 1, "rows_without_pair": 1}
+    assert rows[0]["chosen"] == "3 + 4 = 7. The answer is 7" and rows[0]["rejected"] != rows[0]["chosen"]
+    mc = write_jsonl(tmp_path / "mc.jsonl", [{"prompt": "Sky?", "choices": ["red", "blue", "green"], "response": "B"}])
+    m = run_stage("pairs", {"data": str(mc), "builder": "multiple_choice", "template": "{label}. {text}"}, tmp_path / "b")
+    rows = read_jsonl(tmp_path / "b" / "pairs.jsonl")
+    assert m["pairs"] == 2 and {r["rejected"] for r in rows} == {"A. red", "C. green"}
+    assert all(r["chosen"] == "B. blue" for r in rows)
+    task = run_stage("pairs", {"data": [{"task": "arithmetic", "count": 5}]}, tmp_path / "c")
+    assert task["pairs"] == 5

@@ -2,7 +2,8 @@
 
 import torch
 
-from podium.models.heads import gpm_score, gpm_score_matrix
+from podium.losses.gpm import gpm_score
+from podium.models.heads import gpm_score_matrix
 
 
 def test_worked_example_one_block():
@@ -16,11 +17,12 @@ def test_worked_example_two_blocks_with_lambdas():
     """Blocks (a, b): v_i = (1, 0 | 0.6, 0.8), v_j = (0.6, 0.8 | 1, 0), λ = (2, 0.5).
 
     block 1: a_i b_j − b_i a_j = 1·0.8 − 0·0.6 = 0.8; block 2: 0.6·0 − 0.8·1 = −0.8.
-    s = 2·0.8 + 0.5·(−0.8) = 1.2.
+    On raw vectors s = 2·0.8 + 0.5·(−0.8) = 1.2; the score L2-normalises v first (|v| = √2 for
+    both), which scales every product by 1/2: s = 0.6.
     """
     vi = torch.tensor([1.0, 0.0, 0.6, 0.8])
     vj = torch.tensor([0.6, 0.8, 1.0, 0.0])
-    assert torch.isclose(gpm_score(vi, vj, torch.tensor([2.0, 0.5])), torch.tensor(1.2))
+    assert torch.isclose(gpm_score(vi, vj, torch.tensor([2.0, 0.5])), torch.tensor(0.6))
 
 
 def test_matches_explicit_block_operator():

@@ -18,6 +18,8 @@ from typing import Protocol
 
 import torch
 
+from podium.selfplay.targets import win_probabilities  # noqa: F401  (re-exported)
+
 EMPTY = "empty response"
 TOO_LONG = "too long"
 
@@ -28,6 +30,7 @@ class Judgement:
 
     matrix: torch.Tensor | None
     valid: bool = True
+    scores: torch.Tensor | None = None  # GPM scores s_ij [K, K] (GPO's targets), when the judge has them
     reason: str | None = None
     invalid: list[int] = field(default_factory=list)
 
@@ -38,14 +41,6 @@ class Judgement:
 
 class Judge(Protocol):
     def preference_matrix(self, prompt, responses: Sequence[str]) -> Judgement: ...
-
-
-def win_probabilities(P: torch.Tensor) -> torch.Tensor:
-    """p_i = (1/K) Σ_j P_ij including j = i (P_ii = 1/2). [..., K, K] -> [..., K].
-
-    Example: P = [[.5, 1], [0, .5]] gives p = [.75, .25].
-    """
-    return P.mean(-1)
 
 
 def empty_responses(responses: Sequence[str]) -> list[int]:

@@ -9,16 +9,20 @@ balanced pairs), while a GPM with k ≥ 1 can place the types 120° apart on a p
 
 from __future__ import annotations
 
+import json
 import random
 import string
+import tempfile
+from pathlib import Path
 
 import torch
 
-from podium.judging.fit import fit
 from podium.judging.objectives import OBJECTIVES, preference_accuracy
 from podium.judging.pairs import make_pair_collate
 from podium.models.heads import GPMModel, RewardModel
 from podium.models.tiny import build_tiny_model
+from podium.training.loop import train_loop
+from podium.training.settings import TrainSettings
 
 TYPES = ("rock", "paper", "scissors")
 # (winner, loser): rock ≻ scissors, scissors ≻ paper, paper ≻ rock.
@@ -75,9 +79,14 @@ def run_cyclic(kind: str, *, n_train: int = 200, n_test: int = 50, steps: int = 
     test = cyclic_pairs(n_test, seed=seed + 1000)
     model, tok = build_toy_preference_model(kind, seed=seed, **model_kwargs)
     collate = make_pair_collate(tok)
-    history = fit(model, OBJECTIVES[kind], train, collate, steps=steps, batch_size=batch_size, lr=lr,
-                  seed=seed, eval_every=eval_every,
-                  evaluate=lambda: preference_accuracy(model, test, collate, 64)["accuracy"])
-    curve = [(row["step"], row["eval"]) for row in history if "eval" in row]
+    settings = TrainSettings(learning_rate=lr, max_steps=steps, batch_size=batch_size, seed=seed,
+                             lr_scheduler="constant", max_grad_norm=None)
+    with tempfile.TemporaryDirectory() as out:
+        train_loop(model, OBJECTIVES[kind], train, collate, settings, out, save_final=lambda m, d: None,
+                   show_progress=False, evaluate_every=eval_every,
+                   evaluate=lambda m: {"accuracy": preference_accuracy(m, test, collate, 64)["accuracy"]})
+        history = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+    model.eval()
+    curve = [(row["step"], row["eval/accuracy"]) for row in history if "eval/accuracy" in row]
     return {"kind": kind, "accuracy": curve[-1][1], "curve": curve, "final_loss": history[-1]["loss"],
             "model": model, "tokenizer": tok, "test": test}

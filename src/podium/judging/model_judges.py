@@ -56,4 +56,4 @@ class GPMJudge(_ModelJudge):
         v = torch.cat([o[0] for o in outs]).float()
         lambdas = None if outs[0][1] is None else outs[0][1][0].float()
         S = gpm_score_matrix(v, lambdas)
-        return Judgement(torch.sigmoid(S / self.model.tau).fill_diagonal_(0.5))
+        return Judgement(torch.sigmoid(S / self.model.tau).fill_diagonal_(0.5), scores=S)

@@ -1,40 +1,41 @@
 """Training objectives `reward` (Bradley–Terry) and `gpm` for `podium.training.loop.train_loop`.
 
-objective(model, batch) -> (loss_sum, metrics): loss_sum is the SUM over the batch's pairs of
-−log σ(z), z = model.pair_logits(batch) (r_w − r_l for Bradley–Terry, s(w ≻ l)/τ for GPM;
-DESIGN.md "Losses"); metrics are per-pair tensors [B]. Batches come from
-`podium.judging.pairs.make_pair_collate` (`batch["count"]` = B pairs).
-
-Note: the per-example loss here is the one-liner −log σ(z); `podium.losses.reward` / `gpm` own
-these formulas and should replace it when the branches are unified.
+objective(model, batch) -> (loss_sum, metrics): loss_sum is the SUM over the batch's pairs of the
+loss from `podium.losses` (`bradley_terry_loss`, `gpm_loss`); metrics are per-pair tensors [B].
+Batches come from `podium.judging.pairs.make_pair_collate`: rows [:B] chosen, [B:] rejected,
+`batch["count"]` = B pairs.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
+from podium.losses.gpm import gpm_loss
+from podium.losses.reward import bradley_terry_loss
 
 
-def pairwise_logistic_objective(model, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """−Σ log σ(z) over pairs, z [B] the logit of P(chosen ≻ rejected)."""
-    logits = model.pair_logits(batch)
-    losses = -F.logsigmoid(logits)
-    metrics = {
-        "loss": losses.detach(),
-        "accuracy": (logits.detach() > 0).float(),
-        "margin": logits.detach(),
-    }
-    return losses.sum(), metrics
+def _metrics(out) -> dict[str, torch.Tensor]:
+    margin = out.chosen_rewards - out.rejected_rewards
+    return {"loss": out.losses.detach(), "accuracy": (margin > 0).float(), "margin": margin}
 
 
 def reward_objective(model, batch: dict):
     """Bradley–Terry reward loss −log σ(r_w − r_l) (Ouyang et al. 2022, eq. 1), summed over pairs."""
-    return pairwise_logistic_objective(model, batch)
+    r = model(batch["input_ids"], batch["attention_mask"])
+    n = r.shape[0] // 2
+    out = bradley_terry_loss(r[:n], r[n:])
+    return out.losses.sum(), _metrics(out)
 
 
 def gpm_objective(model, batch: dict):
-    """GPM loss −log σ(s(w ≻ l)/τ) (Zhang et al. 2024, arXiv:2410.02197), summed over pairs."""
-    return pairwise_logistic_objective(model, batch)
+    """GPM loss −log σ(s(w ≻ l)/τ) (Zhang et al. 2024, arXiv:2410.02197), summed over pairs.
+
+    Both rows of a pair share the prompt, so the chosen row's gates λ(x) stand for the pair.
+    """
+    v, lambdas = model(batch["input_ids"], batch["attention_mask"], batch.get("prompt_lengths"))
+    n = v.shape[0] // 2
+    out = gpm_loss(v[:n], v[n:], lambdas=None if lambdas is None else lambdas[:n], tau=model.tau)
+    return out.losses.sum(), _metrics(out)
 
 
 OBJECTIVES = {"reward": reward_objective, "gpm": gpm_objective}

@@ -4,19 +4,17 @@ A record is `{"prompt", "chosen", "rejected"}` (TRL standard or conversational):
 string (one user turn) or a message list; a response is a string (one assistant turn) or a
 message list appended after the prompt. Text is rendered with the tokenizer's chat template.
 
-Note: `read_pairs` is a minimal JSONL reader so this module stands alone; once
-`podium.data.records.read_jsonl` lands it should do the file reading.
+`read_pairs` reads with `podium.data.records.read_jsonl` and checks the pair fields.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
+from podium.data.records import read_jsonl
 from podium.errors import DataError
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
@@ -95,24 +93,11 @@ def make_pair_collate(tokenizer, max_length: int | None = None):
 
 def read_pairs(path: str | os.PathLike) -> list[dict]:
     """Read preference pairs from JSONL; errors name file, line and field."""
-    rows = []
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{lineno}: expected a JSON object")
+    rows = read_jsonl(path)
+    for row in rows:
         for field in PAIR_FIELDS:
             if not isinstance(row.get(field), (str, list)):
-                raise DataError(f"{path}:{lineno}: field {field!r} must be a string or a message list")
-        rows.append(row)
+                raise DataError(f"{row['_source']}: field {field!r} must be a string or a message list")
     if not rows:
         raise DataError(f"{path}: no preference pairs")
     return rows

@@ -17,8 +17,7 @@ Saved as a folder: the backbone with `save_pretrained` (safetensors) and its tok
 in `head.safetensors` and the head config in `preference_model.json`. Loading is safetensors-only
 and never runs remote code (same rules as `podium.models.io`).
 
-Note: `gpm_score` below is the minimal score math this module needs; `podium.losses.gpm` owns the
-loss and the two should be unified to one implementation of the score.
+The GPM score math lives in `podium.losses.gpm`.
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ from torch import nn
 from transformers import AutoModel
 
 from podium.errors import PodiumError
+from podium.losses.gpm import gpm_score
 from podium.models import io
 
 CONFIG_NAME = "preference_model.json"
@@ -50,23 +50,6 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
 def gather_rows(hidden: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """hidden[b, index[b]]. [B, T, H], [B] -> [B, H]."""
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
-
-
-def gpm_score(v_i: torch.Tensor, v_j: torch.Tensor, lambdas: torch.Tensor | None = None) -> torch.Tensor:
-    """GPM preference score s(i ≻ j) = ⟨R v_i, v_j⟩ with R = blockdiag(λ_l J), J = [[0, −1], [1, 0]].
-
-    Per block l with v = (a, b): (R v_i)_l = λ_l (−b_i, a_i), so
-    s = Σ_l λ_l (a_i^l b_j^l − b_i^l a_j^l); skew-symmetric: s(j ≻ i) = −s(i ≻ j), s(i ≻ i) = 0.
-    For unit vectors in one block at angles θ: s(i ≻ j) = sin(θ_j − θ_i), so three responses
-    120° apart form a cycle.
-    Shapes: v [..., 2k], lambdas [..., k] or None (all ones) -> [...]. Arrays broadcast.
-    """
-    a_i, b_i = v_i[..., 0::2], v_i[..., 1::2]
-    a_j, b_j = v_j[..., 0::2], v_j[..., 1::2]
-    per_block = a_i * b_j - b_i * a_j
-    if lambdas is not None:
-        per_block = per_block * lambdas
-    return per_block.sum(-1)
 
 
 def gpm_score_matrix(v: torch.Tensor, lambdas: torch.Tensor | None = None) -> torch.Tensor:

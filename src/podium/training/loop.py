@@ -90,6 +90,8 @@ def train_loop(
     save_final: Callable[[torch.nn.Module, Path], None] | None = None,
     log=None,
     show_progress: bool = True,
+    evaluate: Callable[[torch.nn.Module], dict] | None = None,
+    evaluate_every: int = 0,
 ) -> dict:
     """Train `model` on `examples`; returns summary metrics of the run.
 
@@ -195,6 +197,9 @@ def train_loop(
         record.update({"grad_norm": grad_norm, "lr": lr, f"{example_unit}_per_second": global_batch / dt})
         if n_tokens:
             record["tokens_per_second"] = n_tokens / dt
+        if evaluate is not None and evaluate_every and ((step + 1) % evaluate_every == 0 or step + 1 == total_steps):
+            record.update({f"eval/{k}": v for k, v in evaluate(acc.unwrap_model(model)).items()})
+            model.train()
         last = record
         if acc.is_main_process and ((step + 1) % s.logging_steps == 0 or step + 1 == total_steps):
             with open(metrics_path, "a") as f:
