@@ -1,0 +1,171 @@
+"""Sequence log-probs of preference pairs: sums over completion tokens, three interchangeable layouts.
+
+A batch of B pairs is laid out in one of three ways (`pack_pairs`), which give the same
+log-probs up to float rounding (tested):
+
+- plain (TRL's layout): 2B right-padded rows, `[prompt, chosen]` then `[prompt, rejected]`.
+- prefix sharing: one row per pair `[prompt, chosen, rejected]`; a 4D mask lets rejected tokens
+  attend to the prompt but not to chosen, and positions restart at `len(prompt)` for rejected, so
+  the prompt is computed once per pair instead of twice.
+- padding-free: all sequences of the batch in ONE row, positions restarting at 0 for each; with
+  prefix sharing the packed units are `[prompt, chosen, rejected]` with a block-diagonal 4D mask,
+  without it transformers derives the block-causal mask from the position resets.
+
+Logits are computed only where a completion token is predicted (transformers' boolean
+`logits_to_keep`), giving `[N, V]` with N = number of predicting positions; log-softmax is taken
+by a chunked fp32 logsumexp and a gather, so no `[rows, length, V]` fp32 logits exist.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from podium.errors import ConfigError
+
+PROMPT, CHOSEN, REJECTED = 0, 1, 2
+
+
+def _units(ex: dict, prefix_sharing: bool) -> list[list[tuple[int, int, int]]]:
+    """Token triples (token_id, branch, position) of the units one pair occupies."""
+    p, c, r = ex["prompt_ids"], ex["chosen_ids"], ex["rejected_ids"]
+    prompt = [(t, PROMPT, i) for i, t in enumerate(p)]
+    chosen = [(t, CHOSEN, len(p) + i) for i, t in enumerate(c)]
+    rejected = [(t, REJECTED, len(p) + i) for i, t in enumerate(r)]
+    if prefix_sharing:
+        return [prompt + chosen + rejected]
+    return [prompt + chosen, prompt + rejected]
+
+
+def pack_pairs(examples: list[dict], pad_token_id: int, *, prefix_sharing: bool = False,
+               padding_free: bool = False) -> dict:
+    """Lay out B tokenised pairs for one forward (see module doc).
+
+    Returns `input_ids`, `position_ids` `[R, L]`, `attention_mask` (`[R, L]` plain, else None),
+    `shared_mask` (`[R, L, L]` bool, prefix sharing only), `pred_mask` `[R, L]` (positions whose
+    next-token logits are needed), `target_pred` `[M]` (index of each completion token's predicting
+    position among the True entries of `pred_mask`, row-major), `target_ids` `[M]`, `target_seg`
+    `[M]` (i for chosen of pair i, B + i for rejected), `num_tokens` (non-pad input tokens).
+    """
+    B = len(examples)
+    units = []  # (unit tokens, pair index)
+    for i, ex in enumerate(examples):
+        for u in _units(ex, prefix_sharing):
+            units.append((u, i))
+    if not prefix_sharing:  # TRL order: all chosen rows, then all rejected rows
+        units = units[0::2] + units[1::2]
+    rows = [[(u, i) for u, i in units]] if padding_free else [[(u, i)] for u, i in units]
+    L = max(sum(len(u) for u, _ in row) for row in rows)
+    R = len(rows)
+    ids_rows, pos_rows, unit_rows, branch_rows = [], [], [], []
+    targets = []  # (row, predictor col, token id, segment)
+    uid = 0
+    for r, row in enumerate(rows):
+        ids, pos, units, branches = [], [], [], []
+        for u, i in row:
+            last = {}  # branch -> column of the latest token in the unit visible to that branch
+            for t, b, p in u:
+                col = len(ids)
+                if b != PROMPT:
+                    prev = last.get(b, last.get(PROMPT))
+                    if prev is not None:  # a completion at position 0 has no predictor (TRL shifts it out)
+                        targets.append((r, prev, t, i if b == CHOSEN else B + i))
+                last[b] = col
+                ids.append(t)
+                pos.append(p)
+                units.append(uid)
+                branches.append(b)
+            uid += 1
+        pad = L - len(ids)
+        ids_rows.append(ids + [pad_token_id] * pad)
+        pos_rows.append(pos + [0] * pad)
+        unit_rows.append(units + [-1] * pad)
+        branch_rows.append(branches + [0] * pad)
+    input_ids = torch.tensor(ids_rows, dtype=torch.long)
+    position_ids = torch.tensor(pos_rows, dtype=torch.long)
+    unit_id = torch.tensor(unit_rows, dtype=torch.long)
+    branch = torch.tensor(branch_rows, dtype=torch.long)
+    pred_mask = torch.zeros((R, L), dtype=torch.bool)
+    rr = torch.tensor([t[0] for t in targets], dtype=torch.long)
+    cc = torch.tensor([t[1] for t in targets], dtype=torch.long)
+    pred_mask[rr, cc] = True
+    rank = pred_mask.flatten().cumsum(0) - 1
+    batch = {
+        "input_ids": input_ids,
+        "position_ids": position_ids,
+        "attention_mask": None,
+        "shared_mask": None,
+        "pred_mask": pred_mask,
+        "target_pred": rank[rr * L + cc],
+        "target_ids": torch.tensor([t[2] for t in targets], dtype=torch.long),
+        "target_seg": torch.tensor([t[3] for t in targets], dtype=torch.long),
+        "num_tokens": int((unit_id >= 0).sum()),
+        "n_pairs": B,
+    }
+    if prefix_sharing:
+        same_unit = unit_id[:, :, None] == unit_id[:, None, :]
+        causal = torch.ones(L, L, dtype=torch.bool).tril()
+        bq, bk = branch[:, :, None], branch[:, None, :]
+        visible = (bk == PROMPT) | (bk == bq)
+        mask = same_unit & causal & visible & (unit_id[:, :, None] >= 0)
+        # Padding queries attend to themselves, so no softmax row is empty (NaN in sdpa).
+        mask |= torch.eye(L, dtype=torch.bool)
+        batch["shared_mask"] = mask
+    elif not padding_free:
+        batch["attention_mask"] = (unit_id >= 0).long()
+    return batch
+
+
+def _attn_implementation(model) -> str:
+    m = model
+    while hasattr(m, "module"):  # DDP and friends
+        m = m.module
+    cfg = getattr(m, "config", None)
+    return getattr(cfg, "_attn_implementation", None) or "eager"
+
+
+def _forward_kwargs(model, batch: dict, device) -> dict:
+    kw = {
+        "input_ids": batch["input_ids"].to(device),
+        "position_ids": batch["position_ids"].to(device),
+        "logits_to_keep": batch["pred_mask"].to(device),
+        "use_cache": False,
+    }
+    if batch.get("shared_mask") is not None:
+        impl = _attn_implementation(model)
+        mask = batch["shared_mask"].to(device)[:, None]  # [R, 1, L, L]
+        if impl == "sdpa":
+            kw["attention_mask"] = mask
+        elif impl == "eager":
+            dtype = next(model.parameters()).dtype
+            kw["attention_mask"] = torch.zeros(mask.shape, dtype=dtype, device=device).masked_fill(
+                ~mask, torch.finfo(dtype).min)
+        else:
+            raise ConfigError(f"prefix_sharing needs attn_implementation 'sdpa' or 'eager', not {impl!r}")
+    elif batch.get("attention_mask") is not None:
+        kw["attention_mask"] = batch["attention_mask"].to(device)
+    return kw
+
+
+def gathered_logps(logits: torch.Tensor, target_pred: torch.Tensor, target_ids: torch.Tensor,
+                   chunk_size: int = 4096) -> torch.Tensor:
+    """Per-token log-probs `[M]` from logits `[N, V]`: logit of the target minus a chunked fp32 logsumexp."""
+    lse = torch.cat([torch.logsumexp(logits[i:i + chunk_size].float(), dim=-1)
+                     for i in range(0, logits.shape[0], chunk_size)])
+    return logits[target_pred, target_ids].float() - lse[target_pred]
+
+
+def sequence_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed completion log-probs and completion token counts of a packed batch.
+
+    Returns `(logps [2B], n_tokens [2B])`; the first B entries are chosen, the last B rejected.
+    """
+    device = batch["input_ids"].device if batch["input_ids"].is_cuda else next(model.parameters()).device
+    logits = model(**_forward_kwargs(model, batch, device)).logits
+    if logits.dim() == 3:  # a model that ignores boolean logits_to_keep returns [R, L, V]
+        logits = logits[batch["pred_mask"].to(logits.device)]
+    seg = batch["target_seg"].to(device)
+    tok = gathered_logps(logits, batch["target_pred"].to(device), batch["target_ids"].to(device))
+    n = 2 * batch["n_pairs"]
+    logps = torch.zeros(n, dtype=tok.dtype, device=device).index_add(0, seg, tok)
+    counts = torch.zeros(n, dtype=torch.long, device=device).index_add(0, seg, torch.ones_like(seg))
+    return logps, counts
