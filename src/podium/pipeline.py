@@ -189,9 +189,8 @@ def print_plan(plan: Plan, console=None) -> None:
 
 def run_plan(plan: Plan, show_progress: bool = True) -> dict:
     """Run every stage not cached, in order; returns the report (also written to report.json)."""
-    from podium.models.io import security_policy
-
     from podium.hub import check_hub_inputs
+    from podium.models.io import security_policy
 
     check_hub_inputs([(ps.name, json.loads(ps.config.model_dump_json(by_alias=True))) for ps in plan.stages
                       if ps.status != "cached"])

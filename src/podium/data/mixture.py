@@ -37,9 +37,9 @@ class Source(BaseModel):
     seed: int | None = None
 
 
-def as_sources(data: str | list | dict) -> list[Source]:
-    if isinstance(data, str):
-        return [Source(path=data)]
+def as_sources(data: str | Path | list | dict) -> list[Source]:
+    if isinstance(data, (str, Path)):
+        return [Source(path=str(data))]
     if isinstance(data, dict):
         return [Source.model_validate(data)]
     return [Source(path=d) if isinstance(d, str) else Source.model_validate(d) for d in data]

@@ -20,10 +20,8 @@ Optional numeric fields are kept: `chosen_prob`, `rejected_prob`, `pair_prob` (S
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from podium.errors import DataError
@@ -52,34 +50,22 @@ class PairStats:
         return out
 
 
-def read_pairs(path: str | Path) -> list[dict]:
-    """Read preference records from a JSONL file; errors name file and line."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: preference data file not found")
-    rows = []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object")
-            for key in ("prompt", "chosen", "rejected"):
-                if key not in row:
-                    raise DataError(f"{path}:{lineno}: missing field {key!r} (need prompt, chosen, rejected)")
-                if not isinstance(row[key], (str, list)):
-                    raise DataError(f"{path}:{lineno}: field {key!r} must be a string or a list of messages")
-            for key in FLOAT_FIELDS:
-                if key in row and row[key] is not None and not isinstance(row[key], (int, float)):
-                    raise DataError(f"{path}:{lineno}: field {key!r} must be a number")
-            row["_line"] = lineno
-            rows.append(row)
-    if not rows:
-        raise DataError(f"{path}: no preference records")
+def read_pairs(data, seed: int = 0, log=None) -> list[dict]:
+    """Preference records from a JSONL file, a dataset or a mixture with per-source counts
+    (`podium.data.mixture`); errors name file, line and field."""
+    from podium.data.mixture import build_mixture
+
+    rows, _ = build_mixture(data, seed=seed, shuffle=False, log=log)
+    for row in rows:
+        where = row.get("_source", "record")
+        for key in ("prompt", "chosen", "rejected"):
+            if key not in row:
+                raise DataError(f"{where}: missing field {key!r} (need prompt, chosen, rejected)")
+            if not isinstance(row[key], (str, list)):
+                raise DataError(f"{where}: field {key!r} must be a string or a list of messages")
+        for key in FLOAT_FIELDS:
+            if key in row and row[key] is not None and not isinstance(row[key], (int, float)):
+                raise DataError(f"{where}: field {key!r} must be a number")
     return rows
 
 
@@ -169,8 +155,8 @@ def tokenize_pairs(rows: list[dict], tokenizer, max_length: int | None) -> tuple
     return examples, stats
 
 
-def load_preference_data(path: str | Path, tokenizer, max_length: int | None) -> tuple[list[dict], PairStats]:
-    """Read and tokenise a preference JSONL file; raises DataError when no pair survives."""
+def load_preference_data(path, tokenizer, max_length: int | None) -> tuple[list[dict], PairStats]:
+    """Read and tokenise preference data; raises DataError when no pair survives."""
     examples, stats = tokenize_pairs(read_pairs(path), tokenizer, max_length)
     if not examples:
         raise DataError(f"{path}: all {stats.read} pairs were dropped ({stats.dropped})")

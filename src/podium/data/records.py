@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from podium.errors import DataError
 
@@ -40,8 +40,7 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps({k: v for k, v in row.items() if k != "_source"}, ensure_ascii=False) + "\n")
+        f.writelines(json.dumps({k: v for k, v in row.items() if k != "_source"}, ensure_ascii=False) + "\n" for row in rows)
     os.replace(tmp, path)
     return path
 

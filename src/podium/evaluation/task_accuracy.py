@@ -6,7 +6,7 @@ from math import comb
 
 import torch
 
-from podium.data.chat import prompt_text, as_messages
+from podium.data.chat import as_messages, prompt_text
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

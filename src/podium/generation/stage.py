@@ -19,11 +19,10 @@ from typing import Literal
 
 from pydantic import Field
 
+from podium.data.records import read_jsonl, write_jsonl
 from podium.errors import DataError
 from podium.generation.sampler import SamplingParams
 from podium.stages import StageConfig, StageContext, stage
-
-from podium.data.records import read_jsonl, write_jsonl
 
 
 class GenerateConfig(StageConfig):

@@ -12,9 +12,10 @@ import os
 import sys
 from pathlib import Path
 
+from podium.data.preference import read_pairs
 from podium.errors import PodiumError
 from podium.judging.objectives import preference_accuracy
-from podium.judging.pairs import make_pair_collate, read_pairs
+from podium.judging.pairs import make_pair_collate
 from podium.models.heads import load_preference_model
 
 

@@ -4,18 +4,14 @@ A record is `{"prompt", "chosen", "rejected"}` (TRL standard or conversational):
 string (one user turn) or a message list; a response is a string (one assistant turn) or a
 message list appended after the prompt. Text is rendered with the tokenizer's chat template.
 
-`read_pairs` reads with `podium.data.records.read_jsonl` and checks the pair fields.
+Pairs are read with `podium.data.preference.read_pairs`.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import torch
-
-from podium.data.records import read_jsonl
-from podium.errors import DataError
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
 
@@ -91,13 +87,3 @@ def make_pair_collate(tokenizer, max_length: int | None = None):
     return collate
 
 
-def read_pairs(path: str | os.PathLike) -> list[dict]:
-    """Read preference pairs from JSONL; errors name file, line and field."""
-    rows = read_jsonl(path)
-    for row in rows:
-        for field in PAIR_FIELDS:
-            if not isinstance(row.get(field), (str, list)):
-                raise DataError(f"{row['_source']}: field {field!r} must be a string or a message list")
-    if not rows:
-        raise DataError(f"{path}: no preference pairs")
-    return rows

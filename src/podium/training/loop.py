@@ -18,9 +18,9 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 

@@ -15,8 +15,8 @@ from podium.data.records import write_json
 from podium.errors import DataError
 from podium.models.io import load_model, load_tokenizer, save_model
 from podium.stages import StageContext, stage
-from podium.training.lora import LoraSettings, apply_lora, save_lora
 from podium.training.loop import train_loop
+from podium.training.lora import LoraSettings, apply_lora, save_lora
 from podium.training.settings import TrainSettings
 
 
@@ -67,7 +67,7 @@ def sft(cfg: SFTConfig, ctx: StageContext) -> dict:
     save_final = None
     if cfg.lora:
         model = apply_lora(model, cfg.lora)
-        save_final = lambda m, d: save_lora(m, tokenizer, d, cfg.lora)  # noqa: E731
+        save_final = lambda m, d: save_lora(m, tokenizer, d, cfg.lora)
     collate = partial(pack_batch if cfg.packing else pad_batch, pad_id=tokenizer.pad_token_id)
     summary = train_loop(
         model, sft_objective, examples, collate, cfg, ctx.out_dir, tokenizer=tokenizer,

@@ -39,7 +39,7 @@ class TrainConfig(TrainSettings):
     objective: str = "dpo"
     model: str
     reference: str | None = None
-    data: str
+    data: str | list | dict = Field(description="pairs: a JSONL file, a dataset or a mixture with per-source counts")
     # Loss parameters (DESIGN.md "Losses"); each loss reads the ones its LOSS_SPECS entry names.
     beta: float = 0.1
     lambda_: float = Field(50.0, alias="lambda")
@@ -56,7 +56,6 @@ class TrainConfig(TrainSettings):
     head: dict[str, Any] = Field(default_factory=dict, description="reward/gpm head options: k, tau, gates")
     reference_batch_size: int = 8
     reference_cache_dir: str | None = None
-    trust_remote_code: bool = False
 
     @model_validator(mode="after")
     def _check_train(self):
@@ -101,12 +100,12 @@ def build_preference(cfg: TrainConfig, ctx: StageContext) -> TrainParts:
 
     if LOSS_SPECS[cfg.objective].kind != "policy":
         raise ConfigError(f"objective {cfg.objective!r} is not a policy loss")
-    tokenizer = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
-    rows = read_pairs(cfg.data)
-    check_records(cfg.objective, rows, source=cfg.data)
+    tokenizer = load_tokenizer(cfg.model)
+    rows = read_pairs(cfg.data, seed=cfg.seed, log=ctx.log)
+    check_records(cfg.objective, rows, source=str(cfg.data))
     examples, stats = tokenize_pairs(rows, tokenizer, cfg.max_length)
     if not examples:
-        raise DataError(f"{cfg.data}: all {stats.read} pairs were dropped ({stats.dropped})")
+        raise DataError(f"{str(cfg.data)[:200]}: all {stats.read} pairs were dropped ({stats.dropped})")
     ctx.log.info("train: %d pairs kept of %d read; dropped %s", stats.kept, stats.read, stats.dropped or "none")
     model = _load(cfg, cfg.model)
     if cfg.lora is not None:
@@ -132,7 +131,7 @@ def build_preference(cfg: TrainConfig, ctx: StageContext) -> TrainParts:
 def _load(cfg: TrainConfig, path: str):
     from podium.models.io import load_model
 
-    model = load_model(path, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
+    model = load_model(path, dtype=cfg.dtype)
     if hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation(cfg.attn_implementation)
     else:
@@ -144,17 +143,17 @@ def build_preference_model_parts(cfg: TrainConfig, ctx: StageContext) -> TrainPa
     """A reward (Bradley-Terry) or GPM head on the backbone of `model`, trained on pairs (podium.judging)."""
     from transformers import AutoModel
 
+    from podium.data.preference import read_pairs
     from podium.judging.objectives import OBJECTIVES as JUDGE_OBJECTIVES
     from podium.judging.pairs import make_pair_collate
-    from podium.judging.pairs import read_pairs as read_judge_pairs
     from podium.models.heads import build_preference_model
-    from podium.models.io import check_weights_format, load_tokenizer, resolve_dtype
+    from podium.models.io import POLICY, check_weights_format, load_tokenizer, resolve_dtype
 
-    tokenizer = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
-    rows = read_judge_pairs(cfg.data)
-    check_weights_format(cfg.model)
+    tokenizer = load_tokenizer(cfg.model)
+    rows = read_pairs(cfg.data, seed=cfg.seed, log=ctx.log)
+    check_weights_format(cfg.model, POLICY["allow_pickle"])
     backbone = AutoModel.from_pretrained(cfg.model, dtype=resolve_dtype(cfg.dtype),
-                                         trust_remote_code=cfg.trust_remote_code, use_safetensors=True)
+                                         trust_remote_code=POLICY["trust_remote_code"], use_safetensors=True)
     model = build_preference_model(cfg.objective, backbone, **cfg.head)
     collate = make_pair_collate(tokenizer, cfg.max_length)
     return TrainParts(model, tokenizer, JUDGE_OBJECTIVES[cfg.objective], rows, collate,
