@@ -28,7 +28,7 @@ trl = pytest.importorskip("trl")
 if trl.__version__ != "1.16.0":
     pytest.skip(f"parity is pinned to trl 1.16.0, found {trl.__version__}", allow_module_level=True)
 
-from trl import DPOConfig, DPOTrainer
+from trl import DPOConfig, DPOTrainer  # noqa: E402  (after the version guard)
 
 B, PROMPT, T = 8, 3, 40
 RTOL = 1e-5

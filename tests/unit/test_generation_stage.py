@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from podium.errors import ConfigError, DataError
 from podium.cli import main as podium_main
+from podium.errors import DataError
 from podium.models.io import save_model
 from podium.models.tiny import build_tiny_model
 from podium.stages import get_stage, run_stage

@@ -79,7 +79,9 @@ def test_resume_equals_uninterrupted(tmp_path):
 
 
 def test_non_finite_loss_stops_with_step(tmp_path):
-    def nan_at_3(model, batch, calls={"n": 0}):
+    calls = {"n": 0}
+
+    def nan_at_3(model, batch):
         calls["n"] += 1
         loss, m = sft_objective(model, batch)
         return (loss * float("nan") if calls["n"] == 3 else loss), m

@@ -181,7 +181,7 @@ def eval_results(scores: Scores, model_name: str) -> list[EvalResult]:
                 task_type="text-generation", task_name="Text Generation",
                 dataset_name=f"Win rate against {baseline}", dataset_type="podium/win-rate",
                 metric_type=key, metric_value=round(scores.win_rates[key], 2), metric_name=name,
-                
+
             ))
     return out
 
