@@ -160,7 +160,11 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
             if hasattr(e, "errors"):
                 raise ConfigError(format_validation_error(e, located, base, f"stage {name!r}")) from None
             raise
-        key_src = {"kind": kind, "config": json.loads(cfg.model_dump_json()), "inputs": sorted(hashed),
+        # Upstream outputs enter the key by their stage's key, not their path, so a run dir can move.
+        config_text = cfg.model_dump_json()
+        for dep in deps:
+            config_text = config_text.replace(json.dumps(str(planned[dep].out_dir.resolve()))[1:-1], f"@{dep}")
+        key_src = {"kind": kind, "config": json.loads(config_text), "inputs": sorted(hashed),
                    "policy": [recipe.trust_remote_code, recipe.allow_pickle]}
         key = hashlib.sha256(json.dumps(key_src, sort_keys=True, default=str).encode()).hexdigest()
         key = hashlib.sha256((key + "".join(planned[d].key for d in deps)).encode()).hexdigest()

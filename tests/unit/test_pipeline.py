@@ -97,3 +97,13 @@ def test_dry_run_runs_nothing(recipe, tmp_path):
     plan = run_recipe(str(recipe), output=str(tmp_path / "run"), dry_run=True)
     assert CALLS == [] and not (tmp_path / "run").exists()
     assert [s.deps for s in plan.stages] == [[], ["a"], ["b"]]
+
+
+def test_moved_run_dir_stays_cached(recipe, tmp_path):
+    import shutil
+
+    go(recipe, tmp_path)
+    shutil.copytree(tmp_path / "run", tmp_path / "moved")
+    CALLS.clear()
+    plan = make_plan(str(recipe), output=str(tmp_path / "moved"))
+    assert [s.status for s in plan.stages] == ["cached"] * 3

@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from podium.data.chat import as_messages
 from podium.data.mixture import load_rows
 from podium.data.records import read_jsonl, write_json, write_jsonl
 from podium.errors import DataError
@@ -57,22 +58,17 @@ def build_sgd_pairs(samples: list[dict], *, pairs_per_prompt: int = 1, dedupe: b
             wrong = unique
         if not wrong and all(task.check(r, s["answer"]) for r in responses):
             counts["prompts_all_correct"] += 1
-        item = {"prompt": s["prompt"] if isinstance(s["prompt"], str) else s["prompt"][-1]["content"],
-                "answer": s["answer"]}
+        item = {"prompt": s["prompt"] if isinstance(s["prompt"], str) else s["prompt"][-1]["content"], "answer": s["answer"]}
         chosen = task.format_answer(item)
         for r in rng.sample(wrong, min(pairs_per_prompt, len(wrong))):
             pairs.append({
-                "prompt": as_prompt(s["prompt"]),
+                "prompt": as_messages(s["prompt"]),
                 "chosen": [{"role": "assistant", "content": chosen}],
                 "rejected": [{"role": "assistant", "content": r}],
                 "task": s["task"], "answer": s["answer"], "source": "sgd",
             })
     counts["pairs"] = len(pairs)
     return pairs, counts
-
-
-def as_prompt(prompt) -> list[dict]:
-    return prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
 
 
 class SGDConfig(StageConfig):
@@ -103,7 +99,8 @@ def sgd(cfg: SGDConfig, ctx: StageContext) -> dict:
     if missing:
         where = items[missing[0]].get("_source", f"item {missing[0]}")
         raise DataError(f"{where}: SGD needs task items with 'answer' and 'task' fields")
-    prompts_file = write_jsonl(ctx.out_dir / "prompts.jsonl", items)
+    # Task prompts are user turns: the sampler renders message lists with the chat template.
+    prompts_file = write_jsonl(ctx.out_dir / "prompts.jsonl", [{**it, "prompt": as_messages(it["prompt"])} for it in items])
     run_stage("generate", {
         "model": cfg.model, "prompts": str(prompts_file), "n": cfg.num_samples, "logps": True,
         "temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens,

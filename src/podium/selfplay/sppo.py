@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from podium.data.chat import as_messages
 from podium.data.mixture import build_mixture
 from podium.data.records import read_jsonl, write_json, write_jsonl
 from podium.errors import DataError
@@ -54,10 +55,15 @@ class SelfPlayConfig(StageConfig):
 
 
 def load_prompts(cfg: SelfPlayConfig, split: str, n: int, seed: int) -> list[dict]:
-    """Training prompts or held-out prompts: from the configured dataset, or a built-in task's splits."""
+    """Training prompts or held-out prompts: from the configured dataset, or a built-in task's splits.
+
+    Prompts are user turns (message lists), so the sampler applies the chat template.
+    """
     if cfg.prompts is None:
-        return get_task(cfg.task or "arithmetic").items(n, split=split, seed=seed, **cfg.difficulty)
+        items = get_task(cfg.task or "arithmetic").items(n, split=split, seed=seed, **cfg.difficulty)
+        return [{**it, "prompt": as_messages(it["prompt"])} for it in items]
     rows, _ = build_mixture(cfg.prompts, seed=seed)
+    rows = [{**r, "prompt": as_messages(r["prompt"])} for r in rows]
     # The last eval_count (shuffled) prompts are held out for the win rate; training draws from the rest.
     held_out, train = rows[-cfg.eval_count:], rows[: -cfg.eval_count]
     if not train:
@@ -83,7 +89,7 @@ def build_pairs(samples: list[dict], judge, with_scores: bool) -> tuple[list[dic
         if pair is None:
             counts["dropped_ties"] += 1
             continue
-        prompt = s["prompt"] if isinstance(s["prompt"], list) else [{"role": "user", "content": s["prompt"]}]
+        prompt = as_messages(s["prompt"])
         w, l = pair.pop("chosen_index"), pair.pop("rejected_index")
         pairs.append({"prompt": prompt, "chosen": [{"role": "assistant", "content": s["responses"][w]}],
                       "rejected": [{"role": "assistant", "content": s["responses"][l]}], **pair,
