@@ -37,3 +37,20 @@ def test_missing_weights(tmp_path):
 def test_unreachable_hub_id_is_clear():
     with pytest.raises(PodiumError, match="could not load model 'nobody/nothing-here'"):
         load_model("nobody/nothing-here")
+
+
+def test_save_over_sharded_model_leaves_no_stale_shards(tmp_path):
+    """Saving unsharded over a sharded save removes the old shards and index; other files stay."""
+    from podium.models.io import save_model
+    from podium.models.tiny import build_tiny_model
+
+    model, tok = build_tiny_model(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2, seed=0)
+    out = tmp_path / "stage"
+    save_model(model, tok, out, max_shard_size="20KB")
+    assert (out / "model.safetensors.index.json").exists()
+    (out / "metrics.jsonl").write_text("{}\n")
+    save_model(model, tok, out)
+    assert sorted(p.name for p in out.glob("model*.safetensors*")) == ["model.safetensors"]
+    assert (out / "metrics.jsonl").read_text() == "{}\n"
+    assert not (tmp_path / "stage.tmp-save").exists()
+    assert load_model(out).config.model_type == "llama"

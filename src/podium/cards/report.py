@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from podium.cards.run_info import RunInfo, StageInfo, load_run
+from podium.data.records import write_text
 
 STEP_SERIES = (("loss", "loss"), ("rewards/margins", "reward margin"))
 
@@ -169,10 +170,7 @@ def write_report(run_dir: str | os.PathLike) -> Path:
             lines.append(f"- {name}: " + ", ".join(f"iter {i}: {v:.2f}" for i, v in sorted(by_iter.items())))
         lines.append("")
     out = run.run_dir / "report.md"
-    tmp = out.with_name("report.md.tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, out)
-    return out
+    return write_text(out, "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ def _render(tokenizer, messages: list[dict], add_generation_prompt: bool) -> str
 
 
 def common_prefix_len(a: list[int], b: list[int]) -> int:
+    """How many leading tokens `a` and `b` share (where a prompt's and prompt+completion's ids diverge)."""
     n = 0
     for x, y in zip(a, b):
         if x != y:

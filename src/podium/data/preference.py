@@ -7,7 +7,7 @@ Formats (TRL's names):
   `add_generation_prompt=True`, prompt+completion with the template alone.
 
 In both, the completion starts where the tokenised prompt and the tokenised prompt+completion
-diverge (`common_prefix_length`, as `trl.DPOTrainer._prepare_dataset`).
+diverge (`common_prefix_len`, as `trl.DPOTrainer._prepare_dataset`).
 
 Truncation is TRL's `keep_start`: each prompt+completion sequence is cut to `max_length` tokens
 from the end, i.e. the completion loses its tail; pairs whose prompt alone has `>= max_length`
@@ -24,6 +24,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from podium.data.chat import common_prefix_len
 from podium.errors import DataError
 
 log = logging.getLogger("podium")
@@ -73,15 +74,6 @@ def is_conversational(row: dict) -> bool:
     return isinstance(row["prompt"], list)
 
 
-def common_prefix_length(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def _completion_text(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -105,7 +97,7 @@ def tokenize_pair(row: dict, tokenizer) -> dict:
         prompt_ids = list(tokenizer(row["prompt"])["input_ids"])
         pc = list(tokenizer(row["prompt"] + chosen)["input_ids"])
         pr = list(tokenizer(row["prompt"] + rejected)["input_ids"])
-    n = min(common_prefix_length(prompt_ids, pc), common_prefix_length(prompt_ids, pr))
+    n = min(common_prefix_len(prompt_ids, pc), common_prefix_len(prompt_ids, pr))
     return {"prompt_ids": prompt_ids[:n], "chosen_ids": pc[n:], "rejected_ids": pr[n:]}
 
 

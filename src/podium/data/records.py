@@ -45,10 +45,16 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
     return path
 
 
-def write_json(path: str | os.PathLike, obj) -> Path:
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` to `path` via `<name>.tmp` and a rename, so readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
     return path
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    """Write `obj` as indented JSON (non-JSON values as `str`) atomically, as `write_text`."""
+    return write_text(path, json.dumps(obj, indent=2, default=str) + "\n")

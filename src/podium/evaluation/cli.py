@@ -8,12 +8,11 @@ passes (`builtin_tasks`), so this module does not depend on the built-in evaluat
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
+from podium.data.records import write_json
 from podium.errors import PodiumError
 
 # name -> fn(model, tokenizer, num_fewshot, limit) -> {metric: value}
@@ -118,14 +117,6 @@ def main(argv: list[str] | None = None, builtin_tasks: BuiltinTasks | None = Non
     if args.raw_output:
         write_json(args.raw_output, {"results": raw})
     return 0
-
-
-def write_json(path: str | os.PathLike, obj: dict) -> None:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, out)
 
 
 def _cuda() -> bool:

@@ -21,6 +21,7 @@ import json
 import sys
 from pathlib import Path
 
+from podium.data.records import write_json
 from podium.errors import PodiumError
 
 # Number of answer choices per v2 subtask (lm-eval's leaderboard task YAMLs).
@@ -189,7 +190,5 @@ def main(argv: list[str] | None = None) -> int:
     for name, absent in board.get("partial", {}).items():
         print(f"{name}: averaged without {len(absent)} subtask(s): {', '.join(absent)}", file=sys.stderr)
     if args.output:
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(board, indent=2) + "\n")
+        write_json(args.output, board)
     return 0

@@ -11,17 +11,11 @@ accuracy), `leaderboard_v2/<name>` and `leaderboard_v2/average` (v1 likewise).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+from podium.data.records import write_json
 from podium.evaluation.leaderboard import leaderboard
-
-
-def write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def flat_metrics(result: dict, boards: dict[str, dict] | None = None) -> dict[str, float]:
@@ -46,14 +40,14 @@ def write_eval_outputs(out_dir: str | os.PathLike, result: dict, raw: dict | Non
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "results.json", result)
+    write_json(out / "results.json", result)
     source = raw or result.get("tasks", {})
     if raw:
-        write_json_atomic(out / "lm_eval_results.json", {"results": raw})
+        write_json(out / "lm_eval_results.json", {"results": raw})
     boards = {}
     for version in ("v1", "v2"):
         board = leaderboard(source, version)
         if not board.get("missing"):
             boards[version] = board
-            write_json_atomic(out / f"leaderboard_{version}.json", board)
+            write_json(out / f"leaderboard_{version}.json", board)
     return flat_metrics(result, boards)

@@ -159,25 +159,10 @@ def rows_to_inputs(rows: list[dict], source: str = "<rows>") -> dict:
 
 
 def read_rows(path: str) -> list[dict]:
-    """JSON objects, one a line; errors name file:line (podium.data.records once it lands)."""
-    import json
-    from pathlib import Path
+    """JSON objects, one a line (`podium.data.records.read_jsonl`: errors name file:line); none is an error."""
+    from podium.data.records import read_jsonl
 
-    rows = []
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError as e:
-        raise DataError(f"{path}: {e.strerror}") from None
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{i}: not valid JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{i}: expected a JSON object")
-        rows.append(row)
+    rows = read_jsonl(path)
     if not rows:
         raise DataError(f"{path}: no judgments")
     return rows
@@ -186,8 +171,8 @@ def read_rows(path: str) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `podium winrate JUDGMENTS.jsonl [--output FILE.json]`."""
     import argparse
-    import json
-    from pathlib import Path
+
+    from podium.data.records import write_json
 
     p = argparse.ArgumentParser(prog="podium winrate", description="Raw and length-controlled win rate.")
     p.add_argument("judgments", help="JSONL: preference, model_length|model_response, baseline_length|...")
@@ -196,5 +181,5 @@ def main(argv: list[str] | None = None) -> int:
     result = length_controlled_win_rate(**rows_to_inputs(read_rows(args.judgments), args.judgments))
     print(f"win rate {result['win_rate']:.2f}  length-controlled {result['lc_win_rate']:.2f}  (n={result['n']})")
     if args.output:
-        Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.output, result)
     return 0

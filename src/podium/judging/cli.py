@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from pathlib import Path
 
 from podium.data.preference import read_pairs
+from podium.data.records import write_text
 from podium.errors import PodiumError
 from podium.judging.objectives import preference_accuracy
 from podium.judging.pairs import make_pair_collate
@@ -44,11 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate_preference(args.model, args.data, args.batch_size, args.max_length)
         text = json.dumps(result)
         if args.output:
-            out = Path(args.output)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_name(out.name + ".tmp")
-            tmp.write_text(text + "\n")
-            os.replace(tmp, out)
+            write_text(args.output, text + "\n")
     except PodiumError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

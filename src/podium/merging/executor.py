@@ -24,6 +24,7 @@ import torch
 from podium.errors import PodiumError
 from podium.merging.config import MergeConfig, Slice, Source, resolve_tensor_parameters
 from podium.merging.lora import LoraAdapter
+from podium.models.io import publish_folder
 
 log = logging.getLogger("podium.merge")
 
@@ -417,7 +418,7 @@ def run_merge(cfg: MergeConfig, out_dir: str | os.PathLike, *, seed: int | None 
             _copy_tokenizer(cfg, plan, tmp)
             (tmp / "README.md").write_text(model_card(cfg))
             (tmp / "mergekit_config.yml").write_text(cfg.to_yaml() + "\n")
-            _publish(tmp, out)
+            publish_folder(tmp, out, stale_globs=("model*.safetensors*",))
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -426,18 +427,3 @@ def run_merge(cfg: MergeConfig, out_dir: str | os.PathLike, *, seed: int | None 
             m.close()
     return {"merge_seconds": time.perf_counter() - start, "num_tensors": float(len(plan.tasks)),
             "num_layers": float(plan.num_layers)}
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    """Move the finished folder into place (rename when `out` is new, else replace file by file)."""
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    for old in out.glob("model*.safetensors*"):
-        old.unlink()
-    for f in tmp.iterdir():
-        dest = out / f.name
-        if dest.is_dir():
-            shutil.rmtree(dest)
-        os.replace(f, dest)
-    tmp.rmdir()

@@ -113,8 +113,24 @@ def save_model(model, tokenizer, out_dir: str | os.PathLike, max_shard_size: str
     model.save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
-    out.mkdir(parents=True, exist_ok=True)
-    # Replace only the files we wrote, so a stage folder's other artifacts survive.
+    # Old weight shards go (an old sharded model must not leave extra files); other artifacts stay.
+    return publish_folder(tmp, out, stale_globs=("model*.safetensors*",))
+
+
+def publish_folder(tmp: str | os.PathLike, out: str | os.PathLike, stale_globs: tuple[str, ...] = ()) -> Path:
+    """Move the finished folder `tmp` into place at `out`.
+
+    When `out` does not exist, `tmp` is renamed to it. Otherwise the files in `out` matching
+    `stale_globs` are deleted, then each entry of `tmp` replaces its namesake in `out` (so a stage
+    folder's other artifacts survive), and the emptied `tmp` is removed.
+    """
+    tmp, out = Path(tmp), Path(out)
+    if not out.exists():
+        os.replace(tmp, out)
+        return out
+    for pattern in stale_globs:
+        for old in out.glob(pattern):
+            old.unlink()
     for f in tmp.iterdir():
         dest = out / f.name
         if dest.is_dir():
