@@ -152,8 +152,12 @@ def selfplay(cfg: SelfPlayConfig, ctx: StageContext) -> dict:
         if not pairs:
             raise DataError(f"iteration {t}: the judge preferred no response over another on any prompt ({counts})")
         pairs_file = write_jsonl(it / "pairs.jsonl", pairs)
+        train = {"batch_size": 8, **cfg.train}
+        if len(pairs) < train["batch_size"] * train.get("gradient_accumulation_steps", 1):
+            ctx.log.warning(f"iteration {t}: only {len(pairs)} pairs; training on one batch of all of them")
+            train.update(batch_size=len(pairs), gradient_accumulation_steps=1)
         run_stage("train", {"objective": cfg.objective, "model": policy, "reference": policy,
-                            "data": str(pairs_file), "beta": cfg.beta, "seed": cfg.seed + t, **cfg.train},
+                            "data": str(pairs_file), "beta": cfg.beta, "seed": cfg.seed + t, **train},
                   it / "model")
         policy = str(it / "model")
         answers = generate(policy, held_out, it / "eval", cfg, 1, 0.0, cfg.seed)
