@@ -24,6 +24,13 @@ def test_quickstart(tmp_path):
     stages = {s["name"]: s for s in report["stages"]}
     sft_acc = stages["eval_sft"]["metrics"]["accuracy"]
     assert 0.20 <= sft_acc <= 0.70, f"SFT accuracy {sft_acc:.3f} outside [0.2, 0.7]"
+    dpop_acc = stages["eval_dpop"]["metrics"]["accuracy"]
+    assert dpop_acc >= sft_acc + 0.10, f"DPOP on SGD pairs: {sft_acc:.3f} -> {dpop_acc:.3f}, less than +10 points"
+    sppo = stages["sppo"]["metrics"]
+    rates = [sppo[f"iter{t}/win_rate"] for t in (1, 2)]
+    assert rates[1] > rates[0], f"win rate against SFT did not rise: {rates}"
+    assert "accuracy" in stages["eval_merge"]["metrics"]
+    assert (tmp_path / "run" / "card" / "README.md").exists() and (tmp_path / "run" / "report.md").exists()
     assert minutes < 10, f"quickstart took {minutes:.1f} min"
     # A second run is fully cached.
     r = subprocess.run([sys.executable, "-m", "podium", "run", str(ROOT / "recipes/quickstart.yaml"),

@@ -98,3 +98,24 @@ def test_model_config_in_a_model_stage_folder_is_not_read_as_hyperparameters(tmp
     assert "hidden_size" not in text
     assert "| beta | 0.3 |" in text
     assert "| learning_rate | 0.003 |" in text  # the sft settings come from the recipe instead
+
+
+def test_card_reports_only_its_own_models_evaluations(tmp_path):
+    import json
+
+    from podium.cards.model_index import collect_scores
+    from podium.cards.run_info import load_run
+
+    run = tmp_path / "run"
+    for name, model, acc in (("eval_a", run / "a", 0.25), ("eval_b", run / "b", 0.75)):
+        (run / name).mkdir(parents=True)
+        config = {"model": str(model), "task": "arithmetic"}
+        (run / name / "stage.json").write_text(json.dumps({"name": name, "kind": "eval", "key": name, "config": config}))
+        (run / name / "metrics.json").write_text(json.dumps({"accuracy": acc}))
+    (run / "report.json").write_text(json.dumps({"recipe": "r.yaml", "stages": [
+        {"name": n, "kind": "eval", "status": "ran", "seconds": 0.1, "metrics": {"accuracy": a}}
+        for n, a in (("eval_a", 0.25), ("eval_b", 0.75))]}))
+    info = load_run(run)
+    assert collect_scores(info, str(run / "a")).tasks["arithmetic"]["accuracy"] == 0.25
+    assert collect_scores(info, str(run / "b")).tasks["arithmetic"]["accuracy"] == 0.75
+    assert collect_scores(info, str(run / "elsewhere")).tasks["arithmetic"]["accuracy"] == 0.75  # none matched: all

@@ -139,6 +139,7 @@ def build_card(
     datasets_: list[str] | None = None,
     tags: list[str] | None = None,
     language: str | list[str] | None = None,
+    model: str | None = None,
 ) -> ModelCard:
     """The model card of `run`; explicit arguments override what is read from the run dir."""
     model_name = model_name or run.run_dir.resolve().name
@@ -147,7 +148,7 @@ def build_card(
     methods = methods_used(run)
     license = license or next((lic for b in bases if (lic := license_of(b))), None) or "other"
     all_tags = ["podium", "alignment"] + [t for m, _ in methods for t in m.tags] + list(tags or [])
-    scores = collect_scores(run)
+    scores = collect_scores(run, model)
     card_data = ModelCardData(
         model_name=model_name,
         license=license,

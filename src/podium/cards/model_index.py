@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from huggingface_hub import EvalResult
 
@@ -99,10 +100,22 @@ def add_stage_metrics(scores: Scores, metrics: dict, default_task: str) -> None:
     scores.win_rates.update({k: v for k, (_, v) in iters.items()})
 
 
-def collect_scores(run: RunInfo) -> Scores:
-    """Gather evaluation results from every eval-like stage of `run` (files first, then metrics)."""
+def evaluates(stage, model: str) -> bool:
+    value = stage.config.get("model")
+    return isinstance(value, str) and Path(value).resolve() == Path(model).resolve()
+
+
+def collect_scores(run: RunInfo, model: str | None = None) -> Scores:
+    """Gather evaluation results from the eval-like stages of `run` (files first, then metrics).
+
+    With `model`, only the stages that evaluated that model count (all of them if none did),
+    so a card never reports another model's numbers.
+    """
     scores = Scores()
-    for s in run.stages:
+    stages = run.stages
+    if model is not None and any(evaluates(s, model) for s in stages):
+        stages = [s for s in stages if evaluates(s, model)]
+    for s in stages:
         files = {n: read_json_file(s.folder / f"{n}.json") for n in ("results", "leaderboard_v1", "leaderboard_v2")}
         if s.kind not in EVAL_KINDS and not any(files.values()):
             continue

@@ -44,7 +44,7 @@ def card(cfg: CardConfig, ctx: StageContext) -> dict[str, float]:
     run_dir = Path(cfg.run_dir) if cfg.run_dir else (ctx.run_dir or ctx.out_dir.parent)
     run = load_run(run_dir)
     model_card = build_card(run, model_name=cfg.model_name, license=cfg.license, base_model=cfg.base_model,
-                            datasets_=cfg.datasets, tags=cfg.tags, language=cfg.language)
+                            datasets_=cfg.datasets, tags=cfg.tags, language=cfg.language, model=cfg.model)
     out = ctx.out_dir / "README.md"
     model_card.save(out)
     if cfg.copy_to_model:
