@@ -43,16 +43,10 @@ class StageContext:
     name: str
     out_dir: Path
     run_dir: Path | None = None
+    kind: str = ""
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("podium"))
     # Set by the pipeline so a stage can show a progress bar in the run's console.
     show_progress: bool = True
-
-    def output(self, key: str | None = None) -> Path:
-        spec = STAGES[self.kind].outputs if self.kind in STAGES else {}
-        rel = spec[key] if key else next(iter(spec.values()))
-        return (self.out_dir / rel).resolve()
-
-    kind: str = ""
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ def test_quickstart(tmp_path):
     sppo = stages["sppo"]["metrics"]
     rates = [sppo[f"iter{t}/win_rate"] for t in (1, 2)]
     assert rates[1] > rates[0], f"win rate against SFT did not rise: {rates}"
-    assert "accuracy" in stages["eval_merge"]["metrics"]
+    assert "accuracy" in stages["eval_merge"]["metrics"] and "accuracy" in stages["eval_sppo"]["metrics"]
     assert (tmp_path / "run" / "card" / "README.md").exists() and (tmp_path / "run" / "report.md").exists()
     assert minutes < 10, f"quickstart took {minutes:.1f} min"
     # A second run is fully cached.

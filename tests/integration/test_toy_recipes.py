@@ -30,6 +30,6 @@ def test_toy_recipe_runs(recipe, tmp_path):
     from huggingface_hub import ModelCard
 
     card = ModelCard.load(tmp_path / "card" / "README.md")
-    assert card.data.model_index, "the card has no model-index"
+    assert card.data.eval_results, "the card has no model-index"
     eval_stage = next(s for s in report["stages"] if s["kind"] == "eval")
     assert 0.0 <= eval_stage["metrics"]["accuracy"] <= 1.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from podium.stages import StageConfig
 
@@ -25,7 +25,3 @@ class TrainSettings(StageConfig):
     save_steps: int = Field(0, ge=0, description="checkpoint every N optimizer steps (0: never)")
     save_total_limit: int = Field(2, ge=1)
     logging_steps: int = Field(1, ge=1)
-
-    @model_validator(mode="after")
-    def _check(self):
-        return self
