@@ -4,7 +4,7 @@ Data: rock ≻ scissors ≻ paper ≻ rock, 3 pairs per prompt (podium.judging.c
 share the backbone (2-layer tiny Llama, hidden 32) and training settings; only the head differs.
 Prints both held-out accuracies and saves accuracy-vs-step as a PNG.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/cyclic_preferences.py [--steps 300] [--plot FILE]
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/cyclic_preferences.py [--steps 600] [--plot FILE]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from podium.judging.cyclic import run_cyclic
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=int, default=600)
     p.add_argument("--eval-every", type=int, default=25)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--plot", default="benchmarks/results/cyclic_preferences.png")

@@ -19,7 +19,7 @@ def runs():
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield {kind: run_cyclic(kind, steps=300, eval_every=300) for kind in ("gpm", "reward")}
+        yield {kind: run_cyclic(kind, eval_every=600) for kind in ("gpm", "reward")}
     finally:
         torch.set_num_threads(n)
 
