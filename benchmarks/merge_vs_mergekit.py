@@ -8,7 +8,7 @@ its own subprocess (same interpreter, same thread count). Peak RSS is the child'
 by a fresh wrapper process per run so runs do not see each other's peaks. The files are read once
 before timing so both tools start from a warm page cache. Ratios < 1 favour podium.
 
-One run on 2026-11-23 (2 shared CPU cores, 7 agents busy on them, OMP_NUM_THREADS=1; noisy):
+One run on 2026-11-23 while other agents shared the 2 CPU cores (OMP_NUM_THREADS=1; noisy):
     config                          podium s  mergekit s  time ratio  podium MiB  mergekit MiB  RSS ratio
     slerp (Sakura-SOLAR gradient)        6.2         8.1        0.76         351          1544       0.23
     ties (3 models, density 0.5)        43.0        65.3        0.66         728          1982       0.37
