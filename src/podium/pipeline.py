@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from podium.config import Located, format_validation_error, load_yaml, parse_override, set_in, validate
 from podium.data.records import write_json
@@ -156,18 +156,16 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
         spec = STAGES[kind]
         try:
             cfg = spec.config.model_validate(resolved)
-        except Exception as e:  # pydantic ValidationError
-            if hasattr(e, "errors"):
-                raise ConfigError(format_validation_error(e, located, base, f"stage {name!r}")) from None
-            raise
+        except ValidationError as e:
+            raise ConfigError(format_validation_error(e, located, base, f"stage {name!r}")) from None
         # Upstream outputs enter the key by their stage's key, not their path, so a run dir can move.
         config_text = cfg.model_dump_json()
         for dep in deps:
             config_text = config_text.replace(json.dumps(str(planned[dep].out_dir.resolve()))[1:-1], f"@{dep}")
+        # `inputs` holds each upstream stage's key and each local file's fingerprint.
         key_src = {"kind": kind, "config": json.loads(config_text), "inputs": sorted(hashed),
                    "policy": [recipe.trust_remote_code, recipe.allow_pickle]}
         key = hashlib.sha256(json.dumps(key_src, sort_keys=True, default=str).encode()).hexdigest()
-        key = hashlib.sha256((key + "".join(planned[d].key for d in deps)).encode()).hexdigest()
         ps = PlannedStage(name, kind, cfg, key, run_dir / name, deps)
         marker = ps.out_dir / DONE
         if marker.exists() and json.loads(marker.read_text()).get("key") == key:
