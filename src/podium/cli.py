@@ -64,14 +64,25 @@ def print_report(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"report: {report['run_dir']}/report.json")
-    for col in ("stage", "kind", "status", "seconds", "metrics"):
+    table = Table(title=f"{report['run_dir']}: report.md, report.json")
+    for col in ("stage", "kind", "status", "seconds", "headline metrics"):
         table.add_column(col)
     for s in report["stages"]:
-        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in s["metrics"].items()
-                          if isinstance(v, (int, float)) and "seconds" not in k)
-        table.add_row(s["name"], s["kind"], s["status"], f"{s['seconds']:.1f}", shown)
+        table.add_row(s["name"], s["kind"], s["status"], f"{s['seconds']:.1f}", headline(s["metrics"]))
     Console().print(table)
+
+
+# What a practitioner looks at first, in this order; the full set is in report.json and report.md.
+HEADLINE_KEYS = ("accuracy", "win_rate", "baseline_accuracy", "train_loss", "loss", "rewards/margins",
+                 "rewards/accuracies", "pairs", "steps", "parameters", "num_layers")
+
+
+def headline(metrics: dict, limit: int = 4) -> str:
+    """A short summary of a stage's metrics for the terminal: the headline keys present, at most `limit`."""
+    shown = [(k, metrics[k]) for k in HEADLINE_KEYS if isinstance(metrics.get(k), (int, float))][:limit]
+    text = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown)
+    rest = sum(isinstance(v, (int, float)) for v in metrics.values()) - len(shown)
+    return f"{text} (+{rest} more)" if text and rest > 0 else (text or (f"{rest} metrics" if rest else ""))
 
 
 def cmd_stage(kind: str | None, argv: list[str]) -> int:
