@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from podium.data.records import write_text
 from podium.errors import PodiumError
 from podium.training.settings import TrainSettings
 
@@ -255,7 +256,5 @@ def keep_metrics_until(path: Path, step: int) -> None:
     if not path.exists():
         return
     keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
-    os.replace(tmp, path)
+    write_text(path, "".join(line + "\n" for line in keep))
 
