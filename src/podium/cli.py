@@ -48,10 +48,11 @@ def cmd_run(argv: list[str]) -> int:
     p.add_argument("recipe")
     p.add_argument("--output", "-o", help="run directory (default: the recipe's output_dir or runs/<name>)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (stages, inputs, cached) and run nothing")
+    p.add_argument("--until", metavar="STAGE", help="run the stages up to and including STAGE, and stop there")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("overrides", nargs="*", help="key=value, e.g. sft.max_steps=10")
     args = p.parse_intermixed_args(argv)
-    plan = make_plan(args.recipe, args.overrides, args.output)
+    plan = make_plan(args.recipe, args.overrides, args.output, until=args.until)
     print_plan(plan)
     if args.dry_run:
         return 0

@@ -115,7 +115,11 @@ def resolve_refs(value, keypath, earlier: dict[str, PlannedStage], located: Loca
     return value
 
 
-def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = None) -> Plan:
+def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = None, until: str | None = None) -> Plan:
+    """Validate a recipe and decide, stage by stage, what runs; `until` keeps the stages up to and including it.
+
+    Every stage is validated even when `until` cuts the plan short, so a typo further down is found now.
+    """
     load_all_stages()
     located = load_yaml(recipe_path)
     data = located.data
@@ -173,7 +177,12 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
         elif (ps.out_dir / "stage.json").exists() and json.loads((ps.out_dir / "stage.json").read_text()).get("key") == key:
             ps.status = "resume"
         planned[name] = ps
-    return Plan(recipe, recipe_path, run_dir, list(planned.values()))
+    stages = list(planned.values())
+    if until is not None:
+        if until not in planned:
+            raise ConfigError(f"--until {until!r}: no such stage in {recipe_path} (stages: {', '.join(planned)})")
+        stages = stages[: list(planned).index(until) + 1]
+    return Plan(recipe, recipe_path, run_dir, stages)
 
 
 def print_plan(plan: Plan, console=None) -> None:
@@ -239,9 +248,9 @@ def format_metrics(metrics: dict) -> str:
 
 
 def run_recipe(recipe_path: str, overrides: list[str] = (), output: str | None = None, dry_run: bool = False,
-               show_progress: bool = True) -> dict | Plan:
+               show_progress: bool = True, until: str | None = None) -> dict | Plan:
     """Plan and run a recipe from Python (what `podium run` does)."""
-    plan = make_plan(recipe_path, overrides, output)
+    plan = make_plan(recipe_path, overrides, output, until=until)
     if dry_run:
         return plan
     return run_plan(plan, show_progress=show_progress)

@@ -107,3 +107,23 @@ def test_moved_run_dir_stays_cached(recipe, tmp_path):
     CALLS.clear()
     plan = make_plan(str(recipe), output=str(tmp_path / "moved"))
     assert [s.status for s in plan.stages] == ["cached"] * 3
+
+
+def test_until_runs_a_prefix_and_the_rest_later_reuses_it(recipe, tmp_path):
+    from podium.pipeline import run_recipe
+
+    report = run_recipe(str(recipe), output=str(tmp_path / "run"), show_progress=False, until="b")
+    assert CALLS == ["a", "b"] and [s["name"] for s in report["stages"]] == ["a", "b"]
+    CALLS.clear()
+    _, report = go(recipe, tmp_path)
+    assert CALLS == ["c"] and [s["status"] for s in report["stages"]] == ["cached", "cached", "ran"]
+
+
+def test_until_still_validates_later_stages_and_names_unknown_stages(recipe, tmp_path):
+    from podium.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no such stage"):
+        make_plan(str(recipe), output=str(tmp_path / "run"), until="z")
+    with pytest.raises(ConfigError, match="c"):
+        make_plan(str(recipe), ["c.value=oops"], output=str(tmp_path / "run"), until="a")
+    assert CALLS == []
