@@ -36,7 +36,13 @@ class TaskFamily(ABC):
         """The gold answer written the way the model is taught to answer."""
 
     def items(self, n: int, split: str = "train", seed: int = 0, **difficulty) -> list[dict]:
-        """`n` items of `split`, deterministic in `seed`; test items are distinct."""
+        """`n` items of `split`, deterministic in `seed`; test items are distinct.
+
+        The first `n` items of a seed are always the same, so models compared on the same `n` see the
+        same prompts. Because test items are distinct and a difficulty has few easy items (there are
+        only 200 one-digit sums and differences), a larger `n` holds a larger share of hard items:
+        the quickstart's SFT model scores 34 % on 300 test items and 19 % on 2000.
+        """
         if split not in ("train", "test"):
             raise ConfigError(f"task {self.name}: split must be 'train' or 'test', got {split!r}")
         rng = random.Random(f"{self.name}:{split}:{seed}")
