@@ -29,6 +29,16 @@ def pyplot():
     return plt
 
 
+def save_figure(plt, fig, path: Path) -> Path:
+    """Lay out, write as PNG via a temporary name and a rename (readers never see half a file), and close."""
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
 def plot_training(stage: StageInfo, path: Path) -> Path | None:
     """Loss and reward margin against step for one stage; None when its metrics.jsonl has neither."""
     series = []
@@ -47,10 +57,7 @@ def plot_training(stage: StageInfo, path: Path) -> Path | None:
         ax.set_ylabel(label)
         ax.set_title(f"{stage.name}: {label}")
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, path)
 
 
 def accuracy_points(run: RunInfo) -> dict[str, dict[str, float]]:
@@ -69,8 +76,8 @@ def accuracy_points(run: RunInfo) -> dict[str, dict[str, float]]:
     return out
 
 
-def plot_accuracy(run: RunInfo, path: Path) -> Path | None:
-    points = accuracy_points(run)
+def plot_accuracy(run: RunInfo, points: dict[str, dict[str, float]], path: Path) -> Path | None:
+    """Bars of `points` ({task: {stage: accuracy}}, from `accuracy_points`) in the run's stage order."""
     if not points:
         return None
     stages = [s.name for s in run.stages if any(s.name in v for v in points.values())]
@@ -84,10 +91,7 @@ def plot_accuracy(run: RunInfo, path: Path) -> Path | None:
     ax.set_ylabel("accuracy")
     ax.set_title("accuracy per stage")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, path)
 
 
 def win_rate_points(run: RunInfo) -> dict[str, dict[int, float]]:
@@ -101,8 +105,8 @@ def win_rate_points(run: RunInfo) -> dict[str, dict[int, float]]:
     return out
 
 
-def plot_win_rate(run: RunInfo, path: Path) -> Path | None:
-    points = win_rate_points(run)
+def plot_win_rate(points: dict[str, dict[int, float]], path: Path) -> Path | None:
+    """Lines of `points` ({name: {iteration: win rate}}, from `win_rate_points`)."""
     if not points:
         return None
     plt = pyplot()
@@ -116,10 +120,7 @@ def plot_win_rate(run: RunInfo, path: Path) -> Path | None:
     ax.set_title("win rate per iteration")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, path)
 
 
 def fmt(value) -> str:
@@ -156,17 +157,19 @@ def write_report(run_dir: str | os.PathLike) -> Path:
             summary = ", ".join(f"{k}={fmt(last[k])}" for k, _ in STEP_SERIES if k in last)
             lines += [f"### `{s.name}`", "", f"![{s.name} training]({p.relative_to(run.run_dir).as_posix()})", "",
                       f"Last step {last.get('step', len(s.steps))}: {summary}", ""]
-    acc = plot_accuracy(run, plots_dir / "accuracy.png")
+    acc_points = accuracy_points(run)
+    acc = plot_accuracy(run, acc_points, plots_dir / "accuracy.png")
     if acc:
         lines += ["## Accuracy per stage", "", f"![accuracy]({acc.relative_to(run.run_dir).as_posix()})", ""]
-        for task, by_stage in accuracy_points(run).items():
+        for task, by_stage in acc_points.items():
             lines.append(f"- {task}: " + ", ".join(f"`{k}` {v:.3f}" for k, v in by_stage.items()))
         lines.append("")
-    win = plot_win_rate(run, plots_dir / "win_rate.png")
+    win_points = win_rate_points(run)
+    win = plot_win_rate(win_points, plots_dir / "win_rate.png")
     if win:
         lines += ["## Win rate per self-play iteration", "", f"![win rate]({win.relative_to(run.run_dir).as_posix()})",
                   ""]
-        for name, by_iter in win_rate_points(run).items():
+        for name, by_iter in win_points.items():
             lines.append(f"- {name}: " + ", ".join(f"iter {i}: {v:.2f}" for i, v in sorted(by_iter.items())))
         lines.append("")
     out = run.run_dir / "report.md"
