@@ -39,7 +39,7 @@ class EvalConfig(StageConfig):
 def eval_items(cfg: EvalConfig) -> list[dict]:
     if cfg.data:
         return load_rows(cfg.data)
-    return get_task(cfg.task or "arithmetic").items(cfg.count, split="test", seed=cfg.seed, **cfg.difficulty)
+    return get_task(cfg.task).items(cfg.count, split="test", seed=cfg.seed, **cfg.difficulty)
 
 
 def builtin_task_scorers(count: int = 200, seed: int = 0) -> dict:

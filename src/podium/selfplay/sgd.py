@@ -94,7 +94,7 @@ def sgd(cfg: SGDConfig, ctx: StageContext) -> dict:
     if cfg.prompts:
         items = load_rows(cfg.prompts)
     else:
-        items = get_task(cfg.task or "arithmetic").items(cfg.count, split="train", seed=cfg.seed, **cfg.difficulty)
+        items = get_task(cfg.task).items(cfg.count, split="train", seed=cfg.seed, **cfg.difficulty)
     missing = [i for i, it in enumerate(items) if "answer" not in it or "task" not in it]
     if missing:
         where = items[missing[0]].get("_source", f"item {missing[0]}")

@@ -60,7 +60,7 @@ def load_prompts(cfg: SelfPlayConfig, split: str, n: int, seed: int) -> list[dic
     Prompts are user turns (message lists), so the sampler applies the chat template.
     """
     if cfg.prompts is None:
-        items = get_task(cfg.task or "arithmetic").items(n, split=split, seed=seed, **cfg.difficulty)
+        items = get_task(cfg.task).items(n, split=split, seed=seed, **cfg.difficulty)
         return [{**it, "prompt": as_messages(it["prompt"])} for it in items]
     rows, _ = build_mixture(cfg.prompts, seed=seed)
     rows = [{**r, "prompt": as_messages(r["prompt"])} for r in rows]

@@ -5,12 +5,15 @@ from podium.tasks.arithmetic import Arithmetic
 from podium.tasks.base import TaskFamily
 
 TASKS: dict[str, TaskFamily] = {t.name: t for t in [Arithmetic()]}
+DEFAULT_TASK = "arithmetic"  # what a stage draws from when it names neither a dataset nor a task
 
 
-def get_task(name: str) -> TaskFamily:
+def get_task(name: str | None = None) -> TaskFamily:
+    """The built-in task family `name` (the default task when none is named)."""
+    name = name or DEFAULT_TASK
     if name not in TASKS:
         raise ConfigError(f"unknown task {name!r}; built-in tasks: {', '.join(TASKS)}")
     return TASKS[name]
 
 
-__all__ = ["TASKS", "TaskFamily", "get_task"]
+__all__ = ["DEFAULT_TASK", "TASKS", "TaskFamily", "get_task"]
