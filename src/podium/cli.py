@@ -80,10 +80,13 @@ HEADLINE_KEYS = ("accuracy", "win_rate", "baseline_accuracy", "train_loss", "los
 
 def headline(metrics: dict, limit: int = 4) -> str:
     """A short summary of a stage's metrics for the terminal: the headline keys present, at most `limit`."""
-    shown = [(k, metrics[k]) for k in HEADLINE_KEYS if isinstance(metrics.get(k), (int, float))][:limit]
-    text = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown)
+    from podium.cards.report import fmt
+
+    shown = [k for k in HEADLINE_KEYS if isinstance(metrics.get(k), (int, float))][:limit]
     rest = sum(isinstance(v, (int, float)) for v in metrics.values()) - len(shown)
-    return f"{text} (+{rest} more)" if text and rest > 0 else (text or (f"{rest} metrics" if rest else ""))
+    if not shown:
+        return f"{rest} metrics" if rest else ""
+    return ", ".join(f"{k}={fmt(metrics[k])}" for k in shown) + (f" (+{rest} more)" if rest else "")
 
 
 def cmd_stage(kind: str | None, argv: list[str]) -> int:
