@@ -124,6 +124,6 @@ def test_until_still_validates_later_stages_and_names_unknown_stages(recipe, tmp
 
     with pytest.raises(ConfigError, match="no such stage"):
         make_plan(str(recipe), output=str(tmp_path / "run"), until="z")
-    with pytest.raises(ConfigError, match="c"):
+    with pytest.raises(ConfigError, match=r"r.yaml:5: stage 'c': key 'value'"):
         make_plan(str(recipe), ["c.value=oops"], output=str(tmp_path / "run"), until="a")
     assert CALLS == []
