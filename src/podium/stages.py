@@ -90,7 +90,7 @@ STAGE_MODULES = [
     "podium.evaluation.stage",
     "podium.generation.stage",
     "podium.selfplay.sgd",
-    "podium.selfplay.pair_stage",
+    "podium.pairs.stage",
     "podium.selfplay.sppo",
     "podium.merging.stage",
     "podium.cards.stage",

@@ -5,17 +5,22 @@ reward model on the same pairs and the same backbone stays ≤ 70% (a scalar ord
 the three relations, 66.7%). About 30 s on one CPU core.
 """
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from podium.judging import GPMJudge, win_probabilities
-from podium.judging.cyclic import run_cyclic
 
 pytestmark = pytest.mark.integration
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 
 @pytest.fixture(scope="module")
 def runs():
+    from cyclic_preferences import run_cyclic
+
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from podium.selfplay.dpop_pairs import (
+from podium.pairs.dpop import (
     NUMBER,
     corrupt_one_number,
     find_numbers,

@@ -2,8 +2,7 @@
 
 import torch
 
-from podium.losses.gpm import gpm_score
-from podium.models.heads import gpm_score_matrix
+from podium.losses.gpm import gpm_score, gpm_score_matrix
 
 
 def test_worked_example_one_block():

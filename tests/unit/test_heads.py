@@ -5,9 +5,8 @@ import json
 import pytest
 import torch
 
+from podium.data.response_batches import encode_response, make_pair_collate
 from podium.errors import PodiumError
-from podium.judging.objectives import gpm_objective, reward_objective
-from podium.judging.pairs import encode, make_pair_collate
 from podium.models.heads import (
     GPMModel,
     RewardModel,
@@ -15,6 +14,7 @@ from podium.models.heads import (
     load_preference_model,
 )
 from podium.models.tiny import build_tiny_model
+from podium.training.preference_model import gpm_objective, reward_objective
 
 PAIRS = [
     {"prompt": "2+2?", "chosen": "4", "rejected": "5"},
@@ -53,7 +53,7 @@ def test_collate_renders_chat_template_and_orders_chosen_then_rejected(tiny):
 
 def test_encode_message_list_prompt(tiny):
     _, tok = tiny
-    ids, n = encode(tok, PAIRS[1]["prompt"], PAIRS[1]["chosen"])
+    ids, n = encode_response(tok, PAIRS[1]["prompt"], PAIRS[1]["chosen"])
     assert tok.decode(ids) == "<|user|>hi<|end|><|assistant|>hello<|end|>" and n == 5
 
 

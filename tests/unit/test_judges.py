@@ -73,7 +73,7 @@ def test_reward_judge_is_sigmoid_of_reward_differences(reward_judge):
     assert P.shape == (4, 4) and (P.diagonal() == 0.5).all()
     assert torch.allclose(P + P.T, torch.ones(4, 4), atol=1e-6)
     # Recompute the rewards one at a time: P_01 = σ(r_0 − r_1).
-    from podium.judging.pairs import make_pair_collate
+    from podium.data.response_batches import make_pair_collate
     rec = [{"prompt": "2+2?", "chosen": RESPONSES[0], "rejected": RESPONSES[1]}]
     with torch.no_grad():
         z = reward_judge.model.pair_logits(make_pair_collate(reward_judge.tokenizer)(rec))

@@ -32,7 +32,7 @@ def test_eval_preference_prints_and_writes_accuracy(saved, tmp_path, capsys):
     data = tmp_path / "pairs.jsonl"
     write_pairs(data, rows)
     # Expected accuracy from the in-memory model, pair by pair.
-    from podium.judging.pairs import make_pair_collate
+    from podium.data.response_batches import make_pair_collate
     with torch.no_grad():
         z = model.pair_logits(make_pair_collate(tok)(rows))
     expected = (z > 0).float().mean().item()

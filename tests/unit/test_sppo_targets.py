@@ -1,6 +1,7 @@
 import torch
 
-from podium.selfplay.targets import sppo_pair, win_probabilities
+from podium.judging.base import win_probabilities
+from podium.selfplay.targets import sppo_pair
 
 
 def test_win_probabilities_worked_example():

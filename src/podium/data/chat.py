@@ -37,8 +37,9 @@ def prompt_text(tokenizer, prompt) -> str:
     return prompt
 
 
-def as_messages(prompt) -> list[dict]:
-    return prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+def as_messages(value, role: str = "user") -> list[dict]:
+    """A string becomes one turn of `role`; a message list is kept (as a new list)."""
+    return list(value) if isinstance(value, list) else [{"role": role, "content": value}]
 
 
 def tokenize_sft(record: dict, tokenizer, max_length: int | None = None) -> dict:

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from podium.data.chat import IGNORE
 
 
+def right_pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
+    """Token rows of different lengths -> [N, T] int64, right-padded with `value` (T = longest row)."""
+    T = max(len(r) for r in rows)
+    out = torch.full((len(rows), T), value, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
+
+
+def attention_mask(rows: Sequence[Sequence[int]]) -> torch.Tensor:
+    """1 on each row's tokens, 0 on the right padding `right_pad` adds. -> [N, T] int64."""
+    return right_pad([[1] * len(r) for r in rows], 0)
+
+
 def pad_batch(examples: list[dict], pad_id: int) -> dict:
     """Right-padded `input_ids`, `labels`, `attention_mask` [B, T] plus loss-unit counts."""
-    T = max(len(e["input_ids"]) for e in examples)
-    ids = torch.full((len(examples), T), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), T), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(examples), T), dtype=torch.long)
-    for i, e in enumerate(examples):
-        n = len(e["input_ids"])
-        ids[i, :n] = torch.tensor(e["input_ids"])
-        labels[i, :n] = torch.tensor(e["labels"])
-        mask[i, :n] = 1
+    ids = right_pad([e["input_ids"] for e in examples], pad_id)
+    labels = right_pad([e["labels"] for e in examples], IGNORE)
+    mask = attention_mask([e["input_ids"] for e in examples])
     return {
         "input_ids": ids, "labels": labels, "attention_mask": mask,
         "count": int((labels[:, 1:] != IGNORE).sum()), "num_tokens": int(mask.sum()), "num_examples": len(examples),

@@ -18,8 +18,6 @@ from typing import Protocol
 
 import torch
 
-from podium.selfplay.targets import win_probabilities  # noqa: F401  (re-exported)
-
 EMPTY = "empty response"
 TOO_LONG = "too long"
 
@@ -46,6 +44,16 @@ class Judge(Protocol):
 def empty_responses(responses: Sequence[str]) -> list[int]:
     """Indices of responses with no visible text."""
     return [i for i, r in enumerate(responses) if not isinstance(r, str) or not r.strip()]
+
+
+def win_probabilities(P: torch.Tensor) -> torch.Tensor:
+    """p_k = mean_j P_kj over all K responses, self counted as 1/2. P [K, K] -> [K].
+
+    SPPO's estimate of P(y_k ≻ π_t | x) from K samples of π_t (Wu et al. 2024, §4).
+    """
+    P = P.clone().float()
+    P.fill_diagonal_(0.5)
+    return P.mean(dim=1)
 
 
 def matrix_from_scores(scores: torch.Tensor) -> torch.Tensor:

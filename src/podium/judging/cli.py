@@ -10,12 +10,9 @@ import argparse
 import json
 import sys
 
-from podium.data.preference import read_pairs
 from podium.data.records import write_text
 from podium.errors import PodiumError
-from podium.judging.objectives import preference_accuracy
-from podium.judging.pairs import make_pair_collate
-from podium.models.heads import load_preference_model
+from podium.evaluation.preference_accuracy import evaluate_preference
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,13 +25,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=None,
                    help="keep the last N tokens of longer sequences (default: the model's context)")
     return p
-
-
-def evaluate_preference(model_dir, data, batch_size: int = 16, max_length: int | None = None) -> dict:
-    model, tokenizer = load_preference_model(model_dir)
-    pairs = read_pairs(data)
-    collate = make_pair_collate(tokenizer, max_length=max_length or model.max_length)
-    return preference_accuracy(model, pairs, collate, batch_size=batch_size)
 
 
 def main(argv: list[str] | None = None) -> int:

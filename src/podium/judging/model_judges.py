@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import torch
 
+from podium.data.response_batches import encode_response, pad_responses
 from podium.judging.base import EMPTY, TOO_LONG, Judgement, empty_responses, matrix_from_scores
-from podium.judging.pairs import encode, pad_batch
-from podium.models.heads import gpm_score_matrix
+from podium.losses.gpm import gpm_preference_matrix, gpm_score_matrix
 
 
 class _ModelJudge:
@@ -21,11 +21,11 @@ class _ModelJudge:
         empty = empty_responses(responses)
         if empty:
             return Judgement.rejected(empty, EMPTY)
-        encoded = [encode(self.tokenizer, prompt, r) for r in responses]
+        encoded = [encode_response(self.tokenizer, prompt, r) for r in responses]
         long = [i for i, (ids, _) in enumerate(encoded) if self.max_length and len(ids) > self.max_length]
         if long:
             return Judgement.rejected(long, TOO_LONG)
-        return [pad_batch(self.tokenizer, [e[0] for e in chunk], [e[1] for e in chunk])
+        return [pad_responses(self.tokenizer.pad_token_id, [e[0] for e in chunk], [e[1] for e in chunk])
                 for chunk in (encoded[s : s + self.batch_size] for s in range(0, len(encoded), self.batch_size))]
 
 
@@ -55,5 +55,4 @@ class GPMJudge(_ModelJudge):
         outs = [self.model(b["input_ids"], b["attention_mask"], b["prompt_lengths"]) for b in batches]
         v = torch.cat([o[0] for o in outs]).float()
         lambdas = None if outs[0][1] is None else outs[0][1][0].float()
-        S = gpm_score_matrix(v, lambdas)
-        return Judgement(torch.sigmoid(S / self.model.tau).fill_diagonal_(0.5), scores=S)
+        return Judgement(gpm_preference_matrix(v, lambdas, self.model.tau), scores=gpm_score_matrix(v, lambdas))

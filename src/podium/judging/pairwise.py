@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from podium.data.response_batches import encode_response, pad_responses
 from podium.errors import PodiumError
 from podium.judging.base import EMPTY, TOO_LONG, Judgement, empty_responses
-from podium.judging.pairs import encode, pad_batch
 
 
 def ordered_pairs(k: int) -> list[tuple[int, int]]:
@@ -71,13 +71,13 @@ class ConcatPairScorer:
 
     @torch.no_grad()
     def __call__(self, prompt, list_a: Sequence[str], list_b: Sequence[str]):
-        encoded = [encode(self.tokenizer, prompt, f"[A] {a}\n[B] {b}") for a, b in zip(list_a, list_b)]
+        encoded = [encode_response(self.tokenizer, prompt, f"[A] {a}\n[B] {b}") for a, b in zip(list_a, list_b)]
         if self.max_length and any(len(ids) > self.max_length for ids, _ in encoded):
             return Judgement.rejected([], TOO_LONG)
         out = []
         for s in range(0, len(encoded), self.batch_size):
             chunk = encoded[s : s + self.batch_size]
-            b = pad_batch(self.tokenizer, [e[0] for e in chunk], [e[1] for e in chunk])
+            b = pad_responses(self.tokenizer.pad_token_id, [e[0] for e in chunk], [e[1] for e in chunk])
             out.append(torch.sigmoid(self.model(b["input_ids"], b["attention_mask"]).float()))
         return torch.cat(out)
 

@@ -51,16 +51,23 @@ def gpm_score(v_i: Tensor, v_j: Tensor, lambdas: Tensor | None = None) -> Tensor
     return (_gates(lambdas, a_i) * (a_i * b_j - a_j * b_i)).sum(dim=-1)
 
 
+def gpm_score_matrix(embeddings: Tensor, lambdas: Tensor | None = None) -> Tensor:
+    """All-pairs scores S_ij = s(y_i > y_j) for the K responses to one prompt.
+
+    ``embeddings`` [K, 2k], ``lambdas`` [k] (the prompt's gates) or None. Returns [K, K], exactly
+    skew-symmetric with a zero diagonal (each entry is :func:`gpm_score` of one pair). K embeddings
+    cost K model passes, not K^2.
+    """
+    return gpm_score(embeddings[:, None, :], embeddings[None, :, :], lambdas)
+
+
 def gpm_preference_matrix(embeddings: Tensor, lambdas: Tensor | None = None, tau: float = 0.1) -> Tensor:
     """P_ij = sigma(s(y_i > y_j) / tau) for the K responses to one prompt.
 
-    ``embeddings`` [K, 2k], ``lambdas`` [k] (the prompt's gates) or None. Returns [K, K] with
-    P_ij + P_ji = 1 and P_ii = 1/2 exactly. K embeddings cost K model passes, not K^2.
+    ``embeddings`` [K, 2k], ``lambdas`` [k] or None. Returns [K, K] with P_ij + P_ji = 1 and
+    P_ii = 1/2 exactly (from :func:`gpm_score_matrix`).
     """
-    a, b = _pairs(embeddings)
-    m = (_gates(lambdas, a) * a) @ b.T  # m_ij = sum_m lambda_m a_im b_jm
-    scores = m - m.T  # s_ij = m_ij - m_ji, exactly skew-symmetric with a zero diagonal
-    return torch.sigmoid(scores / tau)
+    return torch.sigmoid(gpm_score_matrix(embeddings, lambdas) / tau).fill_diagonal_(0.5)
 
 
 def gpm_loss(

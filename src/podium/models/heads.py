@@ -52,11 +52,6 @@ def gather_rows(hidden: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
 
 
-def gpm_score_matrix(v: torch.Tensor, lambdas: torch.Tensor | None = None) -> torch.Tensor:
-    """All-pairs GPM scores S_ij = s(i ≻ j) for K embeddings. v [K, 2k], lambdas [k] -> [K, K]."""
-    return gpm_score(v[:, None, :], v[None, :, :], lambdas)
-
-
 def base_backbone(model: nn.Module) -> nn.Module:
     """The transformer body of a causal LM (drops the LM head); a base model is returned as is."""
     return getattr(model, "base_model", model)

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import torch
 
-
-def win_probabilities(P: torch.Tensor) -> torch.Tensor:
-    """p_k = mean_j P_kj over all K responses, self counted as 1/2. P [K, K] -> [K]."""
-    P = P.clone().float()
-    P.fill_diagonal_(0.5)
-    return P.mean(dim=1)
+from podium.judging.base import win_probabilities
 
 
 def sppo_pair(P: torch.Tensor, scores: torch.Tensor | None = None) -> dict | None:

@@ -1,12 +1,12 @@
 """The `train` stage: preference optimisation (DPO, IPO, hinge, RPO, DPOP, SPPO, GPO) on the shared loop.
 
-Also trains preference models (`objective: reward` or `gpm`, podium.judging) on the same loop.
+Also trains preference models (`objective: reward` or `gpm`, podium.training.preference_model) on the same loop.
 
     podium train dpo.yaml beta=0.1 objective=dpop lambda=50
 
 `objective` selects a builder from `OBJECTIVES`; every name of the `podium.losses.LOSSES`
 registry maps to the preference builder (pairs, policy vs cached reference log-probs); `reward`
-and `gpm` map to podium.judging's preference-model builder. A new family adds an entry.
+and `gpm` map to the preference-model builder (podium.training.preference_model). A new family adds an entry.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pydantic import ConfigDict, Field, model_validator
 from podium.errors import ConfigError, DataError
 from podium.stages import StageContext, stage
 from podium.training.lora import LoraSettings, apply_lora, save_lora
+from podium.training.preference_model import PREFERENCE_MODEL_OBJECTIVES
 from podium.training.settings import TrainSettings
 
 log = logging.getLogger("podium")
@@ -140,12 +141,11 @@ def _load(cfg: TrainConfig, path: str):
 
 
 def build_preference_model_parts(cfg: TrainConfig, ctx: StageContext) -> TrainParts:
-    """A reward (Bradley-Terry) or GPM head on the backbone of `model`, trained on pairs (podium.judging)."""
+    """A reward (Bradley-Terry) or GPM head on the backbone of `model`, trained on pairs."""
     from transformers import AutoModel
 
     from podium.data.preference import read_pairs
-    from podium.judging.objectives import OBJECTIVES as JUDGE_OBJECTIVES
-    from podium.judging.pairs import make_pair_collate
+    from podium.data.response_batches import make_pair_collate
     from podium.models.heads import build_preference_model
     from podium.models.io import POLICY, check_weights_format, load_tokenizer, resolve_dtype
 
@@ -156,7 +156,7 @@ def build_preference_model_parts(cfg: TrainConfig, ctx: StageContext) -> TrainPa
                                          trust_remote_code=POLICY["trust_remote_code"], use_safetensors=True)
     model = build_preference_model(cfg.objective, backbone, **cfg.head)
     collate = make_pair_collate(tokenizer, cfg.max_length)
-    return TrainParts(model, tokenizer, JUDGE_OBJECTIVES[cfg.objective], rows, collate,
+    return TrainParts(model, tokenizer, PREFERENCE_MODEL_OBJECTIVES[cfg.objective], rows, collate,
                       {"pairs/read": float(len(rows))})
 
 

@@ -2,8 +2,8 @@
 
 objective(model, batch) -> (loss_sum, metrics): loss_sum is the SUM over the batch's pairs of the
 loss from `podium.losses` (`bradley_terry_loss`, `gpm_loss`); metrics are per-pair tensors [B].
-Batches come from `podium.judging.pairs.make_pair_collate`: rows [:B] chosen, [B:] rejected,
-`batch["count"]` = B pairs.
+Batches come from `podium.data.response_batches.make_pair_collate`: rows [:B] chosen, [B:]
+rejected, `batch["count"]` = B pairs. The models are `podium.models.heads.RewardModel` / `GPMModel`.
 """
 
 from __future__ import annotations
@@ -38,17 +38,5 @@ def gpm_objective(model, batch: dict):
     return out.losses.sum(), _metrics(out)
 
 
-OBJECTIVES = {"reward": reward_objective, "gpm": gpm_objective}
-
-
-@torch.no_grad()
-def preference_accuracy(model, records, collate, batch_size: int = 16) -> dict:
-    """Share of pairs with P(chosen ≻ rejected) > 0.5, i.e. pair logit > 0; ties count as wrong."""
-    was_training = model.training
-    model.eval()
-    correct = 0
-    for start in range(0, len(records), batch_size):
-        batch = collate(records[start : start + batch_size])
-        correct += int((model.pair_logits(batch) > 0).sum())
-    model.train(was_training)
-    return {"accuracy": correct / len(records) if records else 0.0, "count": len(records)}
+# objective name (a `podium.losses.LOSS_SPECS` entry of kind "preference_model") -> objective.
+PREFERENCE_MODEL_OBJECTIVES = {"reward": reward_objective, "gpm": gpm_objective}

@@ -18,7 +18,7 @@ from pydantic import Field
 from podium.data.mixture import build_mixture
 from podium.data.records import write_json, write_jsonl
 from podium.errors import DataError
-from podium.selfplay.dpop_pairs import multiple_choice_pairs, number_corruption_pair
+from podium.pairs.dpop import multiple_choice_pairs, number_corruption_pair
 from podium.stages import StageConfig, StageContext, stage
 from podium.tasks import get_task
 
