@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from podium.errors import ConfigError
 
@@ -125,6 +126,16 @@ def set_in(data: dict, keys: list[str], value: Any) -> None:
             node = node.setdefault(k, {})
         else:
             raise ConfigError(f"override {'.'.join(keys)}: {keys[i - 1]!r} is not a mapping or list")
+
+
+def invalid(loc: KeyPath, message: str, value: Any = None, title: str = "config") -> ValidationError:
+    """A validation error at key path `loc`, for a schema's own checks (raise it inside a validator).
+
+    pydantic then reports it like a type error, so recipe errors name the file, line and key of `loc`
+    (a plain ValueError in a model validator would point at the whole stage).
+    """
+    error = PydanticCustomError("podium", "{message}", {"message": message})
+    return ValidationError.from_exception_data(title, [InitErrorDetails(type=error, loc=tuple(loc), input=value)])
 
 
 def validate(model: type[BaseModel], data: dict, located: Located, base: KeyPath, what: str) -> BaseModel:

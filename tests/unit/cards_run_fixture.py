@@ -41,7 +41,7 @@ def make_run(root: Path, *, with_report: bool = True) -> Path:
             {"name": "sft", "kind": "sft", "status": "done", "seconds": 12.5, "metrics": {"loss": 1.2}},
             {"name": "dpo", "kind": "train", "status": "done", "seconds": 30.0,
              "metrics": {"loss": 0.44, "accuracy/gsm8k_toy": 0.31}},
-            {"name": "sppo", "kind": "sppo", "status": "done", "seconds": 50.0,
+            {"name": "sppo", "kind": "selfplay", "status": "done", "seconds": 50.0,
              "metrics": {"iter1/win_rate": 55.0, "iter2/win_rate": 61.0, "iter1/lc_win_rate": 52.0,
                          "iter2/lc_win_rate": 57.5, "accuracy/gsm8k_toy": 0.36}},
             {"name": "eval", "kind": "eval", "status": "done", "seconds": 9.0,

@@ -14,15 +14,16 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from podium.data.chat import as_messages
 from podium.data.mixture import build_mixture
 from podium.data.records import read_jsonl, write_json, write_jsonl
 from podium.errors import DataError
 from podium.judging.build import JudgeSpec, build_judge
+from podium.losses import SELF_PLAY_OBJECTIVES, SETTINGS
 from podium.selfplay.targets import sppo_pair
 from podium.stages import StageConfig, StageContext, run_stage, stage
 from podium.tasks import get_task
@@ -42,8 +43,9 @@ class SelfPlayConfig(StageConfig):
     iterations: int = Field(3, ge=1)
     num_samples: int = Field(5, ge=2, description="K responses per prompt")
     judge: JudgeSpec = Field(default_factory=JudgeSpec)
-    objective: Literal["sppo", "sppo_single", "sppo_hard", "gpo"] = "sppo"
-    beta: float = Field(0.001, gt=0, description="eta = 1/beta (the SPPO cards use eta = 1000)")
+    objective: str = Field("sppo", description="a self-play objective of podium.losses.LOSS_SPECS: "
+                           + ", ".join(SELF_PLAY_OBJECTIVES))
+    beta: float = Field(0.001, gt=SETTINGS["beta"].gt, description="eta = 1/beta (the SPPO cards use eta = 1000)")
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(32, ge=1)
@@ -52,6 +54,13 @@ class SelfPlayConfig(StageConfig):
     baseline: str | None = Field(None, description="model the win rate is measured against (default: pi_1)")
     eval_count: int = Field(200, ge=1, description="held-out prompts for win rate and accuracy")
     seed: int = 0
+
+    @field_validator("objective")
+    @classmethod
+    def _self_play_objective(cls, value: str) -> str:
+        if value not in SELF_PLAY_OBJECTIVES:
+            raise ValueError(f"{value!r} is not a self-play objective; use one of {', '.join(SELF_PLAY_OBJECTIVES)}")
+        return value
 
 
 def load_prompts(cfg: SelfPlayConfig, split: str, n: int, seed: int) -> list[dict]:

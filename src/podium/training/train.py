@@ -4,9 +4,10 @@ Also trains preference models (`objective: reward` or `gpm`, podium.training.pre
 
     podium train dpo.yaml beta=0.1 objective=dpop lambda=50
 
-`objective` selects a builder from `OBJECTIVES`; every name of the `podium.losses.LOSSES`
-registry maps to the preference builder (pairs, policy vs cached reference log-probs); `reward`
-and `gpm` map to the preference-model builder (podium.training.preference_model). A new family adds an entry.
+`objective` is a name of `podium.losses.LOSS_SPECS`, which also says which settings it takes
+(`beta`, `lambda`, ...; docs/OBJECTIVES.md). Its kind selects a builder from `BUILDERS`: "policy"
+objectives train on pairs against cached reference log-probs; "preference_model" objectives
+(`reward`, `gpm`, podium.training.preference_model) put a head on the backbone.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from typing import Any, Literal
 import torch
 from pydantic import ConfigDict, Field, model_validator
 
-from podium.errors import ConfigError, DataError
+from podium.config import invalid
+from podium.errors import DataError
+from podium.losses import LOSS_SPECS, SETTINGS, TRAINING_DEFAULTS
 from podium.stages import StageContext, stage
 from podium.training.lora import LoraSettings, apply_lora, save_lora
 from podium.training.preference_model import PREFERENCE_MODEL_OBJECTIVES
@@ -29,7 +32,12 @@ from podium.training.settings import TrainSettings
 
 log = logging.getLogger("podium")
 
-PREFERENCE_OBJECTIVES = ("dpo", "ipo", "hinge", "rpo", "dpop", "sppo", "sppo_single", "sppo_hard", "gpo")
+
+def objective_setting(key: str):
+    """The config field of objective setting `key`: default, bounds and meaning from `podium.losses.SETTINGS`."""
+    s = SETTINGS[key]
+    alias = key if s.field != key else None
+    return Field(s.default, gt=s.gt, ge=s.ge, lt=s.lt, le=s.le, alias=alias, description=s.doc)
 
 
 class TrainConfig(TrainSettings):
@@ -37,16 +45,18 @@ class TrainConfig(TrainSettings):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
 
-    objective: str = "dpo"
+    objective: str = Field("dpo", description="a name of podium.losses.LOSS_SPECS (docs/OBJECTIVES.md)")
     model: str
     reference: str | None = None
     data: str | list | dict = Field(description="pairs: a JSONL file, a dataset or a mixture with per-source counts")
-    # Loss parameters (DESIGN.md "Losses"); each loss reads the ones its LOSS_SPECS entry names.
-    beta: float = 0.1
-    lambda_: float = Field(50.0, alias="lambda")
-    alpha: float = 1.0
-    label_smoothing: float = 0.0
-    learning_rate: float = Field(1e-6, gt=0)  # TRL's DPO default; the loop's default suits SFT
+    # Objective settings (podium.losses.SETTINGS); each objective accepts those its LOSS_SPECS entry lists.
+    beta: float = objective_setting("beta")
+    lambda_: float = objective_setting("lambda")
+    alpha: float = objective_setting("alpha")
+    label_smoothing: float = objective_setting("label_smoothing")
+    head: dict[str, Any] = Field(default_factory=dict, description="reward/gpm head options (gpm: k, tau, gates)")
+    # The default is the objective's (LossSpec.defaults, TRL's 1e-6 for DPO); the loop's own suits SFT.
+    learning_rate: float = Field(TRAINING_DEFAULTS["learning_rate"], gt=0)
     # Data and forward.
     max_length: int | None = 1024
     lora: LoraSettings | None = None
@@ -54,18 +64,48 @@ class TrainConfig(TrainSettings):
     padding_free: bool = False
     dtype: str = "float32"
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] = "sdpa"
-    head: dict[str, Any] = Field(default_factory=dict, description="reward/gpm head options: k, tau, gates")
     reference_batch_size: int = 8
     reference_cache_dir: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _objective_defaults(cls, data):
+        """Settings the recipe leaves out start from the objective's defaults (`LossSpec.defaults`)."""
+        if isinstance(data, dict):
+            objective = data.get("objective", "dpo")
+            spec = LOSS_SPECS.get(objective) if isinstance(objective, str) else None
+            if spec is not None:
+                data = {**spec.defaults, **data}
+        return data
+
     @model_validator(mode="after")
     def _check_train(self):
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"objective {self.objective!r} is unknown; known: {', '.join(sorted(OBJECTIVES))}")
+        if self.objective not in LOSS_SPECS:
+            raise invalid(("objective",), f"unknown objective {self.objective!r}; known: {', '.join(LOSS_SPECS)}",
+                          self.objective)
+        spec = LOSS_SPECS[self.objective]
+        takes = ", ".join(spec.settings) or "no objective settings"
+        for key, setting in SETTINGS.items():
+            if "." not in key and setting.field in self.model_fields_set and key not in spec.settings:
+                raise invalid((key,), f"objective {self.objective!r} does not use {key!r} (it takes {takes})",
+                              getattr(self, setting.field))
+        for name, value in self.head.items():
+            key = f"head.{name}"
+            if key not in spec.settings:
+                raise invalid(("head", name), f"objective {self.objective!r} has no head option {name!r} "
+                              f"(it takes {takes})", value)
+            if problem := SETTINGS[key].problem(value):
+                raise invalid(("head", name), problem, value)
         if self.prefix_sharing and self.attn_implementation not in ("sdpa", "eager"):
-            raise ConfigError("prefix_sharing needs attn_implementation sdpa or eager; "
-                              "set prefix_sharing: false to use flash attention (padding_free works with it)")
+            raise invalid(("prefix_sharing",), "prefix_sharing needs attn_implementation sdpa or eager; set "
+                          "prefix_sharing: false to use flash attention (padding_free works with it)", True)
         return self
+
+    def loss_kwargs(self) -> dict[str, float]:
+        """The objective's settings under its loss function's keywords (`lambda` -> `lambda_`)."""
+        spec = LOSS_SPECS[self.objective]
+        return {SETTINGS[k].arg: getattr(self, SETTINGS[k].field) for k in spec.settings
+                if "." not in k and SETTINGS[k].arg}
 
 
 @dataclass
@@ -86,21 +126,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def loss_params(cfg: TrainConfig) -> dict[str, float]:
-    """Loss hyper-parameters under the loss functions' names (the config key `lambda` is `lambda_`)."""
-    return {"beta": cfg.beta, "lambda_": cfg.lambda_, "alpha": cfg.alpha, "label_smoothing": cfg.label_smoothing}
-
-
 def build_preference(cfg: TrainConfig, ctx: StageContext) -> TrainParts:
     """Policy (optionally LoRA-wrapped), pairs and cached reference log-probs for a LOSSES objective."""
     from podium.data.preference import read_pairs, tokenize_pairs
-    from podium.losses import LOSS_SPECS, check_records
+    from podium.losses import check_records
     from podium.models.io import load_tokenizer
     from podium.training.preference_objective import PreferenceObjective, make_collate
     from podium.training.reference import cached_reference_logps
 
-    if LOSS_SPECS[cfg.objective].kind != "policy":
-        raise ConfigError(f"objective {cfg.objective!r} is not a policy loss")
     tokenizer = load_tokenizer(cfg.model)
     rows = read_pairs(cfg.data, seed=cfg.seed, log=ctx.log)
     check_records(cfg.objective, rows, source=str(cfg.data))
@@ -121,7 +154,7 @@ def build_preference(cfg: TrainConfig, ctx: StageContext) -> TrainParts:
         # The frozen copy of `model` is the model before training: its log-probs are all we need of it.
         ref_logps, hit = cached_reference_logps(model, examples, tokenizer.pad_token_id,
                                                 adapter_disabled=cfg.lora is not None, **ref_kwargs)
-    objective = PreferenceObjective(cfg.objective, **loss_params(cfg))
+    objective = PreferenceObjective(cfg.objective, **cfg.loss_kwargs())
     collate = make_collate(tokenizer.pad_token_id, ref_logps, prefix_sharing=cfg.prefix_sharing,
                            padding_free=cfg.padding_free)
     metrics = {**stats.as_metrics(), "reference/cache_hit": float(hit)}
@@ -160,11 +193,10 @@ def build_preference_model_parts(cfg: TrainConfig, ctx: StageContext) -> TrainPa
                       {"pairs/read": float(len(rows))})
 
 
-# objective name -> builder(cfg, ctx) -> TrainParts. Other families register more names here.
-OBJECTIVES: dict[str, Callable[[TrainConfig, StageContext], TrainParts]] = {
-    **{name: build_preference for name in PREFERENCE_OBJECTIVES},
-    "reward": build_preference_model_parts,
-    "gpm": build_preference_model_parts,
+# LossSpec.kind -> builder(cfg, ctx) -> TrainParts. A new kind of objective adds a builder here.
+BUILDERS: dict[str, Callable[[TrainConfig, StageContext], TrainParts]] = {
+    "policy": build_preference,
+    "preference_model": build_preference_model_parts,
 }
 
 
@@ -179,7 +211,7 @@ def train(cfg: TrainConfig, ctx: StageContext) -> dict[str, float]:
     from podium.training.loop import train_loop
 
     seed_everything(cfg.seed)
-    parts = OBJECTIVES[cfg.objective](cfg, ctx)
+    parts = BUILDERS[LOSS_SPECS[cfg.objective].kind](cfg, ctx)
     result = train_loop(parts.model, parts.objective, parts.examples, parts.collate, loop_settings(cfg),
                         Path(ctx.out_dir), tokenizer=parts.tokenizer, example_unit="pairs", log=ctx.log,
                         save_final=parts.save_final,
