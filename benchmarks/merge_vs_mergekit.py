@@ -125,7 +125,7 @@ def main() -> int:
         ours_out, theirs_out = root / "out-podium", root / "out-mergekit"
         for d in (ours_out, theirs_out):
             subprocess.run(["rm", "-rf", str(d)], check=True)
-        t_ours, m_ours = measure([PY, "-m", "podium.merging.cli", str(cfg_file), str(ours_out)])
+        t_ours, m_ours = measure([PY, "-m", "podium.cli.merge", str(cfg_file), str(ours_out)])
         t_theirs, m_theirs = measure([MERGEKIT, str(cfg_file), str(theirs_out), "--quiet", "--no-lazy-unpickle"])
         print(f"{name:34s} {t_ours:9.1f} {t_theirs:10.1f} {t_ours / t_theirs:10.2f} "
               f"{m_ours:10.0f} {m_theirs:12.0f} {m_ours / m_theirs:9.2f}", flush=True)

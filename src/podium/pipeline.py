@@ -22,9 +22,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from podium.cards.report import write_report
 from podium.config import Located, format_validation_error, load_yaml, parse_override, set_in, validate
 from podium.data.records import write_json
 from podium.errors import ConfigError
+from podium.hub import check_hub_inputs
+from podium.models.io import security_policy
 from podium.stages import STAGES, StageContext, load_all_stages
 
 DONE = ".podium-done"
@@ -185,24 +188,12 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
     return Plan(recipe, recipe_path, run_dir, stages)
 
 
-def print_plan(plan: Plan, console=None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = console or Console()
-    table = Table(title=f"{plan.recipe.name or plan.path} -> {plan.run_dir}")
-    for col in ("#", "stage", "kind", "status", "reads", "key"):
-        table.add_column(col)
-    for i, s in enumerate(plan.stages, 1):
-        table.add_row(str(i), s.name, s.kind, s.status, ", ".join(s.deps) or "-", s.key[:12])
-    console.print(table)
-
-
 def run_plan(plan: Plan, show_progress: bool = True) -> dict:
-    """Run every stage not cached, in order; returns the report (also written to report.json)."""
-    from podium.hub import check_hub_inputs
-    from podium.models.io import security_policy
+    """Run every stage not cached, in order; returns the run's record (also written to report.json after each stage).
 
+    report.md and its plots are rendered from the run dir by `podium.cards.report.write_report`
+    (`run_recipe` and `podium run` call it).
+    """
     check_hub_inputs([(ps.name, json.loads(ps.config.model_dump_json(by_alias=True))) for ps in plan.stages
                       if ps.status != "cached"])
     plan.run_dir.mkdir(parents=True, exist_ok=True)
@@ -234,10 +225,6 @@ def run_plan(plan: Plan, show_progress: bool = True) -> dict:
             log.info(f"[{ps.name}] done in {seconds:.1f}s {format_metrics(metrics)}")
         report["stages"].append(entry)
         write_json(plan.run_dir / "report.json", report)
-    from podium.cards.report import write_report
-
-    path = write_report(plan.run_dir)
-    log.info(f"report: {path}")
     return report
 
 
@@ -249,9 +236,12 @@ def format_metrics(metrics: dict) -> str:
 
 def run_recipe(recipe_path: str, overrides: list[str] = (), output: str | None = None, dry_run: bool = False,
                show_progress: bool = True, until: str | None = None) -> dict | Plan:
-    """Plan and run a recipe from Python (what `podium run` does)."""
+    """Plan and run a recipe from Python (what `podium run` does): returns the run's record (report.json);
+    writes report.md with its plots too. With `dry_run`, returns the plan and runs nothing."""
     plan = make_plan(recipe_path, overrides, output, until=until)
     if dry_run:
         return plan
-    return run_plan(plan, show_progress=show_progress)
+    report = run_plan(plan, show_progress=show_progress)
+    log.info(f"report: {write_report(plan.run_dir)}")
+    return report
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-from podium.training.train_cli import main
+from podium.cli.train import main
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))

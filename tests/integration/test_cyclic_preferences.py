@@ -46,7 +46,7 @@ def test_eval_preference_cli_on_the_saved_models(runs, tmp_path, capsys):
     """Save both trained models, then `podium eval preference` reproduces their accuracies."""
     import json
 
-    from podium.judging.cli import main
+    from podium.cli.preference import main
 
     data = tmp_path / "cyclic_test.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in runs["gpm"]["test"]))

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("lm_eval")
 
-from podium.evaluation.cli import main as eval_main
+from podium.cli.eval import main as eval_main
 from podium.evaluation.lm_eval_bridge import evaluate_lm_eval
 from podium.evaluation.multiple_choice import (
     MultipleChoiceDoc,

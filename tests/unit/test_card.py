@@ -4,9 +4,9 @@ import pytest
 from cards_run_fixture import make_run
 from huggingface_hub import ModelCard
 
-from podium.cards.cli import main as card_main
 from podium.cards.model_card import write_card
 from podium.cards.stage import CardConfig, card
+from podium.cli.card import main as card_main
 from podium.stages import StageContext
 
 

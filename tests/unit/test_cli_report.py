@@ -1,6 +1,6 @@
 """The terminal summary of a run shows headline metrics, not every logged number."""
 
-from podium.cli import headline
+from podium.cli.run import headline
 
 
 def test_headline_picks_known_keys_in_priority_order_and_counts_the_rest():

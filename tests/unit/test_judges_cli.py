@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from podium.judging.cli import main
+from podium.cli.preference import main
 from podium.models.heads import GPMModel, RewardModel
 from podium.models.tiny import build_tiny_model
 

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
+from podium.cli.leaderboard import main
 from podium.errors import PodiumError
-from podium.evaluation.leaderboard import format_table, leaderboard, main, normalize
+from podium.evaluation.leaderboard import format_table, leaderboard, normalize
 
 V2 = {
     "leaderboard_ifeval": {"inst_level_strict_acc,none": 0.8, "prompt_level_strict_acc,none": 0.7,

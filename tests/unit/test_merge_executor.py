@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+import podium.cli.merge as cli
 from podium.errors import PodiumError
-from podium.merging import cli
 from podium.merging.config import parse_config
 from podium.merging.executor import run_merge
 from podium.merging.lora import merge_lora

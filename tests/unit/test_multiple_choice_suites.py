@@ -2,8 +2,8 @@
 
 import pytest
 
-from podium.evaluation.cli import run_eval
 from podium.evaluation.lm_eval_bridge import flatten_results
+from podium.evaluation.named_tasks import run_eval
 from podium.evaluation.suites import expand_tasks
 
 

@@ -9,9 +9,9 @@ import yaml
 from pydantic import ValidationError
 from tests.pref_helpers import PAIRS, save_tiny, write_pairs
 
+from podium.cli.train import main
 from podium.errors import PodiumError
 from podium.training.train import TrainConfig
-from podium.training.train_cli import main
 
 METRIC_KEYS = {"step", "loss", "logps/chosen", "logps/rejected", "rewards/chosen", "rewards/rejected",
                "rewards/margins", "rewards/accuracies", "grad_norm", "lr", "pairs_per_second", "tokens_per_second"}

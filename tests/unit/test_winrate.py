@@ -75,7 +75,7 @@ def test_bad_inputs_are_data_errors():
 def test_cli_reads_responses_and_writes_json(tmp_path, capsys):
     import json
 
-    from podium.evaluation.winrate import main
+    from podium.cli.winrate import main
 
     rows = [{"preference": 1.0, "model_response": "long answer", "baseline_response": "short"},
             {"preference": 0.0, "model_length": 3, "baseline_length": 9},
@@ -89,7 +89,7 @@ def test_cli_reads_responses_and_writes_json(tmp_path, capsys):
 
 
 def test_cli_missing_preference_names_file_and_line(tmp_path):
-    from podium.evaluation.winrate import main
+    from podium.cli.winrate import main
 
     src = tmp_path / "j.jsonl"
     src.write_text('{"preference": 1, "model_length": 1, "baseline_length": 1}\n{"model_length": 1}\n')

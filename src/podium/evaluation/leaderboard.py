@@ -1,4 +1,4 @@
-"""Open LLM Leaderboard aggregation of lm-eval results (v1 and v2), and `podium leaderboard`.
+"""Open LLM Leaderboard aggregation of lm-eval results (v1 and v2), as `podium leaderboard` prints it.
 
 v2 (HF docs, "Scores normalization"): a multiple-choice score with k choices is rescaled
 so that random guessing is 0 and a perfect score 100,
@@ -16,12 +16,9 @@ match (lm-eval's `strict-match` filter), all x100, averaged.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
-from podium.data.records import write_json
 from podium.errors import PodiumError
 
 # Number of answer choices per v2 subtask (lm-eval's leaderboard task YAMLs).
@@ -173,22 +170,3 @@ def read_results(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise PodiumError(f"{path}: expected a JSON object with a `results` dict")
     return data.get("results") or data.get("tasks") or data
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `podium leaderboard RESULTS.json --version v1|v2 [--output FILE.json]`."""
-    p = argparse.ArgumentParser(prog="podium leaderboard",
-                                description="Open LLM Leaderboard scores from lm-eval results.")
-    p.add_argument("results", help="lm-eval results JSON (or `podium eval --output` file)")
-    p.add_argument("--version", choices=["v1", "v2"], default="v2")
-    p.add_argument("--output", default=None, help="write {'average': ..., 'tasks': {name: score}} here")
-    args = p.parse_args(argv)
-    board = leaderboard(read_results(args.results), args.version)
-    print(format_table(board, args.version))
-    if board.get("missing"):
-        print(f"missing from {args.results}: {', '.join(board['missing'])} (no average)", file=sys.stderr)
-    for name, absent in board.get("partial", {}).items():
-        print(f"{name}: averaged without {len(absent)} subtask(s): {', '.join(absent)}", file=sys.stderr)
-    if args.output:
-        write_json(args.output, board)
-    return 0

@@ -1,8 +1,7 @@
 """Stage `eval`: built-in task accuracy (greedy, optional pass@k) and any lm-eval task.
 
-`podium eval` dispatches: `podium eval preference ...` scores a preference model,
-`podium eval CONFIG.yaml` runs this stage alone, and `podium eval --model DIR --tasks ...`
-runs built-in and lm-eval tasks by name (`open-llm-v1` / `open-llm-v2` suites too).
+`podium eval CONFIG.yaml` runs this stage alone (podium.cli.eval also scores models by task name
+and preference models).
 """
 
 from __future__ import annotations
@@ -11,10 +10,12 @@ from pydantic import Field
 
 from podium.data.mixture import load_rows
 from podium.data.records import write_json
+from podium.evaluation.named_tasks import run_eval
+from podium.evaluation.outputs import write_eval_outputs
 from podium.evaluation.task_accuracy import task_accuracy
 from podium.models.io import load_model, load_tokenizer
 from podium.stages import StageConfig, StageContext, stage
-from podium.tasks import TASKS, get_task
+from podium.tasks import get_task
 
 
 class EvalConfig(StageConfig):
@@ -42,19 +43,6 @@ def eval_items(cfg: EvalConfig) -> list[dict]:
     return get_task(cfg.task).items(cfg.count, split="test", seed=cfg.seed, **cfg.difficulty)
 
 
-def builtin_task_scorers(count: int = 200, seed: int = 0) -> dict:
-    """Scorers for `run_eval`: {task name: fn(model, tokenizer, num_fewshot, limit) -> {"accuracy": v}}."""
-
-    def scorer(name):
-        def score(model, tokenizer, num_fewshot=None, limit=None):
-            items = get_task(name).items(int(limit or count), split="test", seed=seed)
-            return {"accuracy": task_accuracy(model, tokenizer, items)[f"accuracy/{name}"]}
-
-        return score
-
-    return {name: scorer(name) for name in TASKS}
-
-
 @stage("eval", EvalConfig, outputs={"results": "results.json"})
 def evaluate(cfg: EvalConfig, ctx: StageContext) -> dict:
     """Held-out accuracy on verifiable task prompts, and lm-eval tasks on the same in-memory model."""
@@ -69,29 +57,10 @@ def evaluate(cfg: EvalConfig, ctx: StageContext) -> dict:
     result = {"tasks": {k.split("/", 1)[1]: {"accuracy": v} for k, v in metrics.items() if k.startswith("accuracy/")}}
     raw: dict = {}
     if cfg.lm_eval_tasks:
-        from podium.evaluation.cli import run_eval
-
         external = run_eval(model, tokenizer, cfg.lm_eval_tasks, include_path=cfg.include_path,
                             num_fewshot=cfg.num_fewshot, limit=cfg.limit, raw=raw, model_path=cfg.model,
                             apply_chat_template=cfg.apply_chat_template)
         result["tasks"].update(external["tasks"])
-    from podium.evaluation.outputs import write_eval_outputs
-
     metrics.update(write_eval_outputs(ctx.out_dir, result, raw))
     write_json(ctx.out_dir / "metrics_detail.json", {"model": cfg.model, "metrics": metrics})
     return metrics
-
-
-def eval_command(argv: list[str]) -> int:
-    """`podium eval ...`: preference models, a stage config, or tasks by name."""
-    if argv and argv[0] == "preference":
-        from podium.judging.cli import main
-
-        return main(argv[1:])
-    if argv and argv[0].endswith((".yaml", ".yml")):
-        from podium.cli import cmd_stage
-
-        return cmd_stage("eval", argv)
-    from podium.evaluation.cli import main
-
-    return main(argv, builtin_tasks=builtin_task_scorers())

@@ -168,18 +168,6 @@ def read_rows(path: str) -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `podium winrate JUDGMENTS.jsonl [--output FILE.json]`."""
-    import argparse
-
-    from podium.data.records import write_json
-
-    p = argparse.ArgumentParser(prog="podium winrate", description="Raw and length-controlled win rate.")
-    p.add_argument("judgments", help="JSONL: preference, model_length|model_response, baseline_length|...")
-    p.add_argument("--output", default=None)
-    args = p.parse_args(argv)
-    result = length_controlled_win_rate(**rows_to_inputs(read_rows(args.judgments), args.judgments))
-    print(f"win rate {result['win_rate']:.2f}  length-controlled {result['lc_win_rate']:.2f}  (n={result['n']})")
-    if args.output:
-        write_json(args.output, result)
-    return 0
+def winrate_from_file(judgments: str) -> dict:
+    """`length_controlled_win_rate` of the judgments in a JSONL file (`podium winrate JUDGMENTS.jsonl`)."""
+    return length_controlled_win_rate(**rows_to_inputs(read_rows(judgments), judgments))

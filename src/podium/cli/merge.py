@@ -1,4 +1,7 @@
-"""`podium merge CONFIG.yml OUTPUT_DIR`: run a mergekit-style merge (or `--lora-adapter A --lora-base B OUT`)."""
+"""`podium merge CONFIG.yml OUTPUT_DIR`: run a mergekit-style merge (or `--lora-adapter A --lora-base B OUT`).
+
+    python -m podium.cli.merge CONFIG.yml OUTPUT_DIR      (the same, as a module)
+"""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ def parse_size(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="podium merge", description=__doc__)
+    parser = argparse.ArgumentParser(prog="podium merge", description=__doc__.splitlines()[0])
     parser.add_argument("config", nargs="?", help="mergekit YAML config")
     parser.add_argument("output_dir")
     parser.add_argument("--lora-adapter", help="merge this PEFT LoRA adapter folder into --lora-base instead")
@@ -32,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.lora_adapter or args.lora_base:
             if not (args.lora_adapter and args.lora_base) or args.config:
                 parser.error("a LoRA merge takes --lora-adapter, --lora-base and OUTPUT_DIR, no CONFIG")
+            # The LoRA-merge config as the merge stage builds it (merging item 4 folds this into merge_lora).
             raw = {"merge_method": "passthrough", "models": [{"model": f"{args.lora_base}+{args.lora_adapter}"}]}
             if args.dtype:
                 raw["dtype"] = args.dtype

@@ -39,7 +39,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(text)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

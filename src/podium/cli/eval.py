@@ -1,0 +1,70 @@
+"""`podium eval ...`: three forms.
+
+    podium eval --model DIR --tasks NAMES [--include-path DIR] [--num-fewshot N] [--output FILE.json]
+    podium eval preference --model DIR --data PAIRS.jsonl [--output FILE.json]
+    podium eval CONFIG.yaml [key=value ...]            (the `eval` stage alone)
+
+Task names may be podium built-in tasks, lm-eval tasks (plus local YAML folders) or the suites
+`open-llm-v1` / `open-llm-v2`; when a whole suite ran, its leaderboard table is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from podium.data.records import write_json
+from podium.evaluation.leaderboard import format_table, leaderboard
+from podium.evaluation.named_tasks import builtin_task_scorers, evaluate_model, results_table
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="podium eval", description="Evaluate a model on built-in and lm-eval tasks.")
+    p.add_argument("--model", required=True, help="model folder or Hub id")
+    p.add_argument("--tasks", required=True, help="comma-separated task names or suites (open-llm-v1, open-llm-v2)")
+    p.add_argument("--include-path", default=None, help="folder of local lm-eval task YAMLs")
+    p.add_argument("--num-fewshot", type=int, default=None, help="few-shot count for every task")
+    p.add_argument("--limit", type=float, default=None, help="examples per task (for quick checks)")
+    p.add_argument("--batch-size", default="8")
+    p.add_argument("--backend", choices=["auto", "hf", "vllm"], default="auto",
+                   help="auto: vLLM on a GPU when installed, else transformers")
+    p.add_argument("--apply-chat-template", action="store_true",
+                   help="render prompts (and few-shot turns) with the model's chat template, as leaderboard v2 "
+                   "does for chat models")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--device", default=None)
+    p.add_argument("--output", default=None, help="write {'tasks': {task: {metric: value}}} here")
+    p.add_argument("--raw-output", default=None, help="also write lm-eval's own `results` dict here")
+    return p.parse_args(argv)
+
+
+def tasks_main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    limit = None if args.limit is None else (int(args.limit) if args.limit >= 1 else args.limit)
+    batch = int(args.batch_size) if args.batch_size.isdigit() else args.batch_size
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    result, raw = evaluate_model(args.model, tasks, include_path=args.include_path, num_fewshot=args.num_fewshot,
+                                 limit=limit, batch_size=batch, backend=args.backend,
+                                 apply_chat_template=args.apply_chat_template, dtype=args.dtype, device=args.device,
+                                 builtin_tasks=builtin_task_scorers())
+    print(results_table(result))
+    for version in ("v1", "v2"):
+        board = leaderboard(raw, version)
+        if not board.get("missing"):
+            print(f"\nOpen LLM Leaderboard {version}:\n{format_table(board, version)}")
+    if args.output:
+        write_json(args.output, result)
+    if args.raw_output:
+        write_json(args.raw_output, {"results": raw})
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] == "preference":
+        from podium.cli.preference import main as preference_main
+
+        return preference_main(argv[1:])
+    if argv and argv[0].endswith((".yaml", ".yml")):
+        from podium.cli.stage import stage_command
+
+        return stage_command("eval", argv)
+    return tasks_main(argv)

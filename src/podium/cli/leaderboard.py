@@ -1,0 +1,28 @@
+"""`podium leaderboard RESULTS.json --version v1|v2 [--output FILE.json]`: Open LLM Leaderboard scores."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from podium.data.records import write_json
+from podium.evaluation.leaderboard import format_table, leaderboard, read_results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `podium leaderboard RESULTS.json --version v1|v2 [--output FILE.json]`."""
+    p = argparse.ArgumentParser(prog="podium leaderboard",
+                                description="Open LLM Leaderboard scores from lm-eval results.")
+    p.add_argument("results", help="lm-eval results JSON (or `podium eval --output` file)")
+    p.add_argument("--version", choices=["v1", "v2"], default="v2")
+    p.add_argument("--output", default=None, help="write {'average': ..., 'tasks': {name: score}} here")
+    args = p.parse_args(argv)
+    board = leaderboard(read_results(args.results), args.version)
+    print(format_table(board, args.version))
+    if board.get("missing"):
+        print(f"missing from {args.results}: {', '.join(board['missing'])} (no average)", file=sys.stderr)
+    for name, absent in board.get("partial", {}).items():
+        print(f"{name}: averaged without {len(absent)} subtask(s): {', '.join(absent)}", file=sys.stderr)
+    if args.output:
+        write_json(args.output, board)
+    return 0
