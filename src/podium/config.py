@@ -138,6 +138,18 @@ def invalid(loc: KeyPath, message: str, value: Any = None, title: str = "config"
     return ValidationError.from_exception_data(title, [InitErrorDetails(type=error, loc=tuple(loc), input=value)])
 
 
+def relocated(errors: list[ValidationError], prefixes: list[KeyPath], title: str = "config") -> ValidationError:
+    """One validation error holding the errors of nested validations, each under its key path prefix.
+
+    For a validator that checks sub-configs itself (each source of a mixture, selfplay's `train:`),
+    so that the error still names the key inside them (`data.0.taks`).
+    """
+    details = [InitErrorDetails(type=PydanticCustomError(err["type"], "{message}", {"message": err["msg"]}),
+                                loc=tuple(prefix) + tuple(err["loc"]), input=err.get("input"))
+               for e, prefix in zip(errors, prefixes) for err in e.errors()]
+    return ValidationError.from_exception_data(title, details)
+
+
 def validate(model: type[BaseModel], data: dict, located: Located, base: KeyPath, what: str) -> BaseModel:
     """Validate `data` (found at key path `base` of `located`) against a pydantic schema."""
     try:

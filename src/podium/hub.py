@@ -11,30 +11,27 @@ import os
 import re
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from podium.errors import PodiumError
+from podium.refs import iter_refs
+from podium.stages import get_stage
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 FILE_SUFFIXES = (".jsonl", ".json", ".yaml", ".yml", ".txt", ".csv", ".parquet", ".safetensors")
-DATASET_KEYS = {"data", "prompts", "path"}
-MODEL_KEYS = {"model", "reference", "base_model", "lora_base", "lora_adapter"}
 
 
-def hub_inputs(value, key: str | None = None, kind: str | None = None, found=None) -> list[tuple[str, str]]:
-    """(repo id, "model" | "dataset") pairs named in a stage config, by the keys that hold them."""
-    found = [] if found is None else found
-    if isinstance(value, dict):
-        for k, v in value.items():
-            sub = "dataset" if k in DATASET_KEYS else "model" if k in MODEL_KEYS else kind
-            hub_inputs(v, k, sub, found)
-    elif isinstance(value, list):
-        for v in value:
-            hub_inputs(v, key, kind, found)
-    elif isinstance(value, str) and kind and key in DATASET_KEYS | MODEL_KEYS:
-        if "+" in value and kind == "model":  # mergekit's BASE+LORA
-            for part in value.split("+"):
-                hub_inputs(part, key, kind, found)
-        elif REPO_ID.match(value) and not value.endswith(FILE_SUFFIXES) and not Path(value).exists():
-            found.append((value, kind))
+def hub_inputs(schema: type[BaseModel], config: dict) -> list[tuple[str, str]]:
+    """(repo id, "model" | "dataset") pairs a stage config names: its typed references (podium.refs)
+    that are not local paths and look like Hub ids."""
+    found = []
+    for _, kind, value in iter_refs(schema, config):
+        if kind == "file":
+            continue
+        # mergekit's BASE+LORA names two models
+        for part in value.split("+") if kind == "model" else [value]:
+            if REPO_ID.match(part) and not part.endswith(FILE_SUFFIXES) and not Path(part).exists():
+                found.append((part, kind))
     return found
 
 
@@ -62,11 +59,14 @@ def reachable(repo_id: str, kind: str) -> tuple[bool, str]:
 
 
 def check_hub_inputs(stages) -> None:
-    """Raise one PodiumError listing every unreachable Hub input of the stages about to run."""
+    """Raise one PodiumError listing every unreachable Hub input of the stages about to run.
+
+    `stages`: (stage name, stage kind, config dict) triples.
+    """
     missing = []
     seen = set()
-    for name, config in stages:
-        for repo_id, kind in hub_inputs(config):
+    for name, stage_kind, config in stages:
+        for repo_id, kind in hub_inputs(get_stage(stage_kind).config, config):
             if (repo_id, kind) in seen:
                 continue
             seen.add((repo_id, kind))

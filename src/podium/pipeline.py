@@ -1,7 +1,7 @@
 """Recipes as pipelines: plan, content hashes, skip and resume, run directory, report.
 
-Each stage runs in DIR/<stage>/: the pipeline writes `stage.json` (resolved config and
-key) first and the completion marker `.podium-done` last. A stage's key hashes its
+Each stage runs in DIR/<stage>/ (layout: podium.rundir): the pipeline writes `stage.json`
+(resolved config and key) first and the completion marker `.podium-done` last. A stage's key hashes its
 kind, its resolved config, the keys of the stages it reads and the content of local
 files it names, so an unchanged stage is skipped and a change reruns it and
 everything downstream. A stage folder without a marker whose key matches is resumed
@@ -24,13 +24,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from podium.cards.report import write_report
 from podium.config import Located, format_validation_error, load_yaml, parse_override, set_in, validate
-from podium.data.records import write_json
 from podium.errors import ConfigError
 from podium.hub import check_hub_inputs
 from podium.models.io import security_policy
+from podium.refs import iter_refs
+from podium.rundir import (
+    StageEntry,
+    StageRecord,
+    read_done,
+    read_stage_record,
+    write_run_report,
+    write_stage_done,
+    write_stage_record,
+)
 from podium.stages import STAGES, StageContext, load_all_stages
 
-DONE = ".podium-done"
 REF = re.compile(r"^@([A-Za-z0-9_\-]+)(?:\.([A-Za-z0-9_\-]+))?$")
 log = logging.getLogger("podium")
 
@@ -58,7 +66,7 @@ class PlannedStage:
 
 
 @dataclass
-class Plan:
+class RunPlan:
     recipe: Recipe
     path: str
     run_dir: Path
@@ -81,21 +89,23 @@ def file_fingerprint(path: Path) -> str:
 
 
 def resolve_refs(value, keypath, earlier: dict[str, PlannedStage], located: Located, stage_name: str, deps: list,
-                 hashed: list):
+                 hashed: list, ref_paths: set):
     """Replace "@stage[.output]" strings by paths; collect dependencies and hash inputs.
 
-    A relative path that does not exist from the working directory but does next to the
-    recipe is taken from the recipe's folder (recipes can ship their small data files).
+    `ref_paths` are the key paths of the stage's typed references (podium.refs: models, datasets,
+    input files). Such a reference to a local path enters the stage's key by its content
+    fingerprint; a relative one that does not exist from the working directory but does next to
+    the recipe is taken from the recipe's folder (recipes can ship their small data files).
     """
     if isinstance(value, dict):
-        return {k: resolve_refs(v, keypath + (k,), earlier, located, stage_name, deps, hashed) for k, v in value.items()}
+        return {k: resolve_refs(v, keypath + (k,), earlier, located, stage_name, deps, hashed, ref_paths)
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [resolve_refs(v, keypath + (i,), earlier, located, stage_name, deps, hashed) for i, v in enumerate(value)]
-    if isinstance(value, str) and not value.startswith("@") and not Path(value).is_absolute() and not Path(value).exists():
-        beside = Path(located.path).parent / value
-        if beside.exists() and value.strip():
-            value = str(beside.resolve())
-    if isinstance(value, str) and value.startswith("@"):
+        return [resolve_refs(v, keypath + (i,), earlier, located, stage_name, deps, hashed, ref_paths)
+                for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+    if value.startswith("@"):
         m = REF.match(value)
         where = located.where(keypath)
         if not m or m.group(1) not in earlier:
@@ -111,14 +121,18 @@ def resolve_refs(value, keypath, earlier: dict[str, PlannedStage], located: Loca
             deps.append(ref)
         hashed.append((value, earlier[ref].key))
         return str((earlier[ref].out_dir / rel).resolve())
-    if isinstance(value, str) and ("/" in value or value.endswith((".jsonl", ".json", ".yaml", ".yml"))):
-        p = Path(value)
-        if p.exists():
-            hashed.append((value, file_fingerprint(p)))
+    if keypath[2:] not in ref_paths:  # keypath = ("stages", i, key...)
+        return value
+    if value.strip() and not Path(value).is_absolute() and not Path(value).exists():
+        beside = Path(located.path).parent / value
+        if beside.exists():
+            value = str(beside.resolve())
+    if Path(value).exists():
+        hashed.append((value, file_fingerprint(Path(value))))
     return value
 
 
-def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = None, until: str | None = None) -> Plan:
+def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = None, until: str | None = None) -> RunPlan:
     """Validate a recipe and decide, stage by stage, what runs; `until` keeps the stages up to and including it.
 
     Every stage is validated even when `until` cuts the plan short, so a typo further down is found now.
@@ -158,9 +172,10 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
             raise ConfigError(f"{located.where(base + ('kind',))}: unknown stage kind {kind!r}; known kinds: "
                               f"{', '.join(sorted(STAGES))}")
         settings = {k: v for k, v in raw.items() if k not in ("name", "kind")}
-        deps, hashed = [], []
-        resolved = resolve_refs(settings, base, planned, located, name, deps, hashed)
         spec = STAGES[kind]
+        deps, hashed = [], []
+        ref_paths = {path for path, _, _ in iter_refs(spec.config, settings)}
+        resolved = resolve_refs(settings, base, planned, located, name, deps, hashed, ref_paths)
         try:
             cfg = spec.config.model_validate(resolved)
         except ValidationError as e:
@@ -174,10 +189,10 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
                    "policy": [recipe.trust_remote_code, recipe.allow_pickle]}
         key = hashlib.sha256(json.dumps(key_src, sort_keys=True, default=str).encode()).hexdigest()
         ps = PlannedStage(name, kind, cfg, key, run_dir / name, deps)
-        marker = ps.out_dir / DONE
-        if marker.exists() and json.loads(marker.read_text()).get("key") == key:
+        done, record = read_done(ps.out_dir), read_stage_record(ps.out_dir)
+        if done is not None and done.get("key") == key:
             ps.status = "cached"
-        elif (ps.out_dir / "stage.json").exists() and json.loads((ps.out_dir / "stage.json").read_text()).get("key") == key:
+        elif record is not None and record.key == key:
             ps.status = "resume"
         planned[name] = ps
     stages = list(planned.values())
@@ -185,31 +200,31 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
         if until not in planned:
             raise ConfigError(f"--until {until!r}: no such stage in {recipe_path} (stages: {', '.join(planned)})")
         stages = stages[: list(planned).index(until) + 1]
-    return Plan(recipe, recipe_path, run_dir, stages)
+    return RunPlan(recipe, recipe_path, run_dir, stages)
 
 
-def run_plan(plan: Plan, show_progress: bool = True) -> dict:
+def run_plan(plan: RunPlan, show_progress: bool = True) -> dict:
     """Run every stage not cached, in order; returns the run's record (also written to report.json after each stage).
 
     report.md and its plots are rendered from the run dir by `podium.cards.report.write_report`
     (`run_recipe` and `podium run` call it).
     """
-    check_hub_inputs([(ps.name, json.loads(ps.config.model_dump_json(by_alias=True))) for ps in plan.stages
+    check_hub_inputs([(ps.name, ps.kind, json.loads(ps.config.model_dump_json(by_alias=True))) for ps in plan.stages
                       if ps.status != "cached"])
     plan.run_dir.mkdir(parents=True, exist_ok=True)
-    report = {"recipe": str(plan.path), "name": plan.recipe.name, "run_dir": str(plan.run_dir), "stages": []}
+    entries: list[StageEntry] = []
+    report: dict = {}
     for ps in plan.stages:
-        entry = {"name": ps.name, "kind": ps.kind}
         if ps.status == "cached":
-            done = json.loads((ps.out_dir / DONE).read_text())
-            entry.update(status="cached", seconds=done.get("seconds", 0.0), metrics=done.get("metrics", {}))
+            done = read_done(ps.out_dir) or {}
+            entry = StageEntry(ps.name, ps.kind, "cached", done.get("seconds", 0.0), done.get("metrics", {}))
             log.info(f"[{ps.name}] cached ({ps.kind})")
         else:
             if ps.status == "run" and ps.out_dir.exists():
                 shutil.rmtree(ps.out_dir)  # stale output of another config
             ps.out_dir.mkdir(parents=True, exist_ok=True)
-            write_json(ps.out_dir / "stage.json", {"name": ps.name, "kind": ps.kind, "key": ps.key,
-                                                     "deps": ps.deps, "config": json.loads(ps.config.model_dump_json())})
+            write_stage_record(ps.out_dir, StageRecord(ps.name, ps.kind, ps.key, ps.deps,
+                                                       json.loads(ps.config.model_dump_json(by_alias=True))))
             log.info(f"[{ps.name}] {'resuming' if ps.status == 'resume' else 'running'} ({ps.kind})")
             t0 = time.perf_counter()
             ctx = StageContext(name=ps.name, out_dir=ps.out_dir, run_dir=plan.run_dir, kind=ps.kind,
@@ -218,13 +233,11 @@ def run_plan(plan: Plan, show_progress: bool = True) -> dict:
                 metrics = STAGES[ps.kind].fn(ps.config, ctx) or {}
             seconds = time.perf_counter() - t0
             metrics = {k: v for k, v in metrics.items() if v is not None}
-            write_json(ps.out_dir / "metrics.json", metrics)
-            # Completion marker last: its presence means every artifact above is complete.
-            write_json(ps.out_dir / DONE, {"key": ps.key, "seconds": seconds, "metrics": metrics})
-            entry.update(status="ran", seconds=round(seconds, 3), metrics=metrics)
+            write_stage_done(ps.out_dir, ps.key, seconds, metrics)
+            entry = StageEntry(ps.name, ps.kind, "ran", round(seconds, 3), metrics)
             log.info(f"[{ps.name}] done in {seconds:.1f}s {format_metrics(metrics)}")
-        report["stages"].append(entry)
-        write_json(plan.run_dir / "report.json", report)
+        entries.append(entry)
+        report = write_run_report(plan.run_dir, str(plan.path), plan.recipe.name, entries)
     return report
 
 
@@ -235,7 +248,7 @@ def format_metrics(metrics: dict) -> str:
 
 
 def run_recipe(recipe_path: str, overrides: list[str] = (), output: str | None = None, dry_run: bool = False,
-               show_progress: bool = True, until: str | None = None) -> dict | Plan:
+               show_progress: bool = True, until: str | None = None) -> dict | RunPlan:
     """Plan and run a recipe from Python (what `podium run` does): returns the run's record (report.json);
     writes report.md with its plots too. With `dry_run`, returns the plan and runs nothing."""
     plan = make_plan(recipe_path, overrides, output, until=until)

@@ -32,10 +32,11 @@ def test_card_loads_back_with_model_index(tmp_path):
     assert results[("MMLU-PRO (5-shot)", "acc")].dataset_split == "test"
     # Local task and built-in accuracy are reported in percent.
     assert results[("toy_mc", "acc_norm")].metric_value == pytest.approx(62.5)
-    assert results[("gsm8k_toy", "accuracy")].metric_value == pytest.approx(40.0)
-    assert results[("gsm8k_toy", "pass@4")].metric_value == pytest.approx(55.0)
+    assert results[("arithmetic", "accuracy")].metric_value == pytest.approx(40.0)
+    assert results[("arithmetic", "pass@4")].metric_value == pytest.approx(55.0)
     assert not any(r.dataset_name == "eval" for r in data.eval_results)  # overall accuracy not repeated
-    assert results[("Win rate against org/base-7b", "lc_win_rate")].metric_value == pytest.approx(57.5)
+    # The self-play stage's win rate (a fraction, 0.61, in report.json) is shown in percent.
+    assert results[("Win rate against org/base-7b", "win_rate")].metric_value == pytest.approx(61.0)
     # Leaderboard subtasks are folded into the leaderboard rows, not listed again.
     assert not any(r.dataset_name.startswith("leaderboard_") for r in data.eval_results)
 
@@ -88,16 +89,20 @@ def test_card_stage_is_registered_with_its_output():
 
 
 def test_model_config_in_a_model_stage_folder_is_not_read_as_hyperparameters(tmp_path):
-    """A model stage saves the model into its folder, so its config.json is the model's."""
-    import json
-
+    """A model stage saves the model into its folder, so its config.json is the model's; stage.json is the stage's."""
     run = make_run(tmp_path)
-    (run / "sft" / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 128}))
-    (run / "recipe.yaml").write_text("stages:\n  - {name: sft, kind: sft, model: org/base-7b, learning_rate: 0.003}\n")
     text = ModelCard.load(write_card(run)).text
     assert "hidden_size" not in text
-    assert "| beta | 0.3 |" in text
-    assert "| learning_rate | 0.003 |" in text  # the sft settings come from the recipe instead
+    assert "| beta | 0.3 |" in text and "| lambda | 50.0 |" in text
+    assert "| learning_rate | 2e-05 |" in text
+
+
+def test_a_stage_folder_without_stage_json_takes_its_settings_from_the_recipe(tmp_path):
+    run = make_run(tmp_path)
+    (run / "sft" / "stage.json").unlink()
+    (run / "recipe.yaml").write_text("stages:\n  - {name: sft, kind: sft, model: org/base-7b, learning_rate: 0.003}\n")
+    text = ModelCard.load(write_card(run)).text
+    assert "| learning_rate | 0.003 |" in text and "hidden_size" not in text
 
 
 def test_card_reports_only_its_own_models_evaluations(tmp_path):
@@ -105,13 +110,14 @@ def test_card_reports_only_its_own_models_evaluations(tmp_path):
 
     from podium.cards.model_index import collect_scores
     from podium.cards.run_info import load_run
+    from podium.rundir import StageRecord, write_stage_done, write_stage_record
 
     run = tmp_path / "run"
     for name, model, acc in (("eval_a", run / "a", 0.25), ("eval_b", run / "b", 0.75)):
         (run / name).mkdir(parents=True)
         config = {"model": str(model), "task": "arithmetic"}
-        (run / name / "stage.json").write_text(json.dumps({"name": name, "kind": "eval", "key": name, "config": config}))
-        (run / name / "metrics.json").write_text(json.dumps({"accuracy": acc}))
+        write_stage_record(run / name, StageRecord(name, "eval", name, config=config))
+        write_stage_done(run / name, name, 0.1, {"accuracy": acc})
     (run / "report.json").write_text(json.dumps({"recipe": "r.yaml", "stages": [
         {"name": n, "kind": "eval", "status": "ran", "seconds": 0.1, "metrics": {"accuracy": a}}
         for n, a in (("eval_a", 0.25), ("eval_b", 0.75))]}))

@@ -7,6 +7,7 @@ import pytest
 
 from podium.data.records import write_json
 from podium.pipeline import make_plan, run_plan
+from podium.refs import DataRef
 from podium.stages import StageConfig, stage
 
 CALLS: list[str] = []
@@ -14,7 +15,7 @@ CALLS: list[str] = []
 
 class EchoConfig(StageConfig):
     value: int = 0
-    source: str | None = None
+    source: DataRef | None = None  # a typed reference: its file's content enters the stage's key
     fail: bool = False
 
 

@@ -4,6 +4,7 @@ from cards_run_fixture import make_run
 
 from podium.cards.report import accuracy_points, win_rate_points, write_report
 from podium.cards.run_info import load_run
+from podium.rundir import StageRecord, write_stage_record
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -16,22 +17,23 @@ def test_report_writes_markdown_and_plots(tmp_path):
     for png in ("report/dpo_training.png", "report/accuracy.png", "report/win_rate.png"):
         assert f"]({png})" in text
         assert (run / png).read_bytes().startswith(PNG)
-    assert "| `dpo` | train | done | 30 |" in text
-    assert "iter 1: 55.00, iter 2: 61.00" in text
+    assert "| `dpo` | train | ran | 30 |" in text
+    assert "iter 1: 55.0 %, iter 2: 61.0 %" in text  # fractions in report.json, percent on display
     # metrics.jsonl's last line was cut short: six steps survive.
     assert "Last step 6" in text
 
 
 def test_accuracy_and_win_rate_points(tmp_path):
     run = load_run(make_run(tmp_path))
-    assert accuracy_points(run) == {"gsm8k_toy": {"dpo": 0.31, "sppo": 0.36, "eval": 0.4}}
-    assert win_rate_points(run) == {"win_rate": {1: 55.0, 2: 61.0}, "lc_win_rate": {1: 52.0, 2: 57.5}}
+    assert accuracy_points(run) == {"arithmetic": {"eval": 0.4}, "accuracy": {"sppo": 0.36}}
+    assert win_rate_points(run) == {"win_rate": {1: 0.55, 2: 0.61}}
 
 
 def test_report_of_a_run_without_metrics_has_no_plots(tmp_path):
     run = tmp_path / "r"
-    (run / "gen").mkdir(parents=True)
-    (run / "gen" / "config.json").write_text("{}")
+    write_stage_record(run / "gen", StageRecord("gen", "generate", "k", config={}))
+    (run / "notes").mkdir()  # not a stage folder: no stage.json
     text = write_report(run).read_text()
+    assert "`notes`" not in text
     assert "`gen`" in text
     assert not list((run / "report").glob("*.png"))

@@ -17,12 +17,13 @@ from huggingface_hub import ModelCard, ModelCardData
 from podium.cards.methods import MERGE_KINDS, Method, stage_method
 from podium.cards.model_index import collect_scores, eval_results, results_markdown
 from podium.cards.run_info import RunInfo, load_run
+from podium.errors import PodiumError
+from podium.refs import iter_refs
+from podium.stages import get_stage
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-MODEL_KEYS = ("model", "base_model", "pretrained")
-DATA_KEYS = ("data", "dataset", "datasets", "prompts", "train_data", "mixture", "sources")
-SKIP_HPARAMS = {"model", "reference", "data", "tokenizer", "output", "out_dir", "kind", "trust_remote_code",
-                "reference_cache_dir"}
+# Settings that describe where things are, not how the model was trained (references are skipped too).
+SKIP_HPARAMS = {"tokenizer", "output", "out_dir", "kind", "trust_remote_code", "reference_cache_dir"}
 
 
 def inside(path: str, root: Path) -> bool:
@@ -32,22 +33,14 @@ def inside(path: str, root: Path) -> bool:
         return False
 
 
-def strings_under(value, keys: tuple[str, ...]) -> list[str]:
-    """Every string found under any of `keys`, at any depth of a config (merges nest models)."""
-    found: list[str] = []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if k in keys and isinstance(v, str):
-                found.append(v)
-            elif k in keys and isinstance(v, list):
-                found += [x for x in v if isinstance(x, str)]
-                found += [s for x in v if isinstance(x, dict) for s in strings_under(x, keys + ("path", "name"))]
-            else:
-                found += strings_under(v, keys)
-    elif isinstance(value, list):
-        for v in value:
-            found += strings_under(v, keys)
-    return found
+def stage_refs(stage) -> list[tuple[tuple, str, str]]:
+    """(key path, "model" | "dataset" | "file", value) of the stage's typed references (podium.refs);
+    none for a stage kind podium does not know."""
+    try:
+        schema = get_stage(stage.kind).config
+    except PodiumError:
+        return []
+    return list(iter_refs(schema, stage.config))
 
 
 def external(values: list[str], run: RunInfo) -> list[str]:
@@ -60,15 +53,16 @@ def external(values: list[str], run: RunInfo) -> list[str]:
 
 
 def base_models(run: RunInfo) -> list[str]:
+    """The models the first stage that reads models from outside the run dir starts from."""
     for s in run.stages:
-        found = external(strings_under(s.config, MODEL_KEYS), run)
+        found = external([v for _, kind, v in stage_refs(s) if kind == "model"], run)
         if found:
             return found
     return []
 
 
 def datasets(run: RunInfo) -> list[str]:
-    return external([v for s in run.stages for v in strings_under(s.config, DATA_KEYS)], run)
+    return external([v for s in run.stages for _, kind, v in stage_refs(s) if kind == "dataset"], run)
 
 
 def license_of(model: str) -> str | None:
@@ -96,10 +90,12 @@ def hyperparameter_tables(run: RunInfo) -> str:
     for s in run.stages:
         if stage_method(s.kind, s.config) is None or s.kind in MERGE_KINDS:
             continue
-        rows = [(k, v) for k, v in s.config.items() if k not in SKIP_HPARAMS and v is not None
+        refs = [path for path, _, _ in stage_refs(s)]
+        skip = SKIP_HPARAMS | {path[0] for path in refs}
+        rows = [(k, v) for k, v in s.config.items() if k not in skip and v is not None
                 and (isinstance(v, (int, float, str, bool)))]
         rows += [(f"{k}.{k2}", v2) for k, v in s.config.items() if isinstance(v, dict) and k not in SKIP_HPARAMS
-                 for k2, v2 in v.items() if isinstance(v2, (int, float, str, bool))]
+                 for k2, v2 in v.items() if isinstance(v2, (int, float, str, bool)) and (k, k2) not in refs]
         if not rows:
             continue
         lines = [f"#### `{s.name}` ({s.kind or 'stage'})", "", "| Setting | Value |", "|---|---|"]

@@ -5,7 +5,8 @@ Scores are gathered from every evaluation stage, in this order of preference:
 writes), `<stage>/leaderboard_v1.json` / `leaderboard_v2.json` (what `podium leaderboard
 --output` writes), and the stage's metrics in report.json, read as
 `leaderboard_v1/<name>`, `leaderboard_v2/<name>`, `accuracy/<task>`, `accuracy`,
-`pass@k/<task>`, `[iterN/]win_rate`, `[iterN/]lc_win_rate` and `<task>/<metric>`.
+`pass@k/<task>`, `[iterN/]win_rate`, `[iterN/]lc_win_rate` and `<task>/<metric>`; self-play
+stages add the win rate (a fraction, shown in percent) of the model they train against their baseline.
 Open LLM Leaderboard scores are recomputed from task results when a whole suite is there.
 The entries follow the shape the leaderboard writes into seed cards (task type and name;
 dataset name, type, config, split, args.num_few_shot; metric type, value, name; source).
@@ -19,8 +20,9 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult
 
-from podium.cards.run_info import RunInfo, read_json_file
+from podium.cards.run_info import RunInfo
 from podium.evaluation.leaderboard import LABELS, format_table, leaderboard
+from podium.rundir import read_json
 
 LM_EVAL_SOURCE = ("lm-evaluation-harness (podium eval)", "https://github.com/EleutherAI/lm-evaluation-harness")
 NO_SOURCE = (None, None)  # scored by podium itself: the entry carries no external source
@@ -46,7 +48,9 @@ BENCHMARKS = {
     },
 }
 V1_TASKS = {"arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2", "winogrande", "gsm8k"}
-EVAL_KINDS = ("eval", "evaluate", "winrate")
+EVAL_KINDS = ("eval",)
+SELF_PLAY_KINDS = ("selfplay",)  # report the win rate of the model they train against their baseline
+WIN_RATE = re.compile(r"(?:iter(\d+)/)?(lc_win_rate|win_rate)")
 PERCENT = re.compile(r"(^|_)(acc|accuracy|exact_match|mc1|mc2|f1|pass@\d+)($|_|,)")
 
 
@@ -57,7 +61,7 @@ class Scores:
     boards: dict[str, dict] = field(default_factory=dict)  # "v1"/"v2" -> {"average", "tasks"}
     tasks: dict[str, dict[str, float]] = field(default_factory=dict)
     fewshot: dict[str, int] = field(default_factory=dict)
-    win_rates: dict[str, float] = field(default_factory=dict)  # win_rate, lc_win_rate
+    win_rates: dict[str, float] = field(default_factory=dict)  # win_rate, lc_win_rate: fractions
     baseline: str | None = None
 
     def empty(self) -> bool:
@@ -78,7 +82,7 @@ def add_stage_metrics(scores: Scores, metrics: dict, default_task: str) -> None:
         if m:
             boards.setdefault(m.group(1), {})[m.group(2)] = float(value)
             continue
-        m = re.fullmatch(r"(?:iter(\d+)/)?(lc_win_rate|win_rate)", key)
+        m = WIN_RATE.fullmatch(key)
         if m:
             it = int(m.group(1) or 10**9)  # the un-prefixed value is the final one
             if m.group(2) not in iters or it >= iters[m.group(2)][0]:
@@ -101,8 +105,15 @@ def add_stage_metrics(scores: Scores, metrics: dict, default_task: str) -> None:
 
 
 def evaluates(stage, model: str) -> bool:
-    value = stage.config.get("model")
+    """Whether `stage` measured `model`: an eval stage reads it; a self-play stage trains it (its own folder)."""
+    value = str(stage.folder) if stage.kind in SELF_PLAY_KINDS else stage.config.get("model")
     return isinstance(value, str) and Path(value).resolve() == Path(model).resolve()
+
+
+def display_name(model: str, run: RunInfo) -> str:
+    """A model as a card names it: a stage of this run by its name, anything else as given."""
+    path = Path(model)
+    return f"`{path.name}`" if path.is_absolute() and path.parent.resolve() == run.run_dir.resolve() else model
 
 
 def collect_scores(run: RunInfo, model: str | None = None) -> Scores:
@@ -116,7 +127,13 @@ def collect_scores(run: RunInfo, model: str | None = None) -> Scores:
     if model is not None and any(evaluates(s, model) for s in stages):
         stages = [s for s in stages if evaluates(s, model)]
     for s in stages:
-        files = {n: read_json_file(s.folder / f"{n}.json") for n in ("results", "leaderboard_v1", "leaderboard_v2")}
+        if s.kind in SELF_PLAY_KINDS:
+            add_stage_metrics(scores, {k: v for k, v in s.metrics.items() if WIN_RATE.fullmatch(k)}, s.name)
+            baseline = s.config.get("baseline") or s.config.get("model")  # the default baseline is pi_1
+            if isinstance(baseline, str) and scores.baseline is None:
+                scores.baseline = display_name(baseline, run)
+            continue
+        files = {n: read_json(s.folder / f"{n}.json") for n in ("results", "leaderboard_v1", "leaderboard_v2")}
         if s.kind not in EVAL_KINDS and not any(files.values()):
             continue
         for task, metrics in (files["results"].get("tasks") or {}).items():
@@ -134,7 +151,6 @@ def collect_scores(run: RunInfo, model: str | None = None) -> Scores:
         if isinstance(s.config.get("num_fewshot"), int):
             for task in scores.tasks:
                 scores.fewshot.setdefault(task, s.config["num_fewshot"])
-        scores.baseline = scores.baseline or s.config.get("baseline")
     for version in ("v1", "v2"):
         if version not in scores.boards:
             board = leaderboard(scores.tasks, version)
@@ -147,6 +163,11 @@ def covered_by_board(task: str, boards: dict) -> bool:
     if "v2" in boards and task.startswith("leaderboard_"):
         return True
     return "v1" in boards and (task in V1_TASKS or task.startswith("mmlu_"))
+
+
+def as_percent(fraction: float) -> float:
+    """A rate stored as a fraction, shown in percent as leaderboards do: 0.5731 -> 57.31."""
+    return round(100.0 * fraction, 2)
 
 
 def as_reported(metric: str, value: float) -> float:
@@ -193,7 +214,7 @@ def eval_results(scores: Scores, model_name: str) -> list[EvalResult]:
             out.append(EvalResult(
                 task_type="text-generation", task_name="Text Generation",
                 dataset_name=f"Win rate against {baseline}", dataset_type="podium/win-rate",
-                metric_type=key, metric_value=round(scores.win_rates[key], 2), metric_name=name,
+                metric_type=key, metric_value=as_percent(scores.win_rates[key]), metric_name=f"{name} (%)",
 
             ))
     return out
@@ -214,6 +235,7 @@ def results_markdown(scores: Scores) -> str:
         lines = ["| Task | Metric | Value |", "|---|---|---:|"] + [f"| {t} | {m} | {v} |" for t, m, v in rows]
         parts.append("### Tasks\n\n" + "\n".join(lines))
     if scores.win_rates:
-        lines = ["| Metric | Value |", "|---|---:|"] + [f"| {k} | {v:.2f} |" for k, v in scores.win_rates.items()]
+        lines = ["| Metric | Value (%) |", "|---|---:|"] + [f"| {k} | {as_percent(v):.2f} |"
+                                                             for k, v in scores.win_rates.items()]
         parts.append(f"### Win rate against {scores.baseline or 'the baseline'}\n\n" + "\n".join(lines))
     return "\n\n".join(parts) if parts else "No evaluation results were recorded for this run."

@@ -170,7 +170,7 @@ def write_report(run_dir: str | os.PathLike) -> Path:
         lines += ["## Win rate per self-play iteration", "", f"![win rate]({win.relative_to(run.run_dir).as_posix()})",
                   ""]
         for name, by_iter in win_points.items():
-            lines.append(f"- {name}: " + ", ".join(f"iter {i}: {v:.2f}" for i, v in sorted(by_iter.items())))
+            lines.append(f"- {name}: " + ", ".join(f"iter {i}: {100 * v:.1f} %" for i, v in sorted(by_iter.items())))
         lines.append("")
     out = run.run_dir / "report.md"
     return write_text(out, "\n".join(lines))

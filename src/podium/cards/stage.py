@@ -22,16 +22,17 @@ from podium.cards.model_card import build_card
 from podium.cards.report import write_report
 from podium.cards.run_info import load_run
 from podium.errors import ConfigError
+from podium.refs import DataRef, ModelRef
 from podium.stages import StageConfig, StageContext, stage
 
 
 class CardConfig(StageConfig):
-    model: str | None = None
+    model: ModelRef | None = None
     run_dir: str | None = None
     model_name: str | None = None
     license: str | None = None
-    base_model: str | list[str] | None = None
-    datasets: list[str] | None = None
+    base_model: ModelRef | list[ModelRef] | None = None
+    datasets: list[DataRef] | None = None
     tags: list[str] = Field(default_factory=list)
     language: str | list[str] | None = None
     copy_to_model: bool = False

@@ -6,7 +6,7 @@ import argparse
 import logging
 
 from podium.cards.report import fmt, write_report
-from podium.pipeline import Plan, make_plan, run_plan
+from podium.pipeline import RunPlan, make_plan, run_plan
 
 # What a practitioner looks at first, in this order; the full set is in report.json and report.md.
 HEADLINE_KEYS = ("accuracy", "win_rate", "baseline_accuracy", "train_loss", "loss", "rewards/margins",
@@ -23,7 +23,7 @@ def headline(metrics: dict, limit: int = 4) -> str:
     return ", ".join(f"{k}={fmt(metrics[k])}" for k in shown) + (f" (+{rest} more)" if rest else "")
 
 
-def print_plan(plan: Plan, console=None) -> None:
+def print_plan(plan: RunPlan, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 

@@ -6,7 +6,7 @@ those"; in a recipe:
     data:
       - {path: Open-Orca/SlimOrca, count: 100000}
       - {path: data/local.jsonl, count: 1000}
-      - {task: arithmetic, count: 2000, max_digits: 2}
+      - {task: arithmetic, count: 2000, difficulty: {max_digits: 2}}
 
 A source is a local JSONL file, a folder saved with `datasets.save_to_disk`, a Hub
 dataset id (loaded with `datasets`), or a built-in task family.
@@ -14,17 +14,41 @@ dataset id (loaded with `datasets`), or a built-in task family.
 
 from __future__ import annotations
 
+import inspect
 import random
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from podium.config import invalid, relocated
 from podium.data.records import read_jsonl
-from podium.errors import DataError, PodiumError
+from podium.errors import ConfigError, DataError
+from podium.refs import DataSpec
+from podium.tasks import get_task
 
 
-class Source(BaseModel):
+def task_problems(task: str | None, difficulty: dict) -> list[tuple[tuple, str]]:
+    """(key path, message) for an unknown task, or difficulty keys its item generator does not take.
+
+    `task` None is the default task. A typo such as `max_digit` is found here, when the config is
+    validated (`--dry-run`), not when the items are drawn.
+    """
+    try:
+        family = get_task(task)
+    except ConfigError as e:
+        return [(("task",), str(e))]
+    params = inspect.signature(family.sample).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return []
+    accepted = [n for n in list(params)[1:]]  # after the random generator
+    return [(("difficulty", key), f"task {family.name!r} has no difficulty setting {key!r}; it takes "
+             f"{', '.join(accepted) or 'none'}") for key in difficulty if key not in accepted]
+
+
+class DataSource(BaseModel):
+    """One source of a mixture: a dataset (`path`: JSONL, saved folder or Hub id) or a built-in `task`."""
+
     model_config = ConfigDict(extra="forbid")
 
     path: str | None = None
@@ -36,21 +60,53 @@ class Source(BaseModel):
     difficulty: dict[str, Any] = Field(default_factory=dict, description="task difficulty settings")
     seed: int | None = None
 
+    @model_validator(mode="after")
+    def _one_kind(self):
+        if (self.path is None) == (self.task is None):
+            raise invalid((), "each data source needs exactly one of 'path' or 'task'", None)
+        if self.task is not None:
+            for loc, message in task_problems(self.task, self.difficulty):
+                raise invalid(loc, message, self.task if loc == ("task",) else self.difficulty.get(loc[-1]))
+        return self
 
-def as_sources(data: str | Path | list | dict) -> list[Source]:
+
+def as_sources(data: str | Path | list | dict) -> list[DataSource]:
     if isinstance(data, (str, Path)):
-        return [Source(path=str(data))]
+        return [DataSource(path=str(data))]
     if isinstance(data, dict):
-        return [Source.model_validate(data)]
-    return [Source(path=d) if isinstance(d, str) else Source.model_validate(d) for d in data]
+        return [DataSource.model_validate(data)]
+    return [DataSource(path=d) if isinstance(d, str) else DataSource.model_validate(d) for d in data]
 
 
-def load_source(src: Source, seed: int) -> list[dict]:
-    if (src.path is None) == (src.task is None):
-        raise PodiumError("each data source needs exactly one of 'path' or 'task'")
+def check_mixture(data):
+    """Validate every source of a mixture spec (what `build_mixture` will read); errors carry the source's index."""
+    items = data if isinstance(data, list) else [data]
+    errors, prefixes = [], []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            continue
+        prefix = (i,) if isinstance(data, list) else ()
+        if not isinstance(item, dict):
+            errors.append(invalid((), "a data source is a path or a mapping with 'path' or 'task'", item))
+            prefixes.append(prefix)
+            continue
+        try:
+            DataSource.model_validate(item)
+        except ValidationError as e:
+            errors.append(e)
+            prefixes.append(prefix)
+    if errors:
+        raise relocated(errors, prefixes, "data")
+    return data
+
+
+# A dataset or mixture field of a stage config: references for the pipeline (podium.refs) and every
+# source checked when the config is validated.
+Mixture = Annotated[DataSpec, AfterValidator(check_mixture)]
+
+
+def load_source(src: DataSource, seed: int) -> list[dict]:
     if src.task is not None:
-        from podium.tasks import get_task
-
         task = get_task(src.task)
         n = src.count or 1000
         rows = task.items(n, split=src.split, seed=seed if src.seed is None else src.seed, **src.difficulty)

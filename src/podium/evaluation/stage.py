@@ -6,41 +6,39 @@ and preference models).
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
-from podium.data.mixture import load_rows
+from podium.data.mixture import Mixture
+from podium.data.prompt_source import PromptSource
 from podium.data.records import write_json
 from podium.evaluation.named_tasks import run_eval
 from podium.evaluation.outputs import write_eval_outputs
 from podium.evaluation.task_accuracy import task_accuracy
 from podium.models.io import load_model, load_tokenizer
-from podium.stages import StageConfig, StageContext, stage
-from podium.tasks import get_task
+from podium.refs import FileRef, ModelRef
+from podium.stages import StageContext, stage
 
 
-class EvalConfig(StageConfig):
-    model: str
-    data: str | None = Field(None, description="JSONL of task items {prompt, answer, task}")
-    task: str | None = Field(None, description="or a built-in task family, drawn from its test split")
-    count: int = Field(200, ge=1)
-    difficulty: dict = Field(default_factory=dict)
-    seed: int = 0
+class EvalConfig(PromptSource):
+    """Task prompts with gold answers: `prompts` (`data` is accepted too), or `count` items of the task's test split."""
+
+    model: ModelRef
+    prompts: Mixture | None = Field(None, validation_alias=AliasChoices("prompts", "data"),
+                                    description="task items {prompt, answer, task}: a JSONL file, dataset or mixture")
     max_new_tokens: int = Field(32, ge=1)
     batch_size: int = Field(64, ge=1)
     pass_k: int | None = Field(None, ge=1)
     num_samples: int | None = Field(None, ge=1)
     temperature: float = Field(0.8, gt=0)
     lm_eval_tasks: list[str] = Field(default_factory=list, description="lm-eval task or suite names")
-    include_path: str | None = Field(None, description="folder of local lm-eval task YAMLs")
+    include_path: FileRef | None = Field(None, description="folder of local lm-eval task YAMLs")
     num_fewshot: int | None = Field(None, ge=0)
     limit: float | None = Field(None, gt=0, description="lm-eval: examples per task (or a fraction)")
     apply_chat_template: bool = False
 
 
 def eval_items(cfg: EvalConfig) -> list[dict]:
-    if cfg.data:
-        return load_rows(cfg.data)
-    return get_task(cfg.task).items(cfg.count, split="test", seed=cfg.seed, **cfg.difficulty)
+    return cfg.prompt_rows() if cfg.prompts else cfg.task_items("test")
 
 
 @stage("eval", EvalConfig, outputs={"results": "results.json"})
@@ -48,7 +46,7 @@ def evaluate(cfg: EvalConfig, ctx: StageContext) -> dict:
     """Held-out accuracy on verifiable task prompts, and lm-eval tasks on the same in-memory model."""
     model, tokenizer = load_model(cfg.model), load_tokenizer(cfg.model)
     metrics: dict[str, float] = {}
-    if cfg.data or cfg.task or not cfg.lm_eval_tasks:
+    if cfg.prompts or cfg.task or not cfg.lm_eval_tasks:
         metrics = task_accuracy(
             model, tokenizer, eval_items(cfg), max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
             pass_k=cfg.pass_k, num_samples=cfg.num_samples, temperature=cfg.temperature, seed=cfg.seed,

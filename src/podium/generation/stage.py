@@ -22,14 +22,15 @@ from pydantic import Field
 from podium.data.records import read_jsonl, write_jsonl
 from podium.errors import DataError
 from podium.generation.sampler import SamplingParams
+from podium.refs import DataRef, ModelRef
 from podium.stages import StageConfig, StageContext, stage
 
 
 class GenerateConfig(StageConfig):
     """Settings of the `generate` stage."""
 
-    model: str
-    prompts: str
+    model: ModelRef
+    prompts: DataRef = Field(description="JSONL of records with `prompt` (a string or chat messages)")
     n: int = Field(1, ge=1, description="samples per prompt (K)")
     temperature: float = Field(1.0, ge=0.0, description="0 = greedy")
     top_p: float = Field(1.0, gt=0.0, le=1.0)

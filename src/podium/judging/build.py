@@ -11,6 +11,7 @@ from podium.errors import ConfigError
 from podium.judging.base import Judgement
 from podium.judging.model_judges import GPMJudge, RewardJudge
 from podium.judging.verifier import VerifierJudge
+from podium.refs import ModelRef
 from podium.tasks import get_task
 
 
@@ -18,7 +19,7 @@ class JudgeSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     kind: Literal["verifier", "reward", "gpm", "pairrm"] = "verifier"
-    model: str | None = Field(None, description="preference model folder (reward, gpm) or PairRM checkpoint")
+    model: ModelRef | None = Field(None, description="preference model folder (reward, gpm) or PairRM checkpoint")
     max_length: int | None = Field(None, ge=8)
     batch_size: int = Field(64, ge=1)
 

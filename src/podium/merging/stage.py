@@ -2,23 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Annotated, Any
 
 from pydantic import model_validator
 
 from podium.errors import ConfigError
 from podium.merging.config import load_config, parse_config
 from podium.merging.executor import run_merge
+from podium.refs import FileRef, ModelRef, RefKind
 from podium.stages import StageConfig, StageContext, stage
+
+
+def mergekit_models(config) -> Iterator[tuple[tuple, str]]:
+    """The models a mergekit config names (key path, name): base_model, models[i].model, slices[i].sources[j].model."""
+    if not isinstance(config, dict):
+        return
+    if isinstance(config.get("base_model"), str):
+        yield ("base_model",), config["base_model"]
+    for i, entry in enumerate(config.get("models") or []):
+        if isinstance(entry, dict) and isinstance(entry.get("model"), str):
+            yield ("models", i, "model"), entry["model"]
+    for i, sl in enumerate(config.get("slices") or []):
+        for j, src in enumerate(sl.get("sources") or [] if isinstance(sl, dict) else []):
+            if isinstance(src, dict) and isinstance(src.get("model"), str):
+                yield ("slices", i, "sources", j, "model"), src["model"]
 
 
 class MergeStageConfig(StageConfig):
     """Give exactly one of: `config` (a mergekit config mapping), `config_file`, or `lora_adapter` + `lora_base`."""
 
-    config: dict[str, Any] | None = None
-    config_file: str | None = None
-    lora_adapter: str | None = None
-    lora_base: str | None = None
+    config: Annotated[dict[str, Any] | None, RefKind("model", mergekit_models)] = None
+    config_file: FileRef | None = None
+    lora_adapter: ModelRef | None = None
+    lora_base: ModelRef | None = None
     dtype: str | None = None  # for a LoRA merge; a mergekit config has its own `dtype`
     seed: int | None = None  # DARE's random drop; default: the config's random_seed, else 0
     max_shard_size_mb: int = 2048

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from podium.data.mixture import build_mixture
+from podium.data.mixture import Mixture, build_mixture
 from podium.data.records import write_json, write_jsonl
 from podium.errors import DataError
 from podium.pairs.dpop import multiple_choice_pairs, number_corruption_pair
@@ -24,7 +24,7 @@ from podium.tasks import get_task
 
 
 class PairsConfig(StageConfig):
-    data: str | list | dict = Field(description="a dataset or a mixture with per-source counts")
+    data: Mixture = Field(description="a dataset or a mixture with per-source counts")
     builder: Literal["corrupt_number", "multiple_choice"] = "corrupt_number"
     prompt_field: str = "prompt"
     answer_field: str = Field("response", description="worked answer (corrupt_number) or correct option")

@@ -16,10 +16,11 @@ from typing import Literal
 from pydantic import Field
 
 from podium.data.chat import as_messages
-from podium.data.mixture import load_rows
+from podium.data.prompt_source import PromptSource
 from podium.data.records import read_jsonl, write_json, write_jsonl
 from podium.errors import DataError
-from podium.stages import StageConfig, StageContext, run_stage, stage
+from podium.refs import ModelRef
+from podium.stages import StageContext, run_stage, stage
 from podium.tasks import get_task
 
 
@@ -71,12 +72,11 @@ def build_sgd_pairs(samples: list[dict], *, pairs_per_prompt: int = 1, dedupe: b
     return pairs, counts
 
 
-class SGDConfig(StageConfig):
-    model: str
-    prompts: str | None = Field(None, description="JSONL of task items {prompt, answer, task}")
-    task: str | None = Field(None, description="or draw prompts from a built-in task's train split")
-    count: int = Field(500, ge=1)
-    difficulty: dict = Field(default_factory=dict)
+class SGDConfig(PromptSource):
+    """Prompts with gold answers (`prompts` of task items {prompt, answer, task}, or the task's train split)."""
+
+    model: ModelRef
+    count: int = Field(500, ge=1, description="how many task items")
     num_samples: int = Field(4, ge=1, description="K generations per prompt")
     temperature: float = Field(1.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
@@ -85,16 +85,12 @@ class SGDConfig(StageConfig):
     pairs_per_prompt: int = Field(1, ge=1)
     dedupe: bool = True
     select: Literal["all", "below_mean_logp"] = "all"
-    seed: int = 0
 
 
 @stage("sgd", SGDConfig, outputs={"pairs": "pairs.jsonl", "samples": "generate/samples.jsonl"})
 def sgd(cfg: SGDConfig, ctx: StageContext) -> dict:
     """Rhea's Self-Generated Dataset: gold answer chosen, the model's failed generation rejected."""
-    if cfg.prompts:
-        items = load_rows(cfg.prompts)
-    else:
-        items = get_task(cfg.task).items(cfg.count, split="train", seed=cfg.seed, **cfg.difficulty)
+    items = cfg.prompt_rows() if cfg.prompts else cfg.task_items("train")
     missing = [i for i, it in enumerate(items) if "answer" not in it or "task" not in it]
     if missing:
         where = items[missing[0]].get("_source", f"item {missing[0]}")

@@ -16,30 +16,30 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from podium.config import relocated
 from podium.data.chat import as_messages
-from podium.data.mixture import build_mixture
+from podium.data.prompt_source import PromptSource
 from podium.data.records import read_jsonl, write_json, write_jsonl
 from podium.errors import DataError
 from podium.judging.build import JudgeSpec, build_judge
 from podium.losses import SELF_PLAY_OBJECTIVES, SETTINGS
+from podium.refs import ModelRef
 from podium.selfplay.targets import sppo_pair
-from podium.stages import StageConfig, StageContext, run_stage, stage
+from podium.stages import StageContext, run_stage, stage
 from podium.tasks import get_task
+from podium.training.train import TrainConfig
 
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
                "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
 
 
-class SelfPlayConfig(StageConfig):
-    model: str = Field(description="pi_1: the first policy (and reference)")
-    prompts: str | list | dict | None = Field(
-        None, description="a prompt dataset or mixture (task items keep 'answer' and 'task'); "
-        "`columns: {prompt: instruction}` maps other layouts")
-    task: str | None = Field(None, description="or draw prompts from a built-in task")
+class SelfPlayConfig(PromptSource):
+    """Prompts (`prompts`, or `count` task items) are split into one disjoint part per iteration."""
+
+    model: ModelRef = Field(description="pi_1: the first policy (and reference)")
     count: int = Field(600, ge=1, description="prompts in all, split into one part per iteration")
-    difficulty: dict = Field(default_factory=dict)
     iterations: int = Field(3, ge=1)
     num_samples: int = Field(5, ge=2, description="K responses per prompt")
     judge: JudgeSpec = Field(default_factory=JudgeSpec)
@@ -51,9 +51,8 @@ class SelfPlayConfig(StageConfig):
     max_new_tokens: int = Field(32, ge=1)
     batch_size: int = Field(64, ge=1, description="generation batch size")
     train: dict[str, Any] = Field(default_factory=dict, description="settings of each iteration's `train` stage")
-    baseline: str | None = Field(None, description="model the win rate is measured against (default: pi_1)")
+    baseline: ModelRef | None = Field(None, description="model the win rate is measured against (default: pi_1)")
     eval_count: int = Field(200, ge=1, description="held-out prompts for win rate and accuracy")
-    seed: int = 0
 
     @field_validator("objective")
     @classmethod
@@ -62,6 +61,21 @@ class SelfPlayConfig(StageConfig):
             raise ValueError(f"{value!r} is not a self-play objective; use one of {', '.join(SELF_PLAY_OBJECTIVES)}")
         return value
 
+    @model_validator(mode="after")
+    def _check_train(self):
+        """Each iteration's `train` settings are checked now, not after the first iteration's sampling."""
+        try:
+            TrainConfig.model_validate(iteration_train_config(self, "pi_t", "pairs.jsonl", 1))
+        except ValidationError as e:
+            raise relocated([e], [("train",)]) from None
+        return self
+
+
+def iteration_train_config(cfg: SelfPlayConfig, policy: str, pairs_file: str, t: int) -> dict:
+    """The `train` stage config of iteration t: pi_t is the policy and the reference; `train:` settings win."""
+    return {"objective": cfg.objective, "model": policy, "reference": policy, "data": pairs_file, "beta": cfg.beta,
+            "seed": cfg.seed + t, "batch_size": 8, **cfg.train}
+
 
 def load_prompts(cfg: SelfPlayConfig, split: str, n: int, seed: int) -> list[dict]:
     """Training prompts or held-out prompts: from the configured dataset, or a built-in task's splits.
@@ -69,9 +83,9 @@ def load_prompts(cfg: SelfPlayConfig, split: str, n: int, seed: int) -> list[dic
     Prompts are user turns (message lists), so the sampler applies the chat template.
     """
     if cfg.prompts is None:
-        items = get_task(cfg.task).items(n, split=split, seed=seed, **cfg.difficulty)
+        items = cfg.task_items(split, n, seed=seed)
         return [{**it, "prompt": as_messages(it["prompt"])} for it in items]
-    rows, _ = build_mixture(cfg.prompts, seed=seed)
+    rows = cfg.prompt_rows(shuffle=True, seed=seed)
     rows = [{**r, "prompt": as_messages(r["prompt"])} for r in rows]
     # The last eval_count (shuffled) prompts are held out for the win rate; training draws from the rest.
     held_out, train = rows[-cfg.eval_count:], rows[: -cfg.eval_count]
@@ -161,13 +175,11 @@ def selfplay(cfg: SelfPlayConfig, ctx: StageContext) -> dict:
         if not pairs:
             raise DataError(f"iteration {t}: the judge preferred no response over another on any prompt ({counts})")
         pairs_file = write_jsonl(it / "pairs.jsonl", pairs)
-        train = {"batch_size": 8, **cfg.train}
+        train = iteration_train_config(cfg, policy, str(pairs_file), t)
         if len(pairs) < train["batch_size"] * train.get("gradient_accumulation_steps", 1):
             ctx.log.warning(f"iteration {t}: only {len(pairs)} pairs; training on one batch of all of them")
             train.update(batch_size=len(pairs), gradient_accumulation_steps=1)
-        run_stage("train", {"objective": cfg.objective, "model": policy, "reference": policy,
-                            "data": str(pairs_file), "beta": cfg.beta, "seed": cfg.seed + t, **train},
-                  it / "model")
+        run_stage("train", train, it / "model")
         policy = str(it / "model")
         answers = generate(policy, held_out, it / "eval", cfg, 1, 0.0, cfg.seed)
         wr, n = win_rate(answers, base_answers, judge)

@@ -10,10 +10,11 @@ from pydantic import Field
 
 from podium.data.chat import IGNORE, tokenize_sft
 from podium.data.collate import pack_batch, pad_batch
-from podium.data.mixture import build_mixture
+from podium.data.mixture import Mixture, build_mixture
 from podium.data.records import write_json
 from podium.errors import DataError
 from podium.models.io import load_model, load_tokenizer, save_model
+from podium.refs import ModelRef
 from podium.stages import StageContext, stage
 from podium.training.loop import train_loop
 from podium.training.lora import LoraSettings, apply_lora, save_lora
@@ -21,8 +22,8 @@ from podium.training.settings import TrainSettings
 
 
 class SFTConfig(TrainSettings):
-    model: str = Field(description="model folder, Hub id, or '@stage'")
-    data: str | list | dict = Field(description="a dataset or a mixture of sources with per-source counts")
+    model: ModelRef = Field(description="model folder, Hub id, or '@stage'")
+    data: Mixture = Field(description="a dataset or a mixture of sources with per-source counts")
     max_length: int = Field(512, ge=8)
     packing: bool = Field(False, description="pack each micro-batch into one row without padding")
     lora: LoraSettings | None = None

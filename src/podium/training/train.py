@@ -23,8 +23,10 @@ import torch
 from pydantic import ConfigDict, Field, model_validator
 
 from podium.config import invalid
+from podium.data.mixture import Mixture
 from podium.errors import DataError
 from podium.losses import LOSS_SPECS, SETTINGS, TRAINING_DEFAULTS
+from podium.refs import ModelRef
 from podium.stages import StageContext, stage
 from podium.training.lora import LoraSettings, apply_lora, save_lora
 from podium.training.preference_model import PREFERENCE_MODEL_OBJECTIVES
@@ -46,9 +48,9 @@ class TrainConfig(TrainSettings):
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
 
     objective: str = Field("dpo", description="a name of podium.losses.LOSS_SPECS (docs/OBJECTIVES.md)")
-    model: str
-    reference: str | None = None
-    data: str | list | dict = Field(description="pairs: a JSONL file, a dataset or a mixture with per-source counts")
+    model: ModelRef
+    reference: ModelRef | None = None
+    data: Mixture = Field(description="pairs: a JSONL file, a dataset or a mixture with per-source counts")
     # Objective settings (podium.losses.SETTINGS); each objective accepts those its LOSS_SPECS entry lists.
     beta: float = objective_setting("beta")
     lambda_: float = objective_setting("lambda")
