@@ -56,7 +56,7 @@ class StageEntry:
     metrics: dict = field(default_factory=dict)
 
 
-def read_json(path: str | os.PathLike) -> dict:
+def read_json_object(path: str | os.PathLike) -> dict:
     """A JSON object from `path`; {} when the file is missing, unreadable or not an object."""
     try:
         data = json.loads(Path(path).read_text())
@@ -71,7 +71,7 @@ def write_stage_record(folder: str | os.PathLike, record: StageRecord) -> Path:
 
 def read_stage_record(folder: str | os.PathLike) -> StageRecord | None:
     """The stage.json in `folder`, or None when there is none (not a stage folder podium wrote)."""
-    data = read_json(Path(folder) / STAGE_FILE)
+    data = read_json_object(Path(folder) / STAGE_FILE)
     if not isinstance(data.get("config"), dict) or "kind" not in data:
         return None
     return StageRecord(name=str(data.get("name") or Path(folder).name), kind=str(data["kind"]),
@@ -88,7 +88,7 @@ def write_stage_done(folder: str | os.PathLike, key: str, seconds: float, metric
 def read_done(folder: str | os.PathLike) -> dict | None:
     """The completion marker {"key", "seconds", "metrics"}, or None when the stage did not finish."""
     path = Path(folder) / DONE_FILE
-    return read_json(path) if path.exists() else None
+    return read_json_object(path) if path.exists() else None
 
 
 def write_run_report(run_dir: str | os.PathLike, recipe: str, name: str | None, stages: list[StageEntry]) -> dict:
@@ -100,7 +100,7 @@ def write_run_report(run_dir: str | os.PathLike, recipe: str, name: str | None, 
 
 def read_run_report(run_dir: str | os.PathLike) -> dict:
     """report.json of `run_dir` ({} when there is none yet)."""
-    return read_json(Path(run_dir) / REPORT_FILE)
+    return read_json_object(Path(run_dir) / REPORT_FILE)
 
 
 def read_step_metrics(folder: str | os.PathLike) -> list[dict]:

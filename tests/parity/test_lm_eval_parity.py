@@ -14,12 +14,6 @@ pytest.importorskip("lm_eval")
 
 from podium.cli.eval import main as eval_main
 from podium.evaluation.lm_eval_bridge import evaluate_lm_eval
-from podium.evaluation.multiple_choice import (
-    MultipleChoiceDoc,
-    continuation_loglikelihood,
-    encode_pair,
-    evaluate_multiple_choice,
-)
 from podium.models.io import load_model, load_tokenizer, save_model
 from podium.models.tiny import build_tiny_model
 
@@ -64,39 +58,28 @@ def setup(tmp_path_factory):
     return root, write_task(root)
 
 
-def lm_eval_reference(model_dir: Path, tasks_dir: Path) -> tuple[dict, list[dict]]:
-    """lm-eval's own scores and per-document samples, model loaded by lm-eval from the folder."""
+def lm_eval_reference(model_dir: Path, tasks_dir: Path) -> dict:
+    """lm-eval's own scores, model loaded by lm-eval from the folder."""
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
     res = simple_evaluate(model="hf", model_args=f"pretrained={model_dir},dtype=float32", tasks=[TASK],
                           device="cpu", batch_size=4, task_manager=TaskManager(include_path=str(tasks_dir)),
-                          bootstrap_iters=0, log_samples=True)
-    return res["results"][TASK], sorted(res["samples"][TASK], key=lambda d: d["doc_id"])
+                          bootstrap_iters=0)
+    return res["results"][TASK]
 
 
-def test_bridge_and_own_mc_equal_lm_eval(setup, tmp_path):
+def test_bridge_on_the_in_memory_model_equals_lm_eval(setup, tmp_path):
     root, tasks_dir = setup
-    ref, samples = lm_eval_reference(root / "model", tasks_dir)
+    ref = lm_eval_reference(root / "model", tasks_dir)
     model, tok = load_model(root / "model"), load_tokenizer(root / "model")
 
     ours = evaluate_lm_eval(model, tok, [TASK], include_path=tasks_dir)["tasks"][TASK]
     assert ours["acc"] == pytest.approx(ref["acc,none"])
     assert ours["acc_norm"] == pytest.approx(ref["acc_norm,none"])
-
-    docs = [MultipleChoiceDoc(f"Q: {r['question']}\nA:", r["choices"], r["label"]) for r in ROWS]
-    own = evaluate_multiple_choice(model, tok, docs)
-    assert own["acc"] == pytest.approx(ref["acc,none"])
-    assert own["acc_norm"] == pytest.approx(ref["acc_norm,none"])
-    # Per choice, the summed log-likelihood and greedy flag match lm-eval's request results.
-    for doc, sample in zip(docs, samples, strict=True):
-        for choice, (ref_ll, ref_greedy) in zip(doc.choices, sample["filtered_resps"], strict=True):
-            ll, greedy = continuation_loglikelihood(model, *encode_pair(tok, doc.context, " " + choice))
-            assert ll == pytest.approx(ref_ll, abs=1e-4)
-            assert greedy == ref_greedy
     # The toy set is built so that length normalisation changes some answers; otherwise
     # the acc_norm check above could not tell the two metrics apart.
-    assert own["acc"] != own["acc_norm"]
+    assert ref["acc,none"] != ref["acc_norm,none"]
 
 
 @pytest.mark.integration

@@ -5,7 +5,7 @@ import random
 import pytest
 
 from podium.pairs.dpop import (
-    NUMBER,
+    WORKED_NUMBER,
     corrupt_one_number,
     find_numbers,
     multiple_choice_pairs,
@@ -48,7 +48,7 @@ def test_corrupt_changes_exactly_one_number():
         changed = [i for i, (a, b) in enumerate(zip(before, after)) if a.group(0) != b.group(0)]
         assert len(changed) == 1
         # Text outside the numbers is untouched.
-        assert NUMBER.sub("#", out) == NUMBER.sub("#", ANSWER)
+        assert WORKED_NUMBER.sub("#", out) == WORKED_NUMBER.sub("#", ANSWER)
 
 
 def test_corrupt_is_seeded_and_varies():

@@ -22,7 +22,7 @@ from huggingface_hub import EvalResult
 
 from podium.cards.run_info import RunInfo
 from podium.evaluation.leaderboard import LABELS, format_table, leaderboard
-from podium.rundir import read_json
+from podium.rundir import read_json_object
 
 LM_EVAL_SOURCE = ("lm-evaluation-harness (podium eval)", "https://github.com/EleutherAI/lm-evaluation-harness")
 NO_SOURCE = (None, None)  # scored by podium itself: the entry carries no external source
@@ -133,7 +133,7 @@ def collect_scores(run: RunInfo, model: str | None = None) -> Scores:
             if isinstance(baseline, str) and scores.baseline is None:
                 scores.baseline = display_name(baseline, run)
             continue
-        files = {n: read_json(s.folder / f"{n}.json") for n in ("results", "leaderboard_v1", "leaderboard_v2")}
+        files = {n: read_json_object(s.folder / f"{n}.json") for n in ("results", "leaderboard_v1", "leaderboard_v2")}
         if s.kind not in EVAL_KINDS and not any(files.values()):
             continue
         for task, metrics in (files["results"].get("tasks") or {}).items():

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from podium.cards.run_info import RunInfo, StageInfo, load_run
 from podium.data.records import write_text
+from podium.rundir import PLOTS_DIR, REPORT_MD
 
 STEP_SERIES = (("loss", "loss"), ("rewards/margins", "reward margin"))
 
@@ -141,7 +142,7 @@ def stage_table(run: RunInfo) -> str:
 def write_report(run_dir: str | os.PathLike) -> Path:
     """Write RUN_DIR/report.md and its plots (RUN_DIR/report/*.png); returns the report's path."""
     run = load_run(run_dir)
-    plots_dir = run.run_dir / "report"
+    plots_dir = run.run_dir / PLOTS_DIR
     plots_dir.mkdir(exist_ok=True)
     lines = [f"# Run report: {run.run_dir.resolve().name}", ""]
     if run.recipe is not None:
@@ -172,16 +173,5 @@ def write_report(run_dir: str | os.PathLike) -> Path:
         for name, by_iter in win_points.items():
             lines.append(f"- {name}: " + ", ".join(f"iter {i}: {100 * v:.1f} %" for i, v in sorted(by_iter.items())))
         lines.append("")
-    out = run.run_dir / "report.md"
+    out = run.run_dir / REPORT_MD
     return write_text(out, "\n".join(lines))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `podium report RUN_DIR`."""
-    import argparse
-
-    p = argparse.ArgumentParser(prog="podium report", description="Write RUN_DIR/report.md with plots.")
-    p.add_argument("run_dir")
-    args = p.parse_args(argv)
-    print(f"wrote {write_report(args.run_dir)}")
-    return 0

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from podium.errors import PodiumError
-from podium.rundir import METRICS_FILE, read_json, read_run_report, read_stage_record, read_step_metrics
+from podium.rundir import METRICS_FILE, read_json_object, read_run_report, read_stage_record, read_step_metrics
 
 
 @dataclass
@@ -95,5 +95,5 @@ def load_run(run_dir: str | Path) -> RunInfo:
         s.steps = read_step_metrics(s.folder)
         s.kind = s.kind or kind
         # A stage that finished but is not in report.json yet still has its metrics.json.
-        s.metrics = s.metrics or read_json(s.folder / METRICS_FILE)
+        s.metrics = s.metrics or read_json_object(s.folder / METRICS_FILE)
     return run

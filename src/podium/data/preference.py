@@ -145,11 +145,3 @@ def tokenize_pairs(rows: list[dict], tokenizer, max_length: int | None) -> tuple
     if stats.truncated:
         log.info("preference data: %d pairs truncated to max_length=%s (keep_start)", stats.truncated, max_length)
     return examples, stats
-
-
-def load_preference_data(path, tokenizer, max_length: int | None) -> tuple[list[dict], PairStats]:
-    """Read and tokenise preference data; raises DataError when no pair survives."""
-    examples, stats = tokenize_pairs(read_pairs(path), tokenizer, max_length)
-    if not examples:
-        raise DataError(f"{path}: all {stats.read} pairs were dropped ({stats.dropped})")
-    return examples, stats

@@ -34,10 +34,6 @@ def security_policy(trust_remote_code: bool = False, allow_pickle: bool = False)
         POLICY.update(old)
 
 
-def is_local(name_or_path: str | os.PathLike) -> bool:
-    return Path(name_or_path).exists()
-
-
 def check_weights_format(path: str | os.PathLike, allow_pickle: bool = False) -> None:
     """Refuse a local model folder whose weights are not safetensors."""
     folder = Path(path)

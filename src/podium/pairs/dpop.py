@@ -19,12 +19,12 @@ import re
 
 # A number not glued to a word or a decimal point before it: 12, 1,000, 3.75. Ordinal
 # suffixes (1st, 2nd) are skipped, corrupting them would read as a typo, not a wrong step.
-NUMBER = re.compile(r"(?<![A-Za-z0-9_.])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?!\d|st\b|nd\b|rd\b|th\b)")
+WORKED_NUMBER = re.compile(r"(?<![A-Za-z0-9_.])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?!\d|st\b|nd\b|rd\b|th\b)")
 
 
 def find_numbers(text: str) -> list[re.Match]:
     """The numbers in `text`, in order, as regex matches (group 1 integer part, group 2 decimals)."""
-    return list(NUMBER.finditer(text))
+    return list(WORKED_NUMBER.finditer(text))
 
 
 def perturb_number(token: str, rng: random.Random) -> str:

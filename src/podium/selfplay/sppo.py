@@ -94,7 +94,7 @@ def load_prompts(cfg: SelfPlayConfig, split: str, n: int, seed: int) -> list[dic
     return held_out if split == "test" else train[:n]
 
 
-def generate(model: str, prompts_file: Path, out: Path, cfg: SelfPlayConfig, n: int, temperature: float, seed: int):
+def sample_responses(model: str, prompts_file: Path, out: Path, cfg: SelfPlayConfig, n: int, temperature: float, seed: int):
     run_stage("generate", {"model": model, "prompts": str(prompts_file), "n": n,
                            "temperature": temperature, "top_p": cfg.top_p if temperature > 0 else 1.0,
                            "max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size, "seed": seed}, out)
@@ -121,7 +121,7 @@ def build_pairs(samples: list[dict], judge, with_scores: bool) -> tuple[list[dic
     return pairs, counts
 
 
-def win_rate(new: list[dict], base: list[dict], judge) -> tuple[float, int]:
+def judged_win_rate(new: list[dict], base: list[dict], judge) -> tuple[float, int]:
     """Mean P(new beats base) over held-out prompts both models answered (greedy)."""
     total, n = 0.0, 0
     for a, b in zip(new, base):
@@ -157,7 +157,7 @@ def selfplay(cfg: SelfPlayConfig, ctx: StageContext) -> dict:
         raise DataError(f"{len(prompts)} prompts cannot be split into {cfg.iterations} non-empty parts")
     held_out = write_jsonl(out / "eval_prompts.jsonl", load_prompts(cfg, "test", cfg.eval_count, cfg.seed))
     baseline = cfg.baseline or cfg.model
-    base_answers = generate(baseline, held_out, out / "baseline_eval", cfg, 1, 0.0, cfg.seed)
+    base_answers = sample_responses(baseline, held_out, out / "baseline_eval", cfg, 1, 0.0, cfg.seed)
 
     metrics: dict[str, float] = {}
     policy = cfg.model
@@ -170,7 +170,7 @@ def selfplay(cfg: SelfPlayConfig, ctx: StageContext) -> dict:
             continue
         it.mkdir(parents=True, exist_ok=True)
         part_file = write_jsonl(it / "prompts.jsonl", parts[t - 1])
-        samples = generate(policy, part_file, it / "generate", cfg, cfg.num_samples, cfg.temperature, cfg.seed + t)
+        samples = sample_responses(policy, part_file, it / "generate", cfg, cfg.num_samples, cfg.temperature, cfg.seed + t)
         pairs, counts = build_pairs(samples, judge, with_scores=cfg.objective == "gpo")
         if not pairs:
             raise DataError(f"iteration {t}: the judge preferred no response over another on any prompt ({counts})")
@@ -181,8 +181,8 @@ def selfplay(cfg: SelfPlayConfig, ctx: StageContext) -> dict:
             train.update(batch_size=len(pairs), gradient_accumulation_steps=1)
         run_stage("train", train, it / "model")
         policy = str(it / "model")
-        answers = generate(policy, held_out, it / "eval", cfg, 1, 0.0, cfg.seed)
-        wr, n = win_rate(answers, base_answers, judge)
+        answers = sample_responses(policy, held_out, it / "eval", cfg, 1, 0.0, cfg.seed)
+        wr, n = judged_win_rate(answers, base_answers, judge)
         result = {f"iter{t}/win_rate": wr, f"iter{t}/pairs": counts["pairs"],
                   f"iter{t}/dropped_invalid": counts["dropped_invalid"], f"iter{t}/dropped_ties": counts["dropped_ties"]}
         acc = accuracy(answers)
