@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import Path
 
+from huggingface_hub import HfApi, snapshot_download
 from pydantic import BaseModel
 
 from podium.errors import PodiumError
@@ -37,8 +38,6 @@ def hub_inputs(schema: type[BaseModel], config: dict) -> list[tuple[str, str]]:
 
 def reachable(repo_id: str, kind: str) -> tuple[bool, str]:
     """Whether `repo_id` is in the local cache or answers on the Hub (short timeout)."""
-    from huggingface_hub import snapshot_download
-
     repo_type = "dataset" if kind == "dataset" else "model"
     try:
         snapshot_download(repo_id, repo_type=repo_type, local_files_only=True)
@@ -47,8 +46,6 @@ def reachable(repo_id: str, kind: str) -> tuple[bool, str]:
         pass
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         return False, "not in the local cache and HF_HUB_OFFLINE is set"
-    from huggingface_hub import HfApi
-
     try:
         info = HfApi().dataset_info if repo_type == "dataset" else HfApi().model_info
         info(repo_id, timeout=10)

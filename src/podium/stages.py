@@ -19,6 +19,7 @@ stage `sft` and `"@sft.model"` to a named one, before the config is validated.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -98,8 +99,6 @@ STAGE_MODULES = [
 
 
 def load_all_stages() -> None:
-    import importlib
-
     for mod in STAGE_MODULES:
         try:
             importlib.import_module(mod)

@@ -22,7 +22,7 @@ STEP_SERIES = (("loss", "loss"), ("rewards/margins", "reward margin"))
 
 
 def pyplot():
-    import matplotlib
+    import matplotlib  # slow to import and only needed when a plot is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -11,7 +11,12 @@ import logging
 import os
 import sys
 
+from rich.logging import RichHandler
+
+from podium import __version__
+from podium.cli.stage import stage_command
 from podium.errors import PodiumError
+from podium.stages import STAGES, load_all_stages
 
 # command -> (module with `main(argv) -> int`, one line of help). Any other stage kind runs alone
 # through podium.cli.stage (`podium sft CONFIG.yaml`).
@@ -47,8 +52,6 @@ def missing_dependency(command: str, e: ModuleNotFoundError) -> str | None:
 
 
 def setup_logging(verbose: bool = False) -> None:
-    from rich.logging import RichHandler  # only the CLI configures logging
-
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
                         datefmt="[%X]", handlers=[RichHandler(show_path=False, markup=False)], force=True)
     for noisy in ("httpx", "urllib3", "datasets", "transformers", "accelerate", "filelock"):
@@ -64,14 +67,12 @@ def print_help(stages: dict) -> None:
 
 
 def run_command(cmd: str, argv: list[str]) -> int:
-    from podium.stages import STAGES, load_all_stages
-
     load_all_stages()
     if cmd in COMMANDS:
+        # Each command's module is imported only when it runs: `podium winrate` needs no lm-eval, and a
+        # missing optional package stops only the command that needs it (named in main's message).
         return importlib.import_module(COMMANDS[cmd][0]).main(argv) or 0
     if cmd in STAGES:
-        from podium.cli.stage import stage_command
-
         return stage_command(cmd, argv)
     commands = ", ".join(sorted(set(STAGES) | set(COMMANDS)))
     print(f"podium: unknown command {cmd!r}; commands: {commands}", file=sys.stderr)
@@ -81,13 +82,9 @@ def run_command(cmd: str, argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "--version":
-        from podium import __version__
-
         print(__version__)
         return 0
     if not argv or argv[0] in ("-h", "--help"):
-        from podium.stages import STAGES, load_all_stages
-
         load_all_stages()
         print_help(STAGES)
         return 0

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from podium.cli.preference import main as preference_main
+from podium.cli.stage import stage_command
 from podium.data.records import write_json
 from podium.evaluation.leaderboard import format_table, leaderboard
 from podium.evaluation.named_tasks import builtin_task_scorers, evaluate_model, results_table
@@ -60,11 +62,7 @@ def tasks_main(argv: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     if argv and argv[0] == "preference":
-        from podium.cli.preference import main as preference_main
-
         return preference_main(argv[1:])
     if argv and argv[0].endswith((".yaml", ".yml")):
-        from podium.cli.stage import stage_command
-
         return stage_command("eval", argv)
     return tasks_main(argv)

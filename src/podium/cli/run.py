@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 
+from rich.console import Console
+from rich.table import Table
+
 from podium.cards.report import fmt, write_report
 from podium.pipeline import RunPlan, make_plan, run_plan
 
@@ -24,9 +27,6 @@ def headline(metrics: dict, limit: int = 4) -> str:
 
 
 def print_plan(plan: RunPlan, console=None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     console = console or Console()
     table = Table(title=f"{plan.recipe.name or plan.path} -> {plan.run_dir}")
     for col in ("#", "stage", "kind", "status", "reads", "key"):
@@ -37,9 +37,6 @@ def print_plan(plan: RunPlan, console=None) -> None:
 
 
 def print_report(report: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=f"{report['run_dir']}: report.md, report.json")
     for col in ("stage", "kind", "status", "seconds", "headline metrics"):
         table.add_column(col)

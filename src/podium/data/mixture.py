@@ -137,7 +137,7 @@ def load_rows(path: str, split: str = "train", name: str | None = None) -> list[
         else:
             raise DataError(f"{p}: unsupported file type (use .jsonl)")
     elif p.is_dir():
-        import datasets
+        import datasets  # seconds to import (pyarrow, pandas); only saved datasets and Hub ids need it
 
         if (p / "dataset_info.json").exists() or (p / "dataset_dict.json").exists():
             ds = datasets.load_from_disk(str(p))
@@ -159,7 +159,7 @@ def load_rows(path: str, split: str = "train", name: str | None = None) -> list[
 
 
 def load_hub_dataset(path: str, split: str, name: str | None) -> list[dict]:
-    import datasets
+    import datasets  # see load_rows
 
     try:
         ds = datasets.load_dataset(path, name=name, split=split)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from podium.data.chat import common_prefix_len
+from podium.data.mixture import build_mixture
 from podium.errors import DataError
 
 log = logging.getLogger("podium")
@@ -54,8 +55,6 @@ class PairStats:
 def read_pairs(data, seed: int = 0, log=None) -> list[dict]:
     """Preference records from a JSONL file, a dataset or a mixture with per-source counts
     (`podium.data.mixture`); errors name file, line and field."""
-    from podium.data.mixture import build_mixture
-
     rows, _ = build_mixture(data, seed=seed, shuffle=False, log=log)
     for row in rows:
         where = row.get("_source", "record")

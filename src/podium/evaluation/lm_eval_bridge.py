@@ -13,10 +13,13 @@ call per count, on the same wrapped model. lm-eval is an optional dependency
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from collections import defaultdict
 from pathlib import Path
+
+import torch
 
 from podium.errors import PodiumError
 from podium.evaluation.suites import expand_tasks
@@ -55,9 +58,6 @@ def resolve_backend(backend: str, model_path: str | os.PathLike | None) -> str:
         raise PodiumError(f"eval backend {backend!r}: use auto, hf or vllm")
     if backend != "auto":
         return backend
-    import importlib.util
-
-    import torch
 
     has_vllm = importlib.util.find_spec("vllm") is not None
     return "vllm" if model_path is not None and has_vllm and torch.cuda.is_available() else "hf"
@@ -70,10 +70,10 @@ def make_lm(model, tokenizer, backend: str = "hf", model_path: str | os.PathLike
     if backend == "vllm":
         if model_path is None:
             raise PodiumError("the vllm eval backend loads the model from its folder; pass model_path")
-        from lm_eval.models.vllm_causallms import VLLM
+        from lm_eval.models.vllm_causallms import VLLM  # optional extras podium[eval] + podium[gpu]
 
         return VLLM(pretrained=str(model_path), tokenizer=str(model_path), batch_size="auto")
-    from lm_eval.models.huggingface import HFLM
+    from lm_eval.models.huggingface import HFLM  # optional extra podium[eval]
 
     device = str(next(model.parameters()).device)
     return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device, max_length=max_length)
@@ -100,7 +100,7 @@ def evaluate_lm_eval(
     receives lm-eval's own `results` dict (what `podium leaderboard` reads).
     """
     try:
-        from lm_eval import simple_evaluate
+        from lm_eval import simple_evaluate  # optional extra podium[eval], imported when a task runs
         from lm_eval.tasks import TaskManager
     except ImportError:
         raise PodiumError("lm-eval is not installed; install it with `pip install podium[eval]`") from None

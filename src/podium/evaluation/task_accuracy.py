@@ -5,8 +5,10 @@ from __future__ import annotations
 from math import comb
 
 import torch
+from tqdm.auto import tqdm
 
 from podium.data.chat import as_messages, prompt_text
+from podium.tasks import get_task
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -53,12 +55,8 @@ def task_accuracy(model, tokenizer, items: list[dict], *, max_new_tokens: int = 
                   pass_k: int | None = None, num_samples: int | None = None, temperature: float = 0.8,
                   seed: int = 0, show_progress: bool = False) -> dict[str, float]:
     """`accuracy/<task>` (greedy) and, with pass_k, `pass@k/<task>` from sampled completions."""
-    from podium.tasks import get_task
-
     bar = None
     if show_progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=len(items), desc="eval", unit="prompt", dynamic_ncols=True)
     greedy = generate_texts(model, tokenizer, [it["prompt"] for it in items], max_new_tokens=max_new_tokens,
                             batch_size=batch_size, progress=bar.update if bar else None)

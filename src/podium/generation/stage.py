@@ -17,11 +17,15 @@ from __future__ import annotations
 import time
 from typing import Literal
 
+import torch
 from pydantic import Field
 
 from podium.data.records import read_jsonl, write_jsonl
 from podium.errors import DataError
+from podium.generation.hf_sampler import TransformersSampler
 from podium.generation.sampler import SamplingParams
+from podium.generation.vllm_sampler import VLLMSampler  # imports vllm itself only when a sampler is built
+from podium.models.io import load_model, load_tokenizer
 from podium.refs import DataRef, ModelRef
 from podium.stages import StageConfig, StageContext, stage
 
@@ -56,14 +60,7 @@ class GenerateConfig(StageConfig):
 def load_sampler(cfg: GenerateConfig, progress: bool = True):
     """Build the configured backend's sampler (models load through podium.models.io)."""
     if cfg.backend == "vllm":
-        from podium.generation.vllm_sampler import VLLMSampler
-
         return VLLMSampler(cfg.model, dtype=cfg.dtype, progress=progress)
-    import torch
-
-    from podium.generation.hf_sampler import TransformersSampler
-    from podium.models.io import load_model, load_tokenizer
-
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = cfg.dtype if cfg.dtype != "auto" else ("float32" if device == "cpu" else "bfloat16")
     model = load_model(cfg.model, dtype=dtype, device=device)

@@ -36,7 +36,7 @@ class VLLMSampler:
         progress: bool = False,
     ):
         try:
-            from vllm import LLM
+            from vllm import LLM  # optional extra (podium[gpu]), GPU only
         except ImportError:
             raise PodiumError(
                 "backend 'vllm' needs the vllm package (pip install 'podium[gpu]'); "
@@ -58,7 +58,7 @@ class VLLMSampler:
         self, prompts: list[Prompt], n: int, params: SamplingParams, seed: int = 0
     ) -> list[list[Completion]]:
         """`n` completions for each prompt, in prompt order; see `podium.generation.sampler`."""
-        from vllm import SamplingParams as VSamplingParams
+        from vllm import SamplingParams as VSamplingParams  # optional extra, see __init__
 
         prompt_ids = encode_prompts(self.tokenizer, prompts)
         requests = [{"prompt_token_ids": ids} for ids in prompt_ids]

@@ -10,7 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from podium.errors import ConfigError
 from podium.judging.base import Judgement
 from podium.judging.model_judges import GPMJudge, RewardJudge
+from podium.judging.pairwise import PairRMJudge  # imports llm-blender itself only when a PairRM judge is built
 from podium.judging.verifier import VerifierJudge
+from podium.models.heads import load_preference_model
 from podium.refs import ModelRef
 from podium.tasks import get_task
 
@@ -42,14 +44,10 @@ def build_judge(spec: JudgeSpec) -> RecordJudge:
     if spec.kind == "verifier":
         return RecordJudge(spec)
     if spec.kind == "pairrm":
-        from podium.judging.pairwise import PairRMJudge
-
         return RecordJudge(spec, PairRMJudge(spec.model or "llm-blender/PairRM"))
     if not spec.model:
         raise ConfigError(f"judge kind {spec.kind!r} needs 'model': a folder saved by `podium train` "
                           f"with objective {spec.kind}")
-    from podium.models.heads import load_preference_model
-
     model, tokenizer = load_preference_model(spec.model)
     cls = RewardJudge if spec.kind == "reward" else GPMJudge
     return RecordJudge(spec, cls(model, tokenizer, max_length=spec.max_length, batch_size=spec.batch_size))

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from podium.models.io import save_model
+
 
 class LoraSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -18,7 +20,7 @@ class LoraSettings(BaseModel):
 
 
 def apply_lora(model, lora: LoraSettings):
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, get_peft_model  # peft takes seconds to import; only LoRA runs need it
 
     config = LoraConfig(
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
@@ -29,8 +31,6 @@ def apply_lora(model, lora: LoraSettings):
 
 def save_lora(model, tokenizer, out_dir: Path, lora: LoraSettings) -> None:
     """Adapter into out_dir/adapter; the merged full model into out_dir (so later stages load it)."""
-    from podium.models.io import save_model
-
     model.save_pretrained(out_dir / "adapter", safe_serialization=True)
     if lora.merge:
         save_model(model.merge_and_unload(), tokenizer, out_dir)

@@ -21,15 +21,23 @@ from typing import Any, Literal
 
 import torch
 from pydantic import ConfigDict, Field, model_validator
+from transformers import AutoModel
 
 from podium.config import invalid
 from podium.data.mixture import Mixture
+from podium.data.preference import read_pairs, tokenize_pairs
+from podium.data.response_batches import make_pair_collate
 from podium.errors import DataError
-from podium.losses import LOSS_SPECS, SETTINGS, TRAINING_DEFAULTS
+from podium.losses import LOSS_SPECS, SETTINGS, TRAINING_DEFAULTS, check_records
+from podium.models.heads import build_preference_model
+from podium.models.io import POLICY, check_weights_format, load_model, load_tokenizer, resolve_dtype
 from podium.refs import ModelRef
 from podium.stages import StageContext, stage
+from podium.training.loop import train_loop
 from podium.training.lora import LoraSettings, apply_lora, save_lora
 from podium.training.preference_model import PREFERENCE_MODEL_OBJECTIVES
+from podium.training.preference_objective import PreferenceObjective, make_collate
+from podium.training.reference import cached_reference_logps
 from podium.training.settings import TrainSettings
 
 log = logging.getLogger("podium")
@@ -130,12 +138,6 @@ def seed_everything(seed: int) -> None:
 
 def build_preference(cfg: TrainConfig, ctx: StageContext) -> TrainParts:
     """Policy (optionally LoRA-wrapped), pairs and cached reference log-probs for a LOSSES objective."""
-    from podium.data.preference import read_pairs, tokenize_pairs
-    from podium.losses import check_records
-    from podium.models.io import load_tokenizer
-    from podium.training.preference_objective import PreferenceObjective, make_collate
-    from podium.training.reference import cached_reference_logps
-
     tokenizer = load_tokenizer(cfg.model)
     rows = read_pairs(cfg.data, seed=cfg.seed, log=ctx.log)
     check_records(cfg.objective, rows, source=str(cfg.data))
@@ -165,8 +167,6 @@ def build_preference(cfg: TrainConfig, ctx: StageContext) -> TrainParts:
 
 
 def _load(cfg: TrainConfig, path: str):
-    from podium.models.io import load_model
-
     model = load_model(path, dtype=cfg.dtype)
     if hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation(cfg.attn_implementation)
@@ -177,13 +177,6 @@ def _load(cfg: TrainConfig, path: str):
 
 def build_preference_model_parts(cfg: TrainConfig, ctx: StageContext) -> TrainParts:
     """A reward (Bradley-Terry) or GPM head on the backbone of `model`, trained on pairs."""
-    from transformers import AutoModel
-
-    from podium.data.preference import read_pairs
-    from podium.data.response_batches import make_pair_collate
-    from podium.models.heads import build_preference_model
-    from podium.models.io import POLICY, check_weights_format, load_tokenizer, resolve_dtype
-
     tokenizer = load_tokenizer(cfg.model)
     rows = read_pairs(cfg.data, seed=cfg.seed, log=ctx.log)
     check_weights_format(cfg.model, POLICY["allow_pickle"])
@@ -210,8 +203,6 @@ def loop_settings(cfg: TrainConfig) -> TrainSettings:
 @stage("train", TrainConfig, outputs={"model": "."})
 def train(cfg: TrainConfig, ctx: StageContext) -> dict[str, float]:
     """Preference optimisation of `model` on pairs in `data` with a registry loss; saves the model."""
-    from podium.training.loop import train_loop
-
     seed_everything(cfg.seed)
     parts = BUILDERS[LOSS_SPECS[cfg.objective].kind](cfg, ctx)
     result = train_loop(parts.model, parts.objective, parts.examples, parts.collate, loop_settings(cfg),
