@@ -73,7 +73,7 @@ def test_resume_equals_uninterrupted(tmp_path):
         run(tmp_path / "cut", objective=crashing, save_steps=2, max_steps=6)
     assert (tmp_path / "cut" / "checkpoints" / "step-4").exists()
     resumed, _ = run(tmp_path / "cut", save_steps=2, max_steps=6)
-    same_weights(full, resumed)
+    same_weights(full, resumed, atol=0)
     steps = [json.loads(x)["step"] for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
 
