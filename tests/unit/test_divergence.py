@@ -124,3 +124,26 @@ def test_negative_sft_lr_fails_the_plan_with_file_and_line(tmp_path):
                       "    learning_rate: -1.0e-4\n")
     with pytest.raises(ConfigError, match=rf"{recipe}:8: .*learning_rate.*> 0"):
         make_plan(str(recipe), output=str(tmp_path / "run"))
+
+
+def test_no_trainable_parameters_is_an_error(tmp_path):
+    from podium.models.tiny import build_tiny_model
+    from podium.training.loop import train_loop
+
+    model, tok = build_tiny_model(hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2)
+    model.requires_grad_(False)
+    with pytest.raises(PodiumError, match="no trainable parameters"):
+        train_loop(model, sft_objective, [], None, TrainSettings(), tmp_path, tokenizer=tok, show_progress=False)
+
+
+def test_weights_count_as_replicated_for_one_process_and_ddp_only():
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from podium.training.loop import weights_replicated
+
+    assert weights_replicated(SimpleNamespace(distributed_type=DistributedType.NO))
+    assert weights_replicated(SimpleNamespace(distributed_type=DistributedType.MULTI_CPU))
+    assert not weights_replicated(SimpleNamespace(distributed_type=DistributedType.FSDP))
+    assert not weights_replicated(SimpleNamespace(distributed_type=DistributedType.DEEPSPEED))

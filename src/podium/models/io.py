@@ -164,6 +164,24 @@ def publish_folder(tmp: str | os.PathLike, out: str | os.PathLike, stale_globs: 
     return out
 
 
+def check_vocab(model, tokenizer, name: str | None = None) -> None:
+    """Token ids must index the embedding: a tokenizer larger than it is an error before the model runs
+    (a larger embedding is fine: vocabularies are often padded)."""
+    if tokenizer is None:
+        return
+    where = f"{name}: " if name else ""
+    get = getattr(model, "get_input_embeddings", None)
+    try:
+        emb = get() if get is not None else None
+    except (NotImplementedError, AttributeError):
+        emb = None
+    rows = getattr(emb, "num_embeddings", None)
+    if rows is not None and len(tokenizer) > rows:
+        raise PodiumError(f"{where}the tokenizer has {len(tokenizer)} tokens but the model's embedding has only {rows} "
+                          "rows: token ids past it cannot be embedded; use the tokenizer saved with this model "
+                          "(or resize the model's embeddings)")
+
+
 def first_line(e: BaseException) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 

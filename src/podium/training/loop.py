@@ -96,6 +96,12 @@ def last_good_checkpoint(ckpt_dir: Path, guard: DivergenceGuard) -> tuple[int, P
     return None
 
 
+def weights_replicated(acc) -> bool:
+    """Whether every process holds the whole model and optimizer (one process, or DDP)."""
+    kind = getattr(acc.distributed_type, "value", str(acc.distributed_type))
+    return kind == "NO" or kind.startswith("MULTI_")
+
+
 def refuse_links(*paths: Path) -> None:
     """The loop writes these; through a symbolic link it would write outside the run dir."""
     for p in paths:
@@ -104,22 +110,6 @@ def refuse_links(*paths: Path) -> None:
                               "itself: remove the link")
         if p.name == "checkpoints" and p.exists() and not is_real_dir(p):
             raise PodiumError(f"{p} is not a folder; remove it so podium can write checkpoints there")
-
-
-def check_vocab(model, tokenizer) -> None:
-    """Token ids must index the embedding: a tokenizer larger than it fails before training starts."""
-    if tokenizer is None:
-        return
-    get = getattr(model, "get_input_embeddings", None)
-    try:
-        emb = get() if get is not None else None
-    except (NotImplementedError, AttributeError):
-        emb = None
-    rows = getattr(emb, "num_embeddings", None)
-    if rows is not None and len(tokenizer) > rows:
-        raise PodiumError(f"the tokenizer has {len(tokenizer)} tokens but the model's embedding has only {rows} "
-                          "rows: token ids past it cannot be embedded; use the tokenizer saved with this model "
-                          "(or resize the model's embeddings)")
 
 
 def train_loop(
@@ -144,7 +134,7 @@ def train_loop(
     `out_dir/checkpoints/step-N` (complete once renamed into place) and, at the end,
     the model via `save_final(model, out_dir)` (default: safetensors + tokenizer).
     """
-    from podium.models.io import save_model
+    from podium.models.io import check_vocab, save_model
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -153,6 +143,8 @@ def train_loop(
     refuse_links(ckpt_dir, metrics_path)
     check_vocab(model, tokenizer)
     s = settings
+    if not any(p.requires_grad for p in model.parameters()):
+        raise PodiumError("the model has no trainable parameters")
     acc = get_accelerator()
     world, rank = acc.num_processes, acc.process_index
     per_rank = s.batch_size * s.gradient_accumulation_steps
@@ -173,9 +165,16 @@ def train_loop(
     # The scheduler is not prepared: accelerate would step it once per process.
     model, optimizer = acc.prepare(model, optimizer)
     guard = DivergenceGuard(enabled=s.detect_divergence)
+    replicated = weights_replicated(acc)
 
     start_step = 0
     found = resumable_checkpoints(ckpt_dir, log if acc.is_main_process else None)
+    if not replicated and (s.save_steps or found):
+        raise PodiumError(
+            f"checkpoints (save_steps: {s.save_steps}) are written and resumed under one process or DDP only; "
+            f"under {acc.distributed_type.value} the model and optimizer are sharded, which podium's pickle-free "
+            "checkpoints do not cover yet: set save_steps: 0"
+        )
     if found:
         start_step, path, state = found[0]
         if state.get("global_batch", global_batch) != global_batch:
@@ -188,7 +187,8 @@ def train_loop(
         guard.load_state_dict(state.get("divergence", {}))
         if log and acc.is_main_process:
             log.info(f"resuming from {path} (step {start_step} of {total_steps})")
-    guard.start(weight_norm(params))
+    if replicated:  # sharded weights (FSDP, ZeRO-3) would need a collective norm; loss and grad checks stay
+        guard.start(weight_norm(params))
     if acc.is_main_process:
         keep_metrics_until(metrics_path, start_step)
 
@@ -242,15 +242,15 @@ def train_loop(
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        w_norm = weight_norm(params)
-        if reason := guard.check_weights(w_norm):
+        w_norm = weight_norm(params) if replicated else None
+        if w_norm is not None and (reason := guard.check_weights(w_norm)):
             diverged(acc, ckpt_dir, guard, reason, step, applied=True)
         dt = time.perf_counter() - t0
 
         record = {"step": step + 1, "epoch": round((step + 1) / steps_per_epoch, 4), "loss": loss_value}
         denom = max(float(n_items), 1.0)
         record.update({k: (v / denom).item() for k, v in sums.items()})
-        record.update({"grad_norm": grad_norm, "weight_norm": w_norm, "lr": lr,
+        record.update({"grad_norm": grad_norm, **({"weight_norm": w_norm} if w_norm is not None else {}), "lr": lr,
                        f"{example_unit}_per_second": global_batch / dt})
         if n_tokens:
             record["tokens_per_second"] = n_tokens / dt
