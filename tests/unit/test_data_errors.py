@@ -126,3 +126,16 @@ def test_folder_named_like_a_jsonl_file(tmp_path):
         build_mixture(str(data))
     with pytest.raises(DataError, match="is a folder"):
         read_jsonl(data / "x.jsonl")
+
+
+def test_utf8_byte_order_mark_is_accepted(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_bytes(b'\xef\xbb\xbf{"prompt": "a", "completion": "b"}\n')
+    assert read_jsonl(p)[0]["prompt"] == "a"
+
+
+def test_empty_message_list_completion_is_dropped_not_an_error(tmp_path):
+    p = write_rows(tmp_path / "p.jsonl", [{"prompt": "q", "chosen": [], "rejected": "no"},
+                                         {"prompt": "q", "chosen": "yes", "rejected": "no"}])
+    _, stats = tokenize_pairs(read_pairs(str(p)), TOK, 64)
+    assert stats.kept == 1 and stats.dropped == {"empty_completion": 1}

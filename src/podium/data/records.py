@@ -21,6 +21,8 @@ def read_jsonl(path: str | os.PathLike, required: tuple[str, ...] = ()) -> list[
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
             line = decode_line(raw, path, lineno)
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark some editors write
             if not line.strip():
                 continue
             try:
