@@ -21,12 +21,12 @@ def sft_examples(tok, n=16):
             for i in range(n)]
 
 
-def tiny_run(out: Path, objective=sft_objective, with_summary: bool = False, **kw):
+def tiny_run(out: Path, objective=sft_objective, with_summary: bool = False, log=None, **kw):
     """Train the tiny model a few steps into `out` (a stage folder); returns the trained model."""
     model, tok = build_tiny_model(seed=0, **TINY)
     s = TrainSettings(**{"learning_rate": 1e-2, "max_steps": 4, "batch_size": 4, "seed": 0, **kw})
     summary = train_loop(model, objective, sft_examples(tok), partial(pad_batch, pad_id=tok.pad_token_id), s, out,
-                         tokenizer=tok, show_progress=False)
+                         tokenizer=tok, show_progress=False, log=log)
     return (model, summary) if with_summary else model
 
 
