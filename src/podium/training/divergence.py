@@ -5,8 +5,10 @@ loss then sits at ln(vocab) with a gradient norm of exactly 0, and the stage use
 and be cached. The loop asks this guard after every optimizer step; a run is diverged when
 
 - the loss, the gradient norm or the trainable weights are not finite;
-- the loss exceeds `LOSS_RATIO` x max(|loss of the first step|, 1): a fine-tuning loss grows
-  a hundredfold only when optimisation has failed (e.g. SFT loss 2 -> 200 nats per token);
+- the loss exceeds `LOSS_RATIO` x max(|loss of the first step|, 1). The ratio is large on
+  purpose: some losses grow legitimately with their hyperparameters after step 1 (DPOP's penalty
+  is beta x lambda per nat the chosen log-ratio falls, SPPO's squared error scales with eta^2), while
+  10^4 x is an SFT loss of 10^4 nats per token or a DPO margin of -10^4/beta nats: a blow-up;
 - the L2 norm of the trainable weights exceeds `WEIGHT_RATIO` x max(its value before the first
   step, 1): fine-tuning moves weights by a few percent, even from random initialisation training
   stays well below 10x (the quickstart's from-scratch SFT grows it by about 1.4x);
@@ -25,7 +27,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-LOSS_RATIO = 100.0
+LOSS_RATIO = 1e4
 WEIGHT_RATIO = 100.0
 DEAD_STEPS = 3
 
