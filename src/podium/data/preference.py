@@ -70,7 +70,7 @@ def read_pairs(data, seed: int = 0, log=None) -> list[dict]:
             if row[key]:  # an empty completion is dropped and counted below, not an error
                 check_text_or_messages(row[key], where, key)
         for key in FLOAT_FIELDS:
-            if key in row and row[key] is not None and (isinstance(row[key], bool) or not isinstance(row[key], (int, float))):
+            if key in row and row[key] is not None and not isinstance(row[key], (int, float)):
                 raise DataError(f"{where}: field {key!r} must be a number (got {json_type(row[key])})")
     return rows
 

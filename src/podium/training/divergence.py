@@ -17,7 +17,9 @@ and be cached. The loop asks this guard after every optimizer step; a run is div
 
 The reference values (first loss, initial weight norm) and the zero-gradient streak live in the
 checkpoint, so a resumed run decides exactly as the uninterrupted one would. `detect_divergence:
-false` in a training stage turns the checks other than non-finite values off.
+false` in a training stage turns the ratio and zero-gradient checks off (non-finite values still fail).
+The weight norm is checked where every process holds the whole model (one process, DDP); under
+FSDP / ZeRO-3 it would need a collective over shards and is skipped (loss and gradient checks stay).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ DEAD_STEPS = 3
 @torch.no_grad()
 def weight_norm(params) -> float:
     """L2 norm of all `params` together (inf or nan when any entry is)."""
-    norms = [p.detach().float().norm() for p in params]
+    # dtype= accumulates in float32 without a float32 copy of each (bf16) parameter.
+    norms = [torch.linalg.vector_norm(p.detach(), dtype=torch.float32) for p in params]
     if not norms:
         return 0.0
     return float(torch.stack(norms).norm())

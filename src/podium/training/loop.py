@@ -299,7 +299,7 @@ def diverged(acc, ckpt_dir: Path, guard: DivergenceGuard, reason: str, step: int
     when = "the step was applied; its weights are not saved" if applied else "the step was not applied"
     raise PodiumError(f"training diverged: {reason} at step {step + 1}{kept} ({when}). "
                       "Lower learning_rate or max_grad_norm; `detect_divergence: false` turns off the "
-                      "ratio checks (podium.training.divergence)")
+                      "ratio and zero-gradient checks (podium.training.divergence)")
 
 
 def save_checkpoint(acc, model, optimizer, scheduler, ckpt_dir: Path, extra: dict, keep: int) -> None:
