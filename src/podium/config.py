@@ -19,6 +19,12 @@ from podium.errors import ConfigError
 
 KeyPath = tuple
 
+# A recipe expands to a few hundred values. YAML aliases can make a few hundred bytes expand to
+# billions (the "billion laughs" document: 583 bytes, 9 aliases of 9), so a document whose
+# expansion passes this many values is refused before it is built.
+MAX_YAML_VALUES = 100_000
+MAP_TAG, SEQ_TAG, MERGE_TAG = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:merge"
+
 
 @dataclass
 class Located:
@@ -44,9 +50,16 @@ def load_yaml(path: str | os.PathLike) -> Located:
     """Parse a YAML file, keeping the line of every mapping key and list item."""
     path = str(path)
     try:
-        text = Path(path).read_text()
+        raw = Path(path).read_bytes()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {column}); "
+                          "save the file as UTF-8") from None
     return parse_yaml(text, path)
 
 
@@ -66,24 +79,57 @@ def parse_yaml(text: str, path: str = "<string>") -> Located:
         return located
 
     constructor = yaml.SafeLoader("")
+    built = 0
 
     def build(n, keypath):
+        nonlocal built
+        built += 1
+        if built > MAX_YAML_VALUES:
+            raise ConfigError(f"{path}: the document expands to more than {MAX_YAML_VALUES:,} values (aliases "
+                              "repeated inside aliases?); podium refuses it rather than run out of memory")
         located.lines.setdefault(keypath, n.start_mark.line + 1)
+        line = n.start_mark.line + 1
         if isinstance(n, yaml.MappingNode):
+            if n.tag not in (MAP_TAG, "!"):
+                raise ConfigError(f"{path}:{line}: unsupported YAML tag {n.tag!r}")
             out = {}
+            # `<<: *defaults` merge keys: merged values first, keys written out in the mapping win.
             for k_node, v_node in n.value:
+                if k_node.tag == MERGE_TAG:
+                    for src in v_node.value if isinstance(v_node, yaml.SequenceNode) else [v_node]:
+                        if not isinstance(src, yaml.MappingNode):
+                            raise ConfigError(f"{path}:{k_node.start_mark.line + 1}: `<<` merges mappings only")
+                        for k, v in build(src, keypath).items():
+                            out.setdefault(k, v)
+            explicit = set()
+            for k_node, v_node in n.value:
+                if k_node.tag == MERGE_TAG:
+                    continue
+                if not isinstance(k_node, yaml.ScalarNode):
+                    raise ConfigError(f"{path}:{k_node.start_mark.line + 1}: a key must be a plain value, "
+                                      "not a list or mapping")
                 key = constructor.construct_object(k_node, deep=True)
                 sub = keypath + (key,)
-                if key in out:
+                if key in explicit:
                     raise ConfigError(f"{path}:{k_node.start_mark.line + 1}: duplicate key {key!r}")
+                explicit.add(key)
                 located.lines[sub] = k_node.start_mark.line + 1
                 out[key] = build(v_node, sub)
             return out
         if isinstance(n, yaml.SequenceNode):
+            if n.tag not in (SEQ_TAG, "!"):
+                raise ConfigError(f"{path}:{line}: unsupported YAML tag {n.tag!r}")
             return [build(item, keypath + (i,)) for i, item in enumerate(n.value)]
         return constructor.construct_object(n, deep=True)
 
-    located.data = build(node, ())
+    try:
+        located.data = build(node, ())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else path
+        raise ConfigError(f"{where}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: the document nests too deeply (a recursive alias?)") from None
     return located
 
 

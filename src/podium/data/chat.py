@@ -42,17 +42,41 @@ def as_messages(value, role: str = "user") -> list[dict]:
     return list(value) if isinstance(value, list) else [{"role": role, "content": value}]
 
 
+def json_type(value) -> str:
+    """How a value reads in the JSONL file (`null`, not `NoneType`)."""
+    return {type(None): "null", bool: "boolean", int: "number", float: "number", str: "string",
+            list: "list", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def check_messages(msgs, where: str, field: str) -> list[dict]:
+    """A non-empty list of `{role, content}` with string contents; else a DataError naming record and field.
+
+    `content: null` would render as an empty turn and train toward an empty answer.
+    """
+    if not isinstance(msgs, list) or not msgs:
+        raise DataError(f"{where}: field {field!r} must be a string or a non-empty list of {{role, content}} messages "
+                        f"(got {json_type(msgs)})")
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise DataError(f"{where}: {field}[{i}] needs 'role' and 'content'")
+        if not isinstance(m["content"], str):
+            raise DataError(f"{where}: {field}[{i}].content must be a string (got {json_type(m['content'])})")
+        if not isinstance(m["role"], str):
+            raise DataError(f"{where}: {field}[{i}].role must be a string (got {json_type(m['role'])})")
+    return msgs
+
+
+def check_text_or_messages(value, where: str, field: str):
+    if isinstance(value, str):
+        return value
+    return check_messages(value, where, field)
+
+
 def tokenize_sft(record: dict, tokenizer, max_length: int | None = None) -> dict:
     """One record -> {"input_ids", "labels"}; labels are -100 outside completions."""
     where = record.get("_source", "record")
     if "messages" in record:
-        msgs = record["messages"]
-        if not isinstance(msgs, list) or not msgs:
-            raise DataError(f"{where}: field 'messages' must be a non-empty list of {{role, content}}")
-        ids, labels = [], []
-        for i, m in enumerate(msgs):
-            if not isinstance(m, dict) or "role" not in m or "content" not in m:
-                raise DataError(f"{where}: messages[{i}] needs 'role' and 'content'")
+        msgs = check_messages(record["messages"], where, "messages")
         full = _ids(tokenizer, _render(tokenizer, msgs, False))
         labels = [IGNORE] * len(full)
         for i, m in enumerate(msgs):
@@ -63,11 +87,10 @@ def tokenize_sft(record: dict, tokenizer, max_length: int | None = None) -> dict
             labels[start:end] = full[start:end]
         ids = full
     elif "prompt" in record and "completion" in record:
-        prompt, completion = record["prompt"], record["completion"]
+        prompt = check_text_or_messages(record["prompt"], where, "prompt")
+        completion = check_text_or_messages(record["completion"], where, "completion")
         if isinstance(prompt, list) or isinstance(completion, list):
-            msgs = as_messages(prompt) + (
-                completion if isinstance(completion, list) else [{"role": "assistant", "content": completion}]
-            )
+            msgs = as_messages(prompt) + as_messages(completion, "assistant")
             return tokenize_sft({"messages": msgs, "_source": where}, tokenizer, max_length)
         p = _ids(tokenizer, prompt)
         ids = _ids(tokenizer, prompt + completion) + [tokenizer.eos_token_id]
@@ -76,6 +99,13 @@ def tokenize_sft(record: dict, tokenizer, max_length: int | None = None) -> dict
         labels = [IGNORE] * start + ids[start:]
     else:
         raise DataError(f"{where}: expected 'messages' or 'prompt' and 'completion' fields")
-    if max_length is not None and len(ids) > max_length:
-        ids, labels = ids[:max_length], labels[:max_length]
-    return {"input_ids": ids, "labels": labels}
+    return truncate_sft({"input_ids": ids, "labels": labels}, max_length)[0]
+
+
+def truncate_sft(example: dict, max_length: int | None) -> tuple[dict, bool]:
+    """Cut an example to `max_length` tokens; also says whether completion tokens (tail, EOS) were lost."""
+    ids, labels = example["input_ids"], example["labels"]
+    if max_length is None or len(ids) <= max_length:
+        return example, False
+    lost = any(label != IGNORE for label in labels[max_length:])
+    return {**example, "input_ids": ids[:max_length], "labels": labels[:max_length]}, lost

@@ -148,6 +148,9 @@ def load_rows(path: str, split: str = "train", name: str | None = None) -> list[
             rows = [dict(r, _source=f"{p}[{i}]") for i, r in enumerate(ds)]
         else:
             files = sorted(p.glob("*.jsonl"))
+            for f in files:
+                if not f.is_file():
+                    raise DataError(f"{f}: is a folder, not a JSONL file (every *.jsonl in {p} is read as data)")
             if not files:
                 raise DataError(f"{p}: folder holds no *.jsonl files and no saved dataset")
             rows = [r for f in files for r in read_jsonl(f)]

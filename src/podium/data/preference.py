@@ -4,7 +4,9 @@ Formats (TRL's names):
 - standard: `prompt`, `chosen`, `rejected` are strings. The tokenizer's EOS is appended to each
   completion (unless it already ends with it).
 - conversational: they are message lists; the prompt is rendered with the chat template and
-  `add_generation_prompt=True`, prompt+completion with the template alone.
+  `add_generation_prompt=True`, prompt+completion with the template alone. A record that mixes
+  the two (a string prompt with message-list completions, or the reverse) is conversational: a
+  string prompt becomes one user message, a string completion one assistant message.
 
 In both, the completion starts where the tokenised prompt and the tokenised prompt+completion
 diverge (`common_prefix_len`, as `trl.DPOTrainer._prepare_dataset`).
@@ -24,7 +26,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from podium.data.chat import common_prefix_len
+from podium.data.chat import as_messages, check_text_or_messages, common_prefix_len, json_type
 from podium.data.mixture import build_mixture
 from podium.errors import DataError
 
@@ -62,15 +64,18 @@ def read_pairs(data, seed: int = 0, log=None) -> list[dict]:
             if key not in row:
                 raise DataError(f"{where}: missing field {key!r} (need prompt, chosen, rejected)")
             if not isinstance(row[key], (str, list)):
-                raise DataError(f"{where}: field {key!r} must be a string or a list of messages")
+                raise DataError(f"{where}: field {key!r} must be a string or a list of messages "
+                                f"(got {json_type(row[key])})")
+            if row[key]:  # an empty completion is dropped and counted below, not an error
+                check_text_or_messages(row[key], where, key)
         for key in FLOAT_FIELDS:
             if key in row and row[key] is not None and not isinstance(row[key], (int, float)):
-                raise DataError(f"{where}: field {key!r} must be a number")
+                raise DataError(f"{where}: field {key!r} must be a number (got {json_type(row[key])})")
     return rows
 
 
 def is_conversational(row: dict) -> bool:
-    return isinstance(row["prompt"], list)
+    return any(isinstance(row[k], list) for k in ("prompt", "chosen", "rejected"))
 
 
 def _completion_text(value: Any) -> str:
@@ -86,9 +91,10 @@ def tokenize_pair(row: dict, tokenizer) -> dict:
             out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **kw)
             return list(out["input_ids"])
 
-        prompt_ids = render(row["prompt"], add_generation_prompt=True)
-        pc = render(row["prompt"] + row["chosen"])
-        pr = render(row["prompt"] + row["rejected"])
+        prompt = as_messages(row["prompt"], "user")
+        prompt_ids = render(prompt, add_generation_prompt=True)
+        pc = render(prompt + as_messages(row["chosen"], "assistant"))
+        pr = render(prompt + as_messages(row["rejected"], "assistant"))
     else:
         eos = tokenizer.eos_token
         chosen = row["chosen"] if row["chosen"].endswith(eos) else row["chosen"] + eos

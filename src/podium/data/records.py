@@ -15,9 +15,14 @@ def read_jsonl(path: str | os.PathLike, required: tuple[str, ...] = ()) -> list[
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a JSONL file")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            line = decode_line(raw, path, lineno)
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark some editors write
             if not line.strip():
                 continue
             try:
@@ -32,6 +37,15 @@ def read_jsonl(path: str | os.PathLike, required: tuple[str, ...] = ()) -> list[
             row.setdefault("_source", f"{path}:{lineno}")
             rows.append(row)
     return rows
+
+
+def decode_line(raw: bytes, path, lineno: int) -> str:
+    """One line of a text file as UTF-8; other bytes are a DataError naming file, line and column."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                        "save the file as UTF-8") from None
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:

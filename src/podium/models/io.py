@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from podium.errors import PodiumError
@@ -52,6 +53,26 @@ def check_weights_format(path: str | os.PathLike, allow_pickle: bool = False) ->
         raise PodiumError(f"{folder}: no model weights found (expected *.safetensors)")
 
 
+def check_model_folder(path: str | os.PathLike) -> None:
+    """A local model folder has a config and whole safetensors files; else a PodiumError naming the file.
+
+    transformers reports these as ValueError ("Unrecognized model") or a safetensors header error.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        return
+    if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
+        raise PodiumError(f"{folder}: no config.json, so this is not a model folder (a model saved with "
+                          "save_pretrained has config.json next to its *.safetensors)")
+    for f in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(f), framework="pt"):
+                pass
+        except (OSError, SafetensorError) as e:
+            raise PodiumError(f"{f}: damaged or truncated safetensors file ({first_line(e)}); "
+                              "copy or download it again") from None
+
+
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
@@ -74,6 +95,7 @@ def load_model(
     trust_remote_code = POLICY["trust_remote_code"] if trust_remote_code is None else trust_remote_code
     allow_pickle = POLICY["allow_pickle"] if allow_pickle is None else allow_pickle
     check_weights_format(name_or_path, allow_pickle)
+    check_model_folder(name_or_path)
     try:
         model = AutoModelForCausalLM.from_pretrained(
             str(name_or_path),
@@ -81,7 +103,9 @@ def load_model(
             trust_remote_code=trust_remote_code,
             use_safetensors=None if allow_pickle else True,
         )
-    except OSError as e:
+    # What transformers raises for a folder it cannot use (missing or invalid files, unknown model
+    # type, custom code refused): the user's input, so one line instead of a traceback.
+    except (OSError, ValueError, SafetensorError) as e:
         raise PodiumError(f"could not load model {str(name_or_path)!r}: {first_line(e)}") from None
     if device is not None:
         model.to(device)
@@ -92,7 +116,7 @@ def load_tokenizer(name_or_path: str | os.PathLike, *, trust_remote_code: bool |
     trust_remote_code = POLICY["trust_remote_code"] if trust_remote_code is None else trust_remote_code
     try:
         tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
-    except OSError as e:
+    except (OSError, ValueError) as e:
         raise PodiumError(f"could not load tokenizer {str(name_or_path)!r}: {first_line(e)}") from None
     if tok.pad_token is None:
         # Llama-style tokenizers ship without a pad token; padding is always masked out.
@@ -134,6 +158,24 @@ def publish_folder(tmp: str | os.PathLike, out: str | os.PathLike, stale_globs: 
         os.replace(f, dest)
     tmp.rmdir()
     return out
+
+
+def check_vocab(model, tokenizer, name: str | None = None) -> None:
+    """Token ids must index the embedding: a tokenizer larger than it is an error before the model runs
+    (a larger embedding is fine: vocabularies are often padded)."""
+    if tokenizer is None:
+        return
+    where = f"{name}: " if name else ""
+    get = getattr(model, "get_input_embeddings", None)
+    try:
+        emb = get() if get is not None else None
+    except (NotImplementedError, AttributeError):
+        emb = None
+    rows = getattr(emb, "num_embeddings", None)
+    if rows is not None and len(tokenizer) > rows:
+        raise PodiumError(f"{where}the tokenizer has {len(tokenizer)} tokens but the model's embedding has only {rows} "
+                          "rows: token ids past it cannot be embedded; use the tokenizer saved with this model "
+                          "(or resize the model's embeddings)")
 
 
 def first_line(e: BaseException) -> str:

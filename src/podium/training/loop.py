@@ -8,6 +8,10 @@ processes` with the same product gives the same update.
 Data order is a function of (seed, step): epoch e uses the permutation seeded by
 `seed + e`, and step s takes the s-th global batch of it. A resumed run therefore
 sees exactly the batches an uninterrupted run would have seen.
+
+Checkpoints hold safetensors and JSON only (podium.training.checkpoint): resuming never
+unpickles anything from a run dir. A run that diverges (podium.training.divergence) fails
+with the last checkpoint whose weights are finite named and kept.
 """
 
 from __future__ import annotations
@@ -26,6 +30,15 @@ import torch
 
 from podium.data.records import write_text
 from podium.errors import PodiumError
+from podium.training.checkpoint import (
+    is_real_dir,
+    list_checkpoints,
+    load_training_state,
+    resumable_checkpoints,
+    save_training_state,
+    weights_are_finite,
+)
+from podium.training.divergence import DivergenceGuard, weight_norm
 from podium.training.settings import TrainSettings
 
 Objective = Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict[str, torch.Tensor]]]
@@ -70,12 +83,33 @@ def step_indices(n: int, step: int, global_batch: int, steps_per_epoch: int, see
     return order[within * global_batch : (within + 1) * global_batch]
 
 
-def latest_checkpoint(ckpt_dir: Path) -> tuple[int, Path] | None:
-    found = []
-    for p in ckpt_dir.glob("step-*"):
-        if p.is_dir() and (p / "trainer_state.json").exists() and p.name[5:].isdigit():
-            found.append((int(p.name[5:]), p))
-    return max(found) if found else None
+def last_good_checkpoint(ckpt_dir: Path, guard: DivergenceGuard) -> tuple[int, Path] | None:
+    """The newest checkpoint whose weights are finite and passed the guard; newer ones are removed.
+
+    Checkpoints are only written after the step's checks passed, so this normally is the newest;
+    the weights are verified anyway before a folder is named as good.
+    """
+    for step, path, state in resumable_checkpoints(ckpt_dir):
+        if guard.weights_ok(state.get("weight_norm")) and weights_are_finite(path):
+            return step, path
+        shutil.rmtree(path, ignore_errors=True)
+    return None
+
+
+def weights_replicated(acc) -> bool:
+    """Whether every process holds the whole model and optimizer (one process, or DDP)."""
+    kind = getattr(acc.distributed_type, "value", str(acc.distributed_type))
+    return kind == "NO" or kind.startswith("MULTI_")
+
+
+def refuse_links(*paths: Path) -> None:
+    """The loop writes these; through a symbolic link it would write outside the run dir."""
+    for p in paths:
+        if p.is_symlink():
+            raise PodiumError(f"{p} is a symbolic link; podium writes its training state only into the run dir "
+                              "itself: remove the link")
+        if p.name == "checkpoints" and p.exists() and not is_real_dir(p):
+            raise PodiumError(f"{p} is not a folder; remove it so podium can write checkpoints there")
 
 
 def train_loop(
@@ -100,12 +134,17 @@ def train_loop(
     `out_dir/checkpoints/step-N` (complete once renamed into place) and, at the end,
     the model via `save_final(model, out_dir)` (default: safetensors + tokenizer).
     """
-    from podium.models.io import save_model
+    from podium.models.io import check_vocab, save_model
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out / "checkpoints"
+    metrics_path = out / "metrics.jsonl"
+    refuse_links(ckpt_dir, metrics_path)
+    check_vocab(model, tokenizer)
     s = settings
+    if not any(p.requires_grad for p in model.parameters()):
+        raise PodiumError("the model has no trainable parameters")
     acc = get_accelerator()
     world, rank = acc.num_processes, acc.process_index
     per_rank = s.batch_size * s.gradient_accumulation_steps
@@ -123,18 +162,33 @@ def train_loop(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, s)
     scheduler = make_scheduler(optimizer, s, total_steps)
+    # The scheduler is not prepared: accelerate would step it once per process.
     model, optimizer = acc.prepare(model, optimizer)
-    # Not prepared: accelerate would step it once per process.
-    acc.register_for_checkpointing(scheduler)
+    guard = DivergenceGuard(enabled=s.detect_divergence)
+    replicated = weights_replicated(acc)
 
     start_step = 0
-    found = latest_checkpoint(ckpt_dir) if ckpt_dir.exists() else None
-    metrics_path = out / "metrics.jsonl"
+    found = resumable_checkpoints(ckpt_dir, log if acc.is_main_process else None)
+    if not replicated and (s.save_steps or found):
+        raise PodiumError(
+            f"checkpoints (save_steps: {s.save_steps}) are written and resumed under one process or DDP only; "
+            f"under {acc.distributed_type.value} the model and optimizer are sharded, which podium's pickle-free "
+            "checkpoints do not cover yet: set save_steps: 0"
+        )
     if found:
-        start_step, path = found
-        acc.load_state(str(path))
+        start_step, path, state = found[0]
+        if state.get("global_batch", global_batch) != global_batch:
+            raise PodiumError(
+                f"{path} was written with a global batch of {state['global_batch']} examples, this run has "
+                f"{global_batch}: the resumed data order would differ; keep batch_size x gradient_accumulation_steps "
+                "x processes as it was, or remove the checkpoints folder to start over"
+            )
+        load_training_state(acc, model, optimizer, scheduler, path, state, log)
+        guard.load_state_dict(state.get("divergence", {}))
         if log and acc.is_main_process:
             log.info(f"resuming from {path} (step {start_step} of {total_steps})")
+    if replicated:  # sharded weights (FSDP, ZeRO-3) would need a collective norm; loss and grad checks stay
+        guard.start(weight_norm(params))
     if acc.is_main_process:
         keep_metrics_until(metrics_path, start_step)
 
@@ -178,24 +232,26 @@ def train_loop(
             sums = {k: acc.reduce(v, reduction="sum") for k, v in sums.items()}
             n_tokens = int(acc.reduce(torch.tensor(float(n_tokens), device=acc.device), reduction="sum"))
         loss_value = (loss_total / global_count).item()
-        if not math.isfinite(loss_value):
-            good = latest_checkpoint(ckpt_dir) if ckpt_dir.exists() else None
-            kept = f"; last good checkpoint: {good[1]}" if good else "; no checkpoint was saved yet"
-            raise PodiumError(f"non-finite loss ({loss_value}) at step {step + 1}{kept}")
+        if reason := guard.check_loss(loss_value):
+            diverged(acc, ckpt_dir, guard, reason, step, applied=False)
         grad_norm = acc.clip_grad_norm_(params, s.max_grad_norm or float("inf"))
         grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
-        if not math.isfinite(grad_norm):
-            raise PodiumError(f"non-finite gradient norm at step {step + 1}; the step was not applied")
+        if reason := guard.check_grad(grad_norm, loss_value):
+            diverged(acc, ckpt_dir, guard, reason, step, applied=False)
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        w_norm = weight_norm(params) if replicated else None
+        if w_norm is not None and (reason := guard.check_weights(w_norm)):
+            diverged(acc, ckpt_dir, guard, reason, step, applied=True)
         dt = time.perf_counter() - t0
 
         record = {"step": step + 1, "epoch": round((step + 1) / steps_per_epoch, 4), "loss": loss_value}
         denom = max(float(n_items), 1.0)
         record.update({k: (v / denom).item() for k, v in sums.items()})
-        record.update({"grad_norm": grad_norm, "lr": lr, f"{example_unit}_per_second": global_batch / dt})
+        record.update({"grad_norm": grad_norm, **({"weight_norm": w_norm} if w_norm is not None else {}), "lr": lr,
+                       f"{example_unit}_per_second": global_batch / dt})
         if n_tokens:
             record["tokens_per_second"] = n_tokens / dt
         if evaluate is not None and evaluate_every and ((step + 1) % evaluate_every == 0 or step + 1 == total_steps):
@@ -209,7 +265,9 @@ def train_loop(
             progress.update(1)
             progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
         if s.save_steps and (step + 1) % s.save_steps == 0 and step + 1 < total_steps:
-            save_checkpoint(acc, ckpt_dir, step + 1, s.save_total_limit)
+            extra = {"step": step + 1, "global_batch": global_batch, "weight_norm": w_norm,
+                     "divergence": guard.state_dict()}
+            save_checkpoint(acc, model, optimizer, scheduler, ckpt_dir, extra, s.save_total_limit)
 
     if progress is not None:
         progress.close()
@@ -231,22 +289,40 @@ def metrics_len(metrics: dict, batch: dict) -> int:
     return int(batch.get("num_examples", 0))
 
 
-def save_checkpoint(acc, ckpt_dir: Path, step: int, keep: int) -> None:
+def diverged(acc, ckpt_dir: Path, guard: DivergenceGuard, reason: str, step: int, applied: bool):
+    """Fail the stage: name the last checkpoint with finite weights (the final model is not written)."""
+    good = None
+    if acc.is_main_process:
+        good = last_good_checkpoint(ckpt_dir, guard)
+    acc.wait_for_everyone()
+    kept = f"; last good checkpoint: {good[1]}" if good else "; no earlier checkpoint with sound weights to keep"
+    when = "the step was applied; its weights are not saved" if applied else "the step was not applied"
+    raise PodiumError(f"training diverged: {reason} at step {step + 1}{kept} ({when}). "
+                      "Lower learning_rate or max_grad_norm; `detect_divergence: false` turns off the "
+                      "ratio and zero-gradient checks (podium.training.divergence)")
+
+
+def save_checkpoint(acc, model, optimizer, scheduler, ckpt_dir: Path, extra: dict, keep: int) -> None:
     """Save the full training state; the folder appears under its final name only when complete."""
+    step = extra["step"]
     final = ckpt_dir / f"step-{step}"
     tmp = ckpt_dir / f".tmp-step-{step}"
     if acc.is_main_process:
-        if tmp.exists():
+        if tmp.is_symlink():
+            tmp.unlink()
+        elif tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
     acc.wait_for_everyone()
-    acc.save_state(str(tmp), safe_serialization=True)
+    save_training_state(acc, model, optimizer, scheduler, tmp, extra)
     acc.wait_for_everyone()
     if acc.is_main_process:
-        (tmp / "trainer_state.json").write_text(json.dumps({"step": step}))
+        if final.is_symlink():
+            final.unlink()
+        elif final.exists():
+            shutil.rmtree(final)
         os.replace(tmp, final)
-        done = sorted((int(p.name[5:]), p) for p in ckpt_dir.glob("step-*") if p.name[5:].isdigit())
-        for _, p in done[:-keep]:
+        for _, p in list_checkpoints(ckpt_dir)[:-keep]:
             shutil.rmtree(p, ignore_errors=True)
     acc.wait_for_everyone()
 

@@ -5,6 +5,12 @@ forward uses; LoRA adapter tensors are left out when the reference is the adapte
 model), (b) the tokenised data (token ids of every kept pair, which also covers the tokenizer,
 chat template and `max_length`) and (c) the dtype. A second run with the same reference and data
 reads the file instead of running the reference model; changed data or weights miss the cache.
+
+The cache lives outside the run dir and outlives it, so an entry is never trusted blindly: each
+file carries in its safetensors metadata the key, the shape, the dtype and a SHA-256 of the
+tensor's bytes, and is read back only when all of them match (and every value is finite).
+Anything else (a truncated or foreign file, a wrong shape, edited values) is logged, recomputed
+and rewritten atomically (temporary name, then rename).
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
+from podium.errors import PodiumError
 from podium.training.logps import pack_pairs, sequence_logps
 
 log = logging.getLogger("podium")
@@ -76,27 +84,88 @@ def cached_reference_logps(model, examples: list[dict], pad_token_id: int, *, ca
                            adapter_disabled: bool = False, **kwargs) -> tuple[torch.Tensor, bool]:
     """Reference log-probs `[N, 2]` from the disk cache, computing and storing them on a miss.
 
-    Returns `(logps, hit)`. Under accelerate only the main process computes and writes; the others
-    wait and read the file.
+    Returns `(logps, hit)`. A cache entry that fails verification (`read_entry`) counts as a miss.
+    Under accelerate only the main process computes and writes; the others wait and read the file.
     """
     dtype = str(next(model.parameters()).dtype).replace("torch.", "")
     key = cache_key(weights_hash(model, skip_adapters=adapter_disabled), examples, dtype)
     path = Path(cache_dir or default_cache_dir()) / f"{key}.safetensors"
+    shape = (len(examples), 2)
     state = _partial_state()
-    hit = path.exists()
-    if not hit and (state is None or state.is_main_process):
-        logps = compute_reference_logps(model, examples, pad_token_id, adapter_disabled=adapter_disabled, **kwargs)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        save_file({"reference_logps": logps.contiguous()}, str(tmp))
-        os.replace(tmp, path)
-        log.info("reference log-probs computed for %d pairs, cached at %s", len(examples), path)
+    logps, hit = None, False
+    if state is None or state.is_main_process:
+        logps, problem = read_entry(path, key, shape)
+        hit = logps is not None
+        if problem:
+            log.warning("reference log-prob cache entry %s is not usable (%s); recomputing it", path, problem)
+        if not hit:
+            logps = compute_reference_logps(model, examples, pad_token_id, adapter_disabled=adapter_disabled, **kwargs)
+            write_entry(path, key, logps)
+            log.info("reference log-probs computed for %d pairs, cached at %s", len(examples), path)
     if state is not None:
+        hit = main_process_value(state, hit)
         state.wait_for_everyone()
-    logps = load_file(str(path))["reference_logps"]
+        if not state.is_main_process:
+            logps, problem = read_entry(path, key, shape)
+            if logps is None:
+                raise PodiumError(f"reference log-prob cache {path}: {problem or 'missing'} after the main "
+                                  "process wrote it")
     if hit:
         log.info("reference log-probs read from cache %s", path)
     return logps, hit
+
+
+def checksum(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
+
+
+def write_entry(path: Path, key: str, logps: torch.Tensor) -> None:
+    """Store `logps` `[N, 2]` with its key, shape, dtype and checksum; atomic (temporary name, then rename)."""
+    logps = logps.detach().to("cpu", torch.float32).contiguous()
+    meta = {"format": "podium-reference-logps", "version": "1", "key": key,
+            "shape": json.dumps(list(logps.shape)), "dtype": "float32", "sha256": checksum(logps)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        save_file({"reference_logps": logps}, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_entry(path: Path, key: str, shape: tuple[int, int]) -> tuple[torch.Tensor | None, str | None]:
+    """`(logps, None)` when the entry at `path` verifies; `(None, why)` otherwise (`why` None: no entry)."""
+    if not path.exists() and not path.is_symlink():
+        return None, None
+    if path.is_symlink() or not path.is_file():
+        return None, "not a regular file"
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            names = sorted(f.keys())
+            if names != ["reference_logps"]:
+                return None, f"holds tensors {names[:3]}"
+            logps = f.get_tensor("reference_logps")
+    except (OSError, SafetensorError) as e:
+        return None, f"unreadable ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})"
+    if meta.get("format") != "podium-reference-logps" or meta.get("key") != key:
+        return None, "not written for this key (no matching metadata)"
+    if tuple(logps.shape) != tuple(shape) or meta.get("shape") != json.dumps(list(shape)):
+        return None, f"shape {tuple(logps.shape)}, expected {tuple(shape)}"
+    if logps.dtype != torch.float32 or meta.get("dtype") != "float32":
+        return None, f"dtype {logps.dtype}, expected float32"
+    if meta.get("sha256") != checksum(logps):
+        return None, "checksum mismatch (the values were changed or damaged)"
+    if not bool(torch.isfinite(logps).all()):
+        return None, "non-finite values"
+    return logps, None
+
+
+def main_process_value(state, value: bool) -> bool:
+    """The main process's `value` on every process, so all agree on hit or miss (a tensor, not a pickle)."""
+    from accelerate.utils import broadcast
+
+    return bool(broadcast(torch.tensor([int(value)], device=state.device), from_process=0).item())
 
 
 def _partial_state():

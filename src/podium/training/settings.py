@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from podium.stages import StageConfig
 
@@ -25,3 +26,14 @@ class TrainSettings(StageConfig):
     save_steps: int = Field(0, ge=0, description="checkpoint every N optimizer steps (0: never)")
     save_total_limit: int = Field(2, ge=1)
     logging_steps: int = Field(1, ge=1)
+    detect_divergence: bool = Field(True, description="fail the stage when loss or weights blow up "
+                                    "(thresholds in podium.training.divergence); non-finite values always fail")
+
+    # A validator, not only `Field(gt=0)`: stages that change the default (SFT, train) redeclare the field,
+    # and the range must hold for them too (SFT accepted learning_rate 0 and negative rates).
+    @field_validator("learning_rate")
+    @classmethod
+    def _positive_finite_lr(cls, v: float) -> float:
+        if not (v > 0 and math.isfinite(v)):
+            raise ValueError("learning_rate must be a finite number > 0")
+        return v

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from podium.data.chat import IGNORE, tokenize_sft
+from podium.data.chat import IGNORE, tokenize_sft, truncate_sft
 from podium.data.collate import pack_batch, pad_batch
 from podium.data.mixture import Mixture, build_mixture
 from podium.data.records import write_json
@@ -42,17 +42,19 @@ def sft_objective(model, batch: dict) -> tuple[torch.Tensor, dict]:
     return loss_sum, {}
 
 
-def tokenize_dataset(rows: list[dict], tokenizer, max_length: int) -> tuple[list[dict], int]:
-    examples, dropped = [], 0
+def tokenize_dataset(rows: list[dict], tokenizer, max_length: int) -> tuple[list[dict], int, int]:
+    """Tokenised examples plus how many were dropped (no completion left) and truncated (completion cut)."""
+    examples, dropped, truncated = [], 0, 0
     for r in rows:
-        ex = tokenize_sft(r, tokenizer, max_length)
+        ex, lost = truncate_sft(tokenize_sft(r, tokenizer), max_length)
         if any(label != IGNORE for label in ex["labels"][1:]):
             examples.append(ex)
+            truncated += lost  # the completion lost its tail (and its EOS)
         else:
             dropped += 1  # prompt filled max_length: nothing left to learn from
     if not examples:
         raise DataError(f"no SFT example has completion tokens within max_length={max_length}")
-    return examples, dropped
+    return examples, dropped, truncated
 
 
 @stage("sft", SFTConfig, outputs={"model": "."})
@@ -60,9 +62,13 @@ def sft(cfg: SFTConfig, ctx: StageContext) -> dict:
     """Supervised fine-tuning (completion-only loss) on a dataset mixture."""
     tokenizer = load_tokenizer(cfg.model)
     rows, counts = build_mixture(cfg.data, seed=cfg.seed, shuffle=cfg.shuffle, log=ctx.log)
-    examples, dropped = tokenize_dataset(rows, tokenizer, cfg.max_length)
-    write_json(ctx.out_dir / "data_counts.json", {"sources": counts, "examples": len(examples), "dropped": dropped})
+    examples, dropped, truncated = tokenize_dataset(rows, tokenizer, cfg.max_length)
+    write_json(ctx.out_dir / "data_counts.json",
+               {"sources": counts, "examples": len(examples), "dropped": dropped, "truncated": truncated})
     ctx.log.info(f"SFT data: {len(examples)} examples from {counts} ({dropped} dropped: no completion left)")
+    if truncated:
+        ctx.log.warning(f"SFT data: {truncated} of {len(examples)} completions truncated to max_length="
+                        f"{cfg.max_length} (their tail and EOS are not learned); raise max_length to keep them")
     torch.manual_seed(cfg.seed)
     model = load_model(cfg.model)
     save_final = None
@@ -76,4 +82,4 @@ def sft(cfg: SFTConfig, ctx: StageContext) -> dict:
         show_progress=ctx.show_progress,
     )
     return {"train_loss": summary.get("loss"), "steps": summary["steps"], "examples": len(examples),
-            "train_seconds": summary["train_seconds"]}
+            "examples/truncated": truncated, "train_seconds": summary["train_seconds"]}
