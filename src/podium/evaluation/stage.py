@@ -7,6 +7,8 @@ runs built-in and lm-eval tasks by name (`open-llm-v1` / `open-llm-v2` suites to
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from podium.data.mixture import load_rows
@@ -34,6 +36,8 @@ class EvalConfig(StageConfig):
     num_fewshot: int | None = Field(None, ge=0)
     limit: float | None = Field(None, gt=0, description="lm-eval: examples per task (or a fraction)")
     apply_chat_template: bool = False
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] | None = Field(
+        None, description="unset: chosen per model (podium.models.io.choose_attn_implementation)")
 
 
 def eval_items(cfg: EvalConfig) -> list[dict]:
@@ -58,7 +62,8 @@ def builtin_task_scorers(count: int = 200, seed: int = 0) -> dict:
 @stage("eval", EvalConfig, outputs={"results": "results.json"})
 def evaluate(cfg: EvalConfig, ctx: StageContext) -> dict:
     """Held-out accuracy on verifiable task prompts, and lm-eval tasks on the same in-memory model."""
-    model, tokenizer = load_model(cfg.model), load_tokenizer(cfg.model)
+    model = load_model(cfg.model, attn_implementation=cfg.attn_implementation)
+    tokenizer = load_tokenizer(cfg.model)
     metrics: dict[str, float] = {}
     if cfg.data or cfg.task or not cfg.lm_eval_tasks:
         metrics = task_accuracy(

@@ -42,6 +42,8 @@ class GenerateConfig(StageConfig):
     device: str = "auto"
     limit: int | None = Field(None, ge=1, description="use only the first `limit` prompts")
     logps: bool = Field(False, description="write the mean token log-prob of each response")
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] | None = Field(
+        None, description="unset: chosen per model (podium.models.io.choose_attn_implementation)")
 
     def sampling_params(self) -> SamplingParams:
         return SamplingParams(
@@ -65,7 +67,7 @@ def load_sampler(cfg: GenerateConfig, progress: bool = True):
 
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = cfg.dtype if cfg.dtype != "auto" else ("float32" if device == "cpu" else "bfloat16")
-    model = load_model(cfg.model, dtype=dtype, device=device)
+    model = load_model(cfg.model, dtype=dtype, device=device, attn_implementation=cfg.attn_implementation)
     tokenizer = load_tokenizer(cfg.model)
     return TransformersSampler(model, tokenizer, batch_size=cfg.batch_size, progress=progress)
 

@@ -86,6 +86,8 @@ class SGDConfig(StageConfig):
     dedupe: bool = True
     select: Literal["all", "below_mean_logp"] = "all"
     seed: int = 0
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] | None = Field(
+        None, description="unset: chosen per model (podium.models.io.choose_attn_implementation)")
 
 
 @stage("sgd", SGDConfig, outputs={"pairs": "pairs.jsonl", "samples": "generate/samples.jsonl"})
@@ -104,7 +106,7 @@ def sgd(cfg: SGDConfig, ctx: StageContext) -> dict:
     run_stage("generate", {
         "model": cfg.model, "prompts": str(prompts_file), "n": cfg.num_samples, "logps": True,
         "temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens,
-        "batch_size": cfg.batch_size, "seed": cfg.seed,
+        "batch_size": cfg.batch_size, "seed": cfg.seed, "attn_implementation": cfg.attn_implementation,
     }, ctx.out_dir / "generate")
     samples = read_jsonl(Path(ctx.out_dir / "generate" / "samples.jsonl"))
     pairs, counts = build_sgd_pairs(samples, pairs_per_prompt=cfg.pairs_per_prompt, dedupe=cfg.dedupe,

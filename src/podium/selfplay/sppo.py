@@ -52,6 +52,8 @@ class SelfPlayConfig(StageConfig):
     baseline: str | None = Field(None, description="model the win rate is measured against (default: pi_1)")
     eval_count: int = Field(200, ge=1, description="held-out prompts for win rate and accuracy")
     seed: int = 0
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] | None = Field(
+        None, description="unset: chosen per model (podium.models.io.choose_attn_implementation)")
 
 
 def load_prompts(cfg: SelfPlayConfig, split: str, n: int, seed: int) -> list[dict]:
@@ -74,7 +76,8 @@ def load_prompts(cfg: SelfPlayConfig, split: str, n: int, seed: int) -> list[dic
 def generate(model: str, prompts_file: Path, out: Path, cfg: SelfPlayConfig, n: int, temperature: float, seed: int):
     run_stage("generate", {"model": model, "prompts": str(prompts_file), "n": n,
                            "temperature": temperature, "top_p": cfg.top_p if temperature > 0 else 1.0,
-                           "max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size, "seed": seed}, out)
+                           "max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size, "seed": seed,
+                           "attn_implementation": cfg.attn_implementation}, out)
     return read_jsonl(out / "samples.jsonl")
 
 
@@ -152,7 +155,7 @@ def selfplay(cfg: SelfPlayConfig, ctx: StageContext) -> dict:
         if not pairs:
             raise DataError(f"iteration {t}: the judge preferred no response over another on any prompt ({counts})")
         pairs_file = write_jsonl(it / "pairs.jsonl", pairs)
-        train = {"batch_size": 8, **cfg.train}
+        train = {"batch_size": 8, "attn_implementation": cfg.attn_implementation, **cfg.train}
         if len(pairs) < train["batch_size"] * train.get("gradient_accumulation_steps", 1):
             ctx.log.warning(f"iteration {t}: only {len(pairs)} pairs; training on one batch of all of them")
             train.update(batch_size=len(pairs), gradient_accumulation_steps=1)
