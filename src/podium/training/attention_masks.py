@@ -45,22 +45,27 @@ PREPARED_MASK_IMPLEMENTATIONS = ("sdpa", "eager")
 POSITION_PACKING_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 
 
-def model_config(model):
-    """The (text) config of a model, through DDP / PEFT wrappers."""
+def _unwrap(model):
+    """The transformers model inside DDP / PEFT wrappers."""
     m = model
     while hasattr(m, "module"):  # DDP and friends
         m = m.module
-    config = m.config
+    return m.get_base_model() if hasattr(m, "get_base_model") else m
+
+
+def model_config(model):
+    """The (text) config of a model, through DDP / PEFT wrappers."""
+    config = _unwrap(model).config
     return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def architecture(model) -> str:
+    """The model's class name (e.g. `Gemma2ForCausalLM`), for messages."""
+    return type(_unwrap(model)).__name__
 
 
 def attn_implementation(model) -> str:
     return getattr(model_config(model), "_attn_implementation", None) or "eager"
-
-
-def _architecture(config) -> str:
-    archs = getattr(config, "architectures", None) or []
-    return archs[0] if archs else f"model_type {config.model_type!r}"
 
 
 def _layer_types(config) -> list[str]:
@@ -76,7 +81,7 @@ def prefix_sharing_problem(model) -> str | None:
     config = model_config(model)
     consumer = MASK_CONSUMERS.get(getattr(config, "model_type", None))
     if consumer is None:
-        return (f"{_architecture(config)} is not among the architectures whose masks podium has verified "
+        return (f"{architecture(model)} is not among the architectures whose masks podium has verified "
                 f"({', '.join(MASK_CONSUMERS)})")
     impl = attn_implementation(model)
     if impl not in PREPARED_MASK_IMPLEMENTATIONS:
@@ -84,9 +89,9 @@ def prefix_sharing_problem(model) -> str | None:
     types = set(_layer_types(config))
     unknown = types - set(KNOWN_LAYER_TYPES)
     if unknown:
-        return f"{_architecture(config)} has layer types {sorted(unknown)} that podium builds no mask for"
+        return f"{architecture(model)} has layer types {sorted(unknown)} that podium builds no mask for"
     if consumer == "one_mask" and len(types) > 1:
-        return f"{_architecture(config)} mixes layer types {sorted(types)} but takes one mask"
+        return f"{architecture(model)} mixes layer types {sorted(types)} but takes one mask"
     return None
 
 
@@ -94,14 +99,14 @@ def padding_free_problem(model) -> str | None:
     """Why padding-free rows (no prefix sharing) would not be exact for `model` (None: they are)."""
     config = model_config(model)
     if getattr(config, "model_type", None) not in MASK_CONSUMERS:
-        return (f"{_architecture(config)} is not among the architectures whose packed masks podium has verified "
+        return (f"{architecture(model)} is not among the architectures whose packed masks podium has verified "
                 f"({', '.join(MASK_CONSUMERS)})")
     impl = attn_implementation(model)
     if impl not in POSITION_PACKING_IMPLEMENTATIONS:
         return f"attention {impl!r} does not separate packed sequences by position ids"
     unknown = set(_layer_types(config)) - set(KNOWN_LAYER_TYPES)
     if unknown:
-        return f"{_architecture(config)} has layer types {sorted(unknown)} that podium has not verified packed"
+        return f"{architecture(model)} has layer types {sorted(unknown)} that podium has not verified packed"
     return None
 
 
@@ -116,7 +121,7 @@ def check_exact(model, router_aux_coef: float = 0.0) -> None:
     from podium.training.router_loss import router_modules
 
     config = model_config(model)
-    arch = _architecture(config)
+    arch = architecture(model)
     if getattr(config, "is_causal", True) is False or getattr(config, "use_bidirectional_attention", False):
         raise PodiumError(f"{arch} is configured for bidirectional attention (is_causal / "
                           "use_bidirectional_attention); completion log-probs need a causal language model")
@@ -154,16 +159,18 @@ def prepared_masks(model, visible: torch.Tensor, position_ids: torch.Tensor, dty
     """
     config = model_config(model)
     window = getattr(config, "sliding_window", None)
-    sliding = visible & window_mask(position_ids, window) if window else visible
     # A padding query sees at least itself, so no softmax row is empty (NaN in sdpa).
-    eye = torch.eye(visible.shape[-1], dtype=torch.bool, device=visible.device)
-    sliding = sliding | eye
-    full = visible | eye
+    visible = visible | torch.eye(visible.shape[-1], dtype=torch.bool, device=visible.device)
     fmt = _formatter(attn_implementation(model), dtype)
+
+    def mask(layer_type: str) -> torch.Tensor:
+        if layer_type == "sliding_attention" and window:
+            return fmt(visible & window_mask(position_ids, window))
+        return fmt(visible)
+
     if MASK_CONSUMERS.get(config.model_type) == "layer_types":
-        masks = {"full_attention": full, "sliding_attention": sliding}
-        return {t: fmt(masks[t]) for t in dict.fromkeys(_layer_types(config))}
-    return fmt(sliding if window else full)
+        return {t: mask(t) for t in dict.fromkeys(_layer_types(config))}
+    return mask("sliding_attention" if window else "full_attention")
 
 
 def _formatter(impl: str, dtype: torch.dtype):

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 import torch
 
 from podium.errors import PodiumError
-from podium.training.attention_masks import model_config
+from podium.training.attention_masks import architecture, model_config
 
 
 def router_aux_coef(model, override: float | None = None) -> float:
@@ -34,7 +34,7 @@ def router_aux_coef(model, override: float | None = None) -> float:
     config = model_config(model)
     is_moe = hasattr(config, "output_router_logits")
     if override is not None and override != 0 and not is_moe:
-        raise PodiumError(f"router_aux_loss_coef is {override} but {type(config).__name__} is not a "
+        raise PodiumError(f"router_aux_loss_coef is {override} but {architecture(model)} is not a "
                           "mixture-of-experts model with router logits; remove the setting")
     coef = getattr(config, "router_aux_loss_coef", 0.0) if override is None else override
     return float(coef or 0.0) if is_moe else 0.0
@@ -91,8 +91,7 @@ def recording_router_logits(model):
     """
     routers = router_modules(model)
     if not routers:
-        config = model_config(model)
-        raise PodiumError(f"{type(config).__name__} declares router logits (output_router_logits) but podium "
+        raise PodiumError(f"{architecture(model)} declares router logits (output_router_logits) but podium "
                           "finds no router module to read them from; set router_aux_loss_coef: 0 to train "
                           "without the load-balancing loss")
     collected: list[torch.Tensor] = []
