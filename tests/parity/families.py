@@ -19,6 +19,7 @@ from podium.models.tiny import build_tokenizer
 
 WINDOW = 8  # sliding window, in tokens; the test prompts are longer
 FAMILIES = ("llama3", "qwen2", "mistral", "mixtral", "gemma2")
+VARIANTS = ("qwen2_swa",)  # further configurations of a family, checked for exactness too
 
 # 16 string pairs; every prompt is longer than WINDOW characters (the tokenizer is per character).
 PAIRS = [
@@ -39,6 +40,9 @@ def family_config(family: str, tokenizer) -> transformers.PretrainedConfig:
                                         rope_parameters={"rope_type": "default", "rope_theta": 500000.0})
     if family == "qwen2":
         return transformers.Qwen2Config(**common, tie_word_embeddings=False)
+    if family == "qwen2_swa":  # Qwen2's optional mixed layers: layer 0 global, layer 1 sliding
+        return transformers.Qwen2Config(**common, tie_word_embeddings=False, use_sliding_window=True,
+                                        sliding_window=WINDOW, max_window_layers=1)
     if family == "mistral":
         return transformers.MistralConfig(**common, sliding_window=WINDOW)
     if family == "mixtral":

@@ -26,6 +26,7 @@ from tests.parity.families import (
     MAX_LENGTH,
     OBJECTIVES,
     PAIRS,
+    VARIANTS,
     WINDOW,
     build_family,
     podium_first_step,
@@ -61,7 +62,7 @@ def one_thread():
 def families():
     """family -> (policy, reference, tokenizer), built once per module."""
     out = {}
-    for family in FAMILIES:
+    for family in FAMILIES + VARIANTS:
         policy, tok = build_family(family, seed=0)
         ref, _ = build_family(family, seed=1, tokenizer=tok)
         out[family] = (policy, ref, tok)
@@ -84,6 +85,15 @@ def test_first_step_equals_trl(families, family, objective, tmp_path):
     assert ours.pop("layout") == (True, False)  # prefix sharing stays on for every seed family
     assert ("aux_loss" in theirs) == (family == "mixtral")
     assert_close_to_trl(ours, theirs)
+
+
+@pytest.mark.parametrize("family", VARIANTS)
+def test_variant_first_step_equals_trl(families, family, tmp_path):
+    policy, ref, tok = families[family]
+    assert set(policy.config.layer_types) == {"full_attention", "sliding_attention"}
+    ours = podium_first_step(policy, ref, tok, PAIRS, "dpo")
+    assert ours.pop("layout") == (True, False)
+    assert_close_to_trl(ours, trl_first_step(policy, ref, tok, PAIRS, "sigmoid", BETA, tmp_path))
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -115,7 +125,7 @@ def naive_logps(model, ex) -> list[float]:
     return out
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", FAMILIES + VARIANTS)
 def test_every_layout_equals_a_plain_forward(families, family):
     policy, _, tok = families[family]
     examples, _ = tokenize_pairs(PAIRS[:6], tok, MAX_LENGTH)
@@ -139,7 +149,8 @@ def _shared_logps(model, tok, examples):
         return pair_logps(model, pack_pairs(examples, tok.pad_token_id, prefix_sharing=True)).logps
 
 
-FEATURES = [("mistral", "sliding_window"), ("gemma2", "sliding_window"), ("gemma2", "attn_softcap"),
+FEATURES = [("mistral", "sliding_window"), ("gemma2", "sliding_window"), ("qwen2_swa", "sliding_window"),
+            ("gemma2", "attn_softcap"),
             ("gemma2", "final_softcap"), ("mixtral", "router_loss")]
 
 

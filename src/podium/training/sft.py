@@ -100,8 +100,9 @@ def sft(cfg: SFTConfig, ctx: StageContext) -> dict:
         model = apply_lora(model, cfg.lora)
         save_final = lambda m, d: save_lora(m, tokenizer, d, cfg.lora)
     collate = partial(pack_batch if packing else pad_batch, pad_id=tokenizer.pad_token_id)
+    objective = partial(sft_objective, router_aux_loss_coef=router_coef)
     summary = train_loop(
-        model, partial(sft_objective, router_aux_loss_coef=router_coef), examples, collate, cfg, ctx.out_dir, tokenizer=tokenizer,
+        model, objective, examples, collate, cfg, ctx.out_dir, tokenizer=tokenizer,
         save_final=save_final or (lambda m, d: save_model(m, tokenizer, d)), log=ctx.log,
         show_progress=ctx.show_progress,
     )
