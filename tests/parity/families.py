@@ -149,11 +149,16 @@ def parity_table(families=FAMILIES, objectives=tuple(OBJECTIVES)) -> list[dict]:
     return rows
 
 
-if __name__ == "__main__":  # python -m tests.parity.families
+if __name__ == "__main__":  # python -m tests.parity.families: the parity table, markdown
     import warnings
 
     warnings.filterwarnings("ignore")
-    print(f"{'family':8} {'objective':10} {'metric':15} {'podium':>14} {'TRL 1.16':>14} {'rel. err':>9}")
-    for r in parity_table():
-        print(f"{r['family']:8} {r['objective']:10} {r['metric']:15} {r['podium']:14.8f} {r['trl']:14.8f} "
-              f"{r['rel_err']:9.1e}")
+    table = {}
+    for r in parity_table(FAMILIES + VARIANTS):
+        table.setdefault((r["family"], r["objective"]), {})[r["metric"]] = r
+    cols = ("loss", "logps/chosen", "logps/rejected", "aux_loss")
+    print("| family | objective | " + " | ".join(f"{c}: podium / TRL (rel. err)" for c in cols) + " |")
+    print("|---|---|" + "---|" * len(cols))
+    for (family, objective), m in table.items():
+        cells = [f"{m[c]['podium']:.6f} / {m[c]['trl']:.6f} ({m[c]['rel_err']:.1e})" if c in m else "-" for c in cols]
+        print(f"| {family} | {objective} | " + " | ".join(cells) + " |")
