@@ -35,25 +35,25 @@ def pad_batch(examples: list[dict], pad_id: int) -> dict:
 
 
 def pack_batch(examples: list[dict], pad_id: int) -> dict:
-    """All examples in one row [1, sum(T_i)], no padding: positions restart per example and a
-    block-diagonal causal mask [1, 1, T, T] keeps examples from attending to each other."""
+    """All examples in one row [1, sum(T_i)], no padding: positions restart per example.
+
+    No attention mask: transformers derives each model's own per-example masks (sliding windows
+    and per-layer-type attention included) from the position resets, so examples cannot attend
+    to each other and the loss equals the padded forward's.
+    """
     ids = torch.tensor([t for e in examples for t in e["input_ids"]], dtype=torch.long)[None]
     labels = torch.tensor([t for e in examples for t in e["labels"]], dtype=torch.long)
-    starts, pos, seg = [], [], []
-    for k, e in enumerate(examples):
+    starts, pos = [], []
+    for e in examples:
         starts.append(len(pos))
         pos.extend(range(len(e["input_ids"])))
-        seg.extend([k] * len(e["input_ids"]))
-    seg_t = torch.tensor(seg)
     T = len(pos)
-    allowed = torch.tril(torch.ones(T, T, dtype=torch.bool)) & (seg_t[:, None] == seg_t[None, :])
-    mask = torch.zeros(1, 1, T, T).masked_fill(~allowed, torch.finfo(torch.float32).min)
     # Logits at t predict token t+1: the first token of an example has no predecessor in it.
     shifted = labels.clone()
     for st in starts:
         shifted[st] = IGNORE
     return {
-        "input_ids": ids, "labels": shifted[None], "attention_mask": mask,
+        "input_ids": ids, "labels": shifted[None], "attention_mask": None,
         "position_ids": torch.tensor(pos)[None],
         "count": int((shifted[1:] != IGNORE).sum()), "num_tokens": T, "num_examples": len(examples),
     }

@@ -14,7 +14,7 @@ from podium.data.records import write_json
 from podium.evaluation.named_tasks import run_eval
 from podium.evaluation.outputs import write_eval_outputs
 from podium.evaluation.task_accuracy import task_accuracy
-from podium.models.io import load_model, load_tokenizer
+from podium.models.io import AttnImplementation, load_model, load_tokenizer
 from podium.refs import FileRef, ModelRef
 from podium.stages import StageContext, stage
 
@@ -35,6 +35,7 @@ class EvalConfig(PromptSource):
     num_fewshot: int | None = Field(None, ge=0)
     limit: float | None = Field(None, gt=0, description="lm-eval: examples per task (or a fraction)")
     apply_chat_template: bool = False
+    attn_implementation: AttnImplementation = None
 
 
 def eval_items(cfg: EvalConfig) -> list[dict]:
@@ -44,7 +45,8 @@ def eval_items(cfg: EvalConfig) -> list[dict]:
 @stage("eval", EvalConfig, outputs={"results": "results.json"})
 def evaluate(cfg: EvalConfig, ctx: StageContext) -> dict:
     """Held-out accuracy on verifiable task prompts, and lm-eval tasks on the same in-memory model."""
-    model, tokenizer = load_model(cfg.model), load_tokenizer(cfg.model)
+    model = load_model(cfg.model, attn_implementation=cfg.attn_implementation)
+    tokenizer = load_tokenizer(cfg.model)
     metrics: dict[str, float] = {}
     if cfg.prompts or cfg.task or not cfg.lm_eval_tasks:
         metrics = task_accuracy(

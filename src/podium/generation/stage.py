@@ -25,7 +25,7 @@ from podium.errors import DataError
 from podium.generation.hf_sampler import TransformersSampler
 from podium.generation.sampler import SamplingParams
 from podium.generation.vllm_sampler import VLLMSampler  # imports vllm itself only when a sampler is built
-from podium.models.io import load_model, load_tokenizer
+from podium.models.io import AttnImplementation, load_model, load_tokenizer
 from podium.refs import DataRef, ModelRef
 from podium.stages import StageConfig, StageContext, stage
 
@@ -47,6 +47,7 @@ class GenerateConfig(StageConfig):
     device: str = "auto"
     limit: int | None = Field(None, ge=1, description="use only the first `limit` prompts")
     logps: bool = Field(False, description="write the mean token log-prob of each response")
+    attn_implementation: AttnImplementation = None
 
     def sampling_params(self) -> SamplingParams:
         return SamplingParams(
@@ -63,7 +64,7 @@ def load_sampler(cfg: GenerateConfig, progress: bool = True):
         return VLLMSampler(cfg.model, dtype=cfg.dtype, progress=progress)
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = cfg.dtype if cfg.dtype != "auto" else ("float32" if device == "cpu" else "bfloat16")
-    model = load_model(cfg.model, dtype=dtype, device=device)
+    model = load_model(cfg.model, dtype=dtype, device=device, attn_implementation=cfg.attn_implementation)
     tokenizer = load_tokenizer(cfg.model)
     return TransformersSampler(model, tokenizer, batch_size=cfg.batch_size, progress=progress)
 

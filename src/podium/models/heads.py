@@ -195,7 +195,8 @@ def load_preference_model(path: str | os.PathLike, *, dtype: str = "float32"):
     io.check_weights_format(folder)
     try:
         backbone = AutoModel.from_pretrained(str(folder), dtype=io.resolve_dtype(dtype),
-                                             trust_remote_code=False, use_safetensors=True)
+                                             trust_remote_code=False, use_safetensors=True,
+                                             **io.choose_attn_implementation(folder, None, base=True))
     except OSError as e:
         raise PodiumError(f"could not load backbone from {folder}: {io.first_line(e)}") from None
     try:

@@ -8,18 +8,29 @@ caller passes `allow_pickle=True` (a recipe's `allow_pickle: true`).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Annotated, Literal, get_args
 
 import torch
+from pydantic import Field
 from safetensors import SafetensorError, safe_open
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
 from podium.errors import PodiumError
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+AttnName = Literal["eager", "sdpa", "flash_attention_2", "flex_attention"]
+ATTN_IMPLEMENTATIONS = get_args(AttnName)
+# The `attn_implementation:` setting of every stage that loads a model (unset: chosen per model).
+AttnImplementation = Annotated[
+    AttnName | None, Field(description="unset: chosen per model (podium.models.io.choose_attn_implementation)")
+]
+
+log = logging.getLogger("podium")
 
 # Set per recipe by the pipeline (`trust_remote_code:` / `allow_pickle:` at the recipe's top level).
 POLICY = {"trust_remote_code": False, "allow_pickle": False}
@@ -90,18 +101,24 @@ def load_model(
     trust_remote_code: bool | None = None,
     allow_pickle: bool | None = None,
     device: str | torch.device | None = None,
+    attn_implementation: str | None = None,
 ):
-    """Load a causal LM from a Hub id or a local folder (safetensors only by default)."""
+    """Load a causal LM from a Hub id or a local folder (safetensors only by default).
+
+    `attn_implementation` None picks one for the architecture (`choose_attn_implementation`).
+    """
     trust_remote_code = POLICY["trust_remote_code"] if trust_remote_code is None else trust_remote_code
     allow_pickle = POLICY["allow_pickle"] if allow_pickle is None else allow_pickle
     check_weights_format(name_or_path, allow_pickle)
     check_model_folder(name_or_path)
+    attn = choose_attn_implementation(name_or_path, attn_implementation, device=device)
     try:
         model = AutoModelForCausalLM.from_pretrained(
             str(name_or_path),
             dtype=resolve_dtype(dtype),
             trust_remote_code=trust_remote_code,
             use_safetensors=None if allow_pickle else True,
+            **attn,
         )
     # What transformers raises for a folder it cannot use (missing or invalid files, unknown model
     # type, custom code refused): the user's input, so one line instead of a traceback.
@@ -112,16 +129,105 @@ def load_model(
     return model
 
 
+def choose_attn_implementation(name_or_path: str | os.PathLike, requested: str | None = None, *,
+                                device: str | torch.device | None = None, base: bool = False) -> dict:
+    """`from_pretrained` keyword arguments that set the attention implementation of a model load.
+
+    With `requested` None (or "auto"): flash_attention_2 when the model will run on CUDA, the
+    `flash_attn` package is installed and the architecture supports it; else sdpa where the
+    architecture supports it; else eager (Gemma-2: sdpa cannot soft-cap attention logits). A
+    requested implementation the architecture (or this machine) cannot run is a PodiumError naming
+    both. `base` looks up the bare backbone class (`AutoModel`, reward/GPM heads) instead of the
+    causal LM. The choice is logged once per load. Returns `{}` when the architecture is not one
+    transformers knows without remote code (transformers then decides), else
+    `{"attn_implementation": name}`.
+    """
+    cls, arch = _model_class(name_or_path, base)
+    requested = None if requested in (None, "auto") else requested
+    if cls is None:
+        if requested is not None:
+            log.info("%s: attention %s (requested)", name_or_path, requested)
+            return {"attn_implementation": requested}
+        return {}
+    on_cuda = torch.device(device).type == "cuda" if device is not None else torch.cuda.is_available()
+    supports = {"eager": True, "sdpa": getattr(cls, "_supports_sdpa", False),
+                "flash_attention_2": getattr(cls, "_supports_flash_attn", False),
+                "flex_attention": getattr(cls, "_supports_flex_attn", False)}
+    if requested is not None:
+        if requested not in ATTN_IMPLEMENTATIONS:
+            raise PodiumError(f"attn_implementation {requested!r} is unknown; use one of "
+                              f"{', '.join(ATTN_IMPLEMENTATIONS)} or leave it unset")
+        if not supports[requested]:
+            ok = ", ".join(k for k, v in supports.items() if v)
+            raise PodiumError(f"{name_or_path}: {arch} does not support attn_implementation {requested!r} in "
+                              f"transformers {_transformers_version()} (it supports {ok}); "
+                              "set another or leave attn_implementation unset")
+        if requested == "flash_attention_2" and not (on_cuda and _flash_attn_installed()):
+            raise PodiumError(f"{name_or_path}: attn_implementation 'flash_attention_2' needs a CUDA device and the "
+                              "flash-attn package; leave attn_implementation unset to use sdpa or eager")
+        choice, why = requested, "requested"
+    elif on_cuda and supports["flash_attention_2"] and _flash_attn_installed():
+        choice, why = "flash_attention_2", "CUDA with flash-attn installed"
+    elif supports["sdpa"]:
+        choice, why = "sdpa", "supported by the architecture"
+    else:
+        choice, why = "eager", f"{arch} does not support sdpa"
+    log.info("%s: %s, attention %s (%s)", name_or_path, arch, choice, why)
+    return {"attn_implementation": choice}
+
+
+def _model_class(name_or_path, base: bool):
+    """(transformers class, architecture name) for a model folder or Hub id; (None, name) if unknown."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_MAPPING
+
+    try:  # never runs remote code: a custom architecture stays unknown here
+        config = AutoConfig.from_pretrained(str(name_or_path), trust_remote_code=False)
+    except Exception:  # noqa: BLE001 - the load itself reports a broken or missing config
+        return None, str(name_or_path)
+    mapping = MODEL_MAPPING if base else MODEL_FOR_CAUSAL_LM_MAPPING
+    cls = mapping.get(type(config), None)
+    archs = getattr(config, "architectures", None) or []
+    return cls, (cls.__name__ if cls is not None else (archs[0] if archs else type(config).__name__))
+
+
+def _flash_attn_installed() -> bool:
+    from transformers.utils import is_flash_attn_2_available
+
+    return bool(is_flash_attn_2_available())
+
+
+def _transformers_version() -> str:
+    import transformers
+
+    return transformers.__version__
+
+
 def load_tokenizer(name_or_path: str | os.PathLike, *, trust_remote_code: bool | None = None):
     trust_remote_code = POLICY["trust_remote_code"] if trust_remote_code is None else trust_remote_code
+    # A folder whose tokenizer_config.json names the generic backend (podium's own tokenizers do) is
+    # loaded as its tokenizer.json says: transformers 5 otherwise swaps in the model type's own class
+    # for some architectures (Qwen2), whose pipeline differs from the file's.
+    generic = _declared_tokenizer_class(name_or_path) in ("TokenizersBackend", "PreTrainedTokenizerFast")
     try:
-        tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
+        if generic and (Path(name_or_path) / "tokenizer.json").is_file():
+            tok = PreTrainedTokenizerFast.from_pretrained(str(name_or_path))
+        else:
+            tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise PodiumError(f"could not load tokenizer {str(name_or_path)!r}: {first_line(e)}") from None
     if tok.pad_token is None:
         # Llama-style tokenizers ship without a pad token; padding is always masked out.
         tok.pad_token = tok.eos_token
     return tok
+
+
+def _declared_tokenizer_class(name_or_path) -> str | None:
+    path = Path(name_or_path) / "tokenizer_config.json"
+    try:
+        return json.loads(path.read_text()).get("tokenizer_class") if path.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def save_model(model, tokenizer, out_dir: str | os.PathLike, max_shard_size: str = "2GB") -> Path:

@@ -19,6 +19,7 @@ from podium.data.chat import as_messages
 from podium.data.prompt_source import PromptSource
 from podium.data.records import read_jsonl, write_json, write_jsonl
 from podium.errors import DataError
+from podium.models.io import AttnImplementation
 from podium.refs import ModelRef
 from podium.stages import StageContext, run_stage, stage
 from podium.tasks import get_task
@@ -85,6 +86,7 @@ class SGDConfig(PromptSource):
     pairs_per_prompt: int = Field(1, ge=1)
     dedupe: bool = True
     select: Literal["all", "below_mean_logp"] = "all"
+    attn_implementation: AttnImplementation = None
 
 
 @stage("sgd", SGDConfig, outputs={"pairs": "pairs.jsonl", "samples": "generate/samples.jsonl"})
@@ -100,7 +102,7 @@ def sgd(cfg: SGDConfig, ctx: StageContext) -> dict:
     run_stage("generate", {
         "model": cfg.model, "prompts": str(prompts_file), "n": cfg.num_samples, "logps": True,
         "temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens,
-        "batch_size": cfg.batch_size, "seed": cfg.seed,
+        "batch_size": cfg.batch_size, "seed": cfg.seed, "attn_implementation": cfg.attn_implementation,
     }, ctx.out_dir / "generate")
     samples = read_jsonl(Path(ctx.out_dir / "generate" / "samples.jsonl"))
     pairs, counts = build_sgd_pairs(samples, pairs_per_prompt=cfg.pairs_per_prompt, dedupe=cfg.dedupe,

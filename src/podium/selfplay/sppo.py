@@ -25,6 +25,7 @@ from podium.data.records import read_jsonl, write_json, write_jsonl
 from podium.errors import DataError
 from podium.judging.build import JudgeSpec, build_judge
 from podium.losses import SELF_PLAY_OBJECTIVES, SETTINGS
+from podium.models.io import AttnImplementation
 from podium.refs import ModelRef
 from podium.selfplay.targets import sppo_pair
 from podium.stages import StageContext, run_stage, stage
@@ -53,6 +54,7 @@ class SelfPlayConfig(PromptSource):
     train: dict[str, Any] = Field(default_factory=dict, description="settings of each iteration's `train` stage")
     baseline: ModelRef | None = Field(None, description="model the win rate is measured against (default: pi_1)")
     eval_count: int = Field(200, ge=1, description="held-out prompts for win rate and accuracy")
+    attn_implementation: AttnImplementation = None
 
     @field_validator("objective")
     @classmethod
@@ -74,7 +76,7 @@ class SelfPlayConfig(PromptSource):
 def iteration_train_config(cfg: SelfPlayConfig, policy: str, pairs_file: str, t: int) -> dict:
     """The `train` stage config of iteration t: pi_t is the policy and the reference; `train:` settings win."""
     return {"objective": cfg.objective, "model": policy, "reference": policy, "data": pairs_file, "beta": cfg.beta,
-            "seed": cfg.seed + t, "batch_size": 8, **cfg.train}
+            "seed": cfg.seed + t, "batch_size": 8, "attn_implementation": cfg.attn_implementation, **cfg.train}
 
 
 def load_prompts(cfg: SelfPlayConfig, split: str, n: int, seed: int) -> list[dict]:
@@ -97,7 +99,8 @@ def load_prompts(cfg: SelfPlayConfig, split: str, n: int, seed: int) -> list[dic
 def sample_responses(model: str, prompts_file: Path, out: Path, cfg: SelfPlayConfig, n: int, temperature: float, seed: int):
     run_stage("generate", {"model": model, "prompts": str(prompts_file), "n": n,
                            "temperature": temperature, "top_p": cfg.top_p if temperature > 0 else 1.0,
-                           "max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size, "seed": seed}, out)
+                           "max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size, "seed": seed,
+                           "attn_implementation": cfg.attn_implementation}, out)
     return read_jsonl(out / "samples.jsonl")
 
 

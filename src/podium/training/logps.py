@@ -11,6 +11,11 @@ log-probs up to float rounding (tested):
   prefix sharing the packed units are `[prompt, chosen, rejected]` with a block-diagonal 4D mask,
   without it transformers derives the block-causal mask from the position resets.
 
+Prepared masks follow the model's sliding window and per-layer-type attention
+(`podium.training.attention_masks`); a layout that would not be exact for a model is turned off for
+it by `attention_masks.exact_layout` before any forward. With an MoE policy, the router
+load-balancing loss is computed on the same forward (`podium.training.router_loss`).
+
 Logits are computed only where a completion token is predicted (transformers' boolean
 `logits_to_keep`), giving `[N, V]` with N = number of predicting positions; log-softmax is taken
 by a chunked fp32 logsumexp and a gather, so no `[rows, length, V]` fp32 logits exist.
@@ -18,9 +23,14 @@ by a chunked fp32 logsumexp and a gather, so no `[rows, length, V]` fp32 logits 
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+from typing import NamedTuple
+
 import torch
 
-from podium.errors import ConfigError
+from podium.errors import PodiumError
+from podium.training.attention_masks import model_config, prefix_sharing_problem, prepared_masks
+from podium.training.router_loss import load_balancing_loss, recording_router_logits, router_top_k
 
 PROMPT, CHOSEN, REJECTED = 0, 1, 2
 
@@ -44,7 +54,9 @@ def pack_pairs(examples: list[dict], pad_token_id: int, *, prefix_sharing: bool 
     `shared_mask` (`[R, L, L]` bool, prefix sharing only), `pred_mask` `[R, L]` (positions whose
     next-token logits are needed), `target_pred` `[M]` (index of each completion token's predicting
     position among the True entries of `pred_mask`, row-major), `target_ids` `[M]`, `target_seg`
-    `[M]` (i for chosen of pair i, B + i for rejected), `num_tokens` (non-pad input tokens).
+    `[M]` (i for chosen of pair i, B + i for rejected), `num_tokens` (non-pad input tokens),
+    `token_weight` `[R, L]` (how many of TRL's padded rows each token stands for: 2 for a shared
+    prompt token, 1 for other tokens, 0 for padding; it weights the MoE router loss).
     """
     B = len(examples)
     units = []  # (unit tokens, pair index)
@@ -56,7 +68,7 @@ def pack_pairs(examples: list[dict], pad_token_id: int, *, prefix_sharing: bool 
     rows = [[(u, i) for u, i in units]] if padding_free else [[(u, i)] for u, i in units]
     L = max(sum(len(u) for u, _ in row) for row in rows)
     R = len(rows)
-    ids_rows, pos_rows, unit_rows, branch_rows = [], [], [], []
+    ids_rows, pos_rows, unit_rows, branch_rows, weight_rows = [], [], [], [], []
     targets = []  # (row, predictor col, token id, segment)
     uid = 0
     for r, row in enumerate(rows):
@@ -76,6 +88,7 @@ def pack_pairs(examples: list[dict], pad_token_id: int, *, prefix_sharing: bool 
                 branches.append(b)
             uid += 1
         pad = L - len(ids)
+        weight_rows.append([2.0 if prefix_sharing and b == PROMPT else 1.0 for b in branches] + [0.0] * pad)
         ids_rows.append(ids + [pad_token_id] * pad)
         pos_rows.append(pos + [0] * pad)
         unit_rows.append(units + [-1] * pad)
@@ -99,6 +112,7 @@ def pack_pairs(examples: list[dict], pad_token_id: int, *, prefix_sharing: bool 
         "target_ids": torch.tensor([t[2] for t in targets], dtype=torch.long),
         "target_seg": torch.tensor([t[3] for t in targets], dtype=torch.long),
         "num_tokens": int((unit_id >= 0).sum()),
+        "token_weight": torch.tensor(weight_rows, dtype=torch.float32),
         "n_pairs": B,
     }
     if prefix_sharing:
@@ -106,21 +120,11 @@ def pack_pairs(examples: list[dict], pad_token_id: int, *, prefix_sharing: bool 
         causal = torch.ones(L, L, dtype=torch.bool).tril()
         bq, bk = branch[:, :, None], branch[:, None, :]
         visible = (bk == PROMPT) | (bk == bq)
-        mask = same_unit & causal & visible & (unit_id[:, :, None] >= 0)
-        # Padding queries attend to themselves, so no softmax row is empty (NaN in sdpa).
-        mask |= torch.eye(L, dtype=torch.bool)
-        batch["shared_mask"] = mask
+        # Sliding windows and padding rows are added per model (attention_masks.prepared_masks).
+        batch["shared_mask"] = same_unit & causal & visible & (unit_id[:, :, None] >= 0)
     elif not padding_free:
         batch["attention_mask"] = (unit_id >= 0).long()
     return batch
-
-
-def _attn_implementation(model) -> str:
-    m = model
-    while hasattr(m, "module"):  # DDP and friends
-        m = m.module
-    cfg = getattr(m, "config", None)
-    return getattr(cfg, "_attn_implementation", None) or "eager"
 
 
 def _forward_kwargs(model, batch: dict, device) -> dict:
@@ -131,16 +135,15 @@ def _forward_kwargs(model, batch: dict, device) -> dict:
         "use_cache": False,
     }
     if batch.get("shared_mask") is not None:
-        impl = _attn_implementation(model)
-        mask = batch["shared_mask"].to(device)[:, None]  # [R, 1, L, L]
-        if impl == "sdpa":
-            kw["attention_mask"] = mask
-        elif impl == "eager":
-            dtype = next(model.parameters()).dtype
-            kw["attention_mask"] = torch.zeros(mask.shape, dtype=dtype, device=device).masked_fill(
-                ~mask, torch.finfo(dtype).min)
-        else:
-            raise ConfigError(f"prefix_sharing needs attn_implementation 'sdpa' or 'eager', not {impl!r}")
+        problem = prefix_sharing_problem(model)
+        if problem:
+            raise PodiumError(f"prefix sharing cannot be exact for this model: {problem}; "
+                              "set prefix_sharing: false")
+        dtype = next(model.parameters()).dtype
+        kw["attention_mask"] = prepared_masks(model, batch["shared_mask"].to(device), kw["position_ids"], dtype)
+        if hasattr(model_config(model), "output_router_logits"):
+            # The model's own router loss assumes a 2D mask; podium computes it (router_loss).
+            kw["output_router_logits"] = False
     elif batch.get("attention_mask") is not None:
         kw["attention_mask"] = batch["attention_mask"].to(device)
     return kw
@@ -154,13 +157,22 @@ def gathered_logps(logits: torch.Tensor, target_pred: torch.Tensor, target_ids: 
     return logits[target_pred, target_ids].float() - lse[target_pred]
 
 
-def sequence_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed completion log-probs and completion token counts of a packed batch.
+class PairLogps(NamedTuple):
+    """Per-sequence summed completion log-probs `[2B]` (chosen first), completion token counts `[2B]`,
+    and the router load-balancing loss (scalar; None unless requested)."""
 
-    Returns `(logps [2B], n_tokens [2B])`; the first B entries are chosen, the last B rejected.
-    """
+    logps: torch.Tensor
+    n_tokens: torch.Tensor
+    aux_loss: torch.Tensor | None = None
+
+
+def pair_logps(model, batch: dict, *, router_loss: bool = False) -> PairLogps:
+    """Summed completion log-probs of a packed batch, and with `router_loss` the MoE router loss
+    of the same forward, weighted to equal TRL's on its padded layout."""
     device = batch["input_ids"].device if batch["input_ids"].is_cuda else next(model.parameters()).device
-    logits = model(**_forward_kwargs(model, batch, device)).logits
+    kw = _forward_kwargs(model, batch, device)
+    with recording_router_logits(model) if router_loss else nullcontext() as routed:
+        logits = model(**kw).logits
     if logits.dim() == 3:  # a model that ignores boolean logits_to_keep returns [R, L, V]
         logits = logits[batch["pred_mask"].to(logits.device)]
     seg = batch["target_seg"].to(device)
@@ -168,4 +180,14 @@ def sequence_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     n = 2 * batch["n_pairs"]
     logps = torch.zeros(n, dtype=tok.dtype, device=device).index_add(0, seg, tok)
     counts = torch.zeros(n, dtype=torch.long, device=device).index_add(0, seg, torch.ones_like(seg))
-    return logps, counts
+    aux = load_balancing_loss(routed, router_top_k(model), batch["token_weight"]) if router_loss else None
+    return PairLogps(logps, counts, aux)
+
+
+def sequence_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed completion log-probs and completion token counts of a packed batch.
+
+    Returns `(logps [2B], n_tokens [2B])`; the first B entries are chosen, the last B rejected.
+    """
+    out = pair_logps(model, batch)
+    return out.logps, out.n_tokens

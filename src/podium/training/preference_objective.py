@@ -4,6 +4,10 @@ The loss itself comes from the `podium.losses.LOSSES` registry by objective name
 hinge, rpo, dpop, sppo, sppo_single, sppo_hard, gpo). This module only computes policy
 log-probs, looks up cached reference log-probs and reports the metrics TRL logs. Reduction
 (dividing by the step's pair count) happens in the shared loop.
+
+For a mixture-of-experts policy the router load-balancing loss is added as TRL 1.16 adds it:
+`router_aux_loss_coef * aux_loss` once per batch (so `B * coef * aux` to the batch's loss sum),
+logged as `aux_loss` (`podium.training.router_loss`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import torch
 
 from podium.data.preference import FLOAT_FIELDS
 from podium.losses import LOSS_SPECS, LOSSES
-from podium.training.logps import pack_pairs, sequence_logps
+from podium.training.logps import pack_pairs, pair_logps
 
 
 def make_collate(pad_token_id: int, reference_logps: torch.Tensor, *, prefix_sharing: bool,
@@ -40,18 +44,21 @@ class PreferenceObjective:
     """`objective(model, batch) -> (loss_sum, metrics)` for one policy loss of `podium.losses`.
 
     The loss's inputs and hyper-parameters are those its `LOSS_SPECS` entry names; `loss_fn`
-    replaces the registry function (tests).
+    replaces the registry function (tests). `router_aux_loss_coef` > 0 adds the MoE router loss
+    (`podium.training.router_loss.router_aux_coef` gives TRL's value for a model).
     """
 
-    def __init__(self, objective: str, loss_fn: Callable | None = None, **hyperparameters):
+    def __init__(self, objective: str, loss_fn: Callable | None = None, *, router_aux_loss_coef: float = 0.0,
+                 **hyperparameters):
         spec = LOSS_SPECS[objective]
         self.objective = objective
+        self.router_aux_loss_coef = float(router_aux_loss_coef)
         self.inputs = spec.inputs
         self.loss_fn = loss_fn or LOSSES[objective]
         self.hyperparameters = {k: v for k, v in hyperparameters.items() if k in spec.hyperparameters}
 
     def __call__(self, model, batch: dict):
-        logps, n_tokens = sequence_logps(model, batch)
+        logps, n_tokens, aux = pair_logps(model, batch, router_loss=self.router_aux_loss_coef != 0)
         B = batch["n_pairs"]
         device = logps.device
         available = {
@@ -73,4 +80,8 @@ class PreferenceObjective:
             "rewards/margins": chosen_rewards - rejected_rewards,
             "rewards/accuracies": (chosen_rewards > rejected_rewards).float(),
         }
-        return out.losses.sum(), metrics
+        loss_sum = out.losses.sum()
+        if aux is not None:
+            loss_sum = loss_sum + B * self.router_aux_loss_coef * aux.to(loss_sum.dtype)
+            metrics["aux_loss"] = aux.detach().expand(B)
+        return loss_sum, metrics

@@ -1,8 +1,16 @@
-"""Supervised fine-tuning on a dataset mixture: loss on completion tokens only."""
+"""Supervised fine-tuning on a dataset mixture: loss on completion tokens only.
+
+The loss equals a plain transformers forward with the prompt's labels masked, for padded and packed
+batches alike (packed rows carry position resets, from which transformers builds each model's own
+masks, sliding windows and per-layer-type attention included). For a mixture-of-experts model the
+router load-balancing loss is added as TRL 1.16's SFTTrainer adds it (`podium.training.router_loss`).
+"""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from functools import partial
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -13,11 +21,13 @@ from podium.data.collate import pack_batch, pad_batch
 from podium.data.mixture import Mixture, build_mixture
 from podium.data.records import write_json
 from podium.errors import DataError
-from podium.models.io import load_model, load_tokenizer, save_model
+from podium.models.io import AttnImplementation, load_model, load_tokenizer, save_model
 from podium.refs import ModelRef
 from podium.stages import StageContext, stage
+from podium.training.attention_masks import check_exact, padding_free_problem
 from podium.training.loop import train_loop
 from podium.training.lora import LoraSettings, apply_lora, save_lora
+from podium.training.router_loss import load_balancing_loss, recording_router_logits, router_aux_coef, router_top_k
 from podium.training.settings import TrainSettings
 
 
@@ -28,18 +38,32 @@ class SFTConfig(TrainSettings):
     packing: bool = Field(False, description="pack each micro-batch into one row without padding")
     lora: LoraSettings | None = None
     learning_rate: float = 1e-4
+    attn_implementation: AttnImplementation = None
+    router_aux_loss_coef: float | None = Field(
+        None, ge=0, description="MoE router loss weight; unset: the model config's (as TRL), 0: off")
 
 
-def sft_objective(model, batch: dict) -> tuple[torch.Tensor, dict]:
-    """Summed token NLL over completion tokens. logits [B, T, V], labels [B, T]."""
-    kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+def sft_objective(model, batch: dict, router_aux_loss_coef: float = 0.0) -> tuple[torch.Tensor, dict]:
+    """Summed token NLL over completion tokens (plus `count * coef * aux` for an MoE router loss).
+
+    logits [B, T, V], labels [B, T]; a packed batch is one row with `position_ids` restarting per example.
+    """
+    # No cache: transformers separates packed sequences by their position resets only without one.
+    kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch.get("attention_mask"), "use_cache": False}
     if "position_ids" in batch:
         kwargs["position_ids"] = batch["position_ids"]
-    logits = model(**kwargs).logits[:, :-1]
+    with recording_router_logits(model) if router_aux_loss_coef else nullcontext() as routed:
+        logits = model(**kwargs).logits[:, :-1]
     labels = batch["labels"][:, 1:]
     keep = labels != IGNORE
     loss_sum = F.cross_entropy(logits[keep].float(), labels[keep], reduction="sum")
-    return loss_sum, {}
+    if not router_aux_loss_coef:
+        return loss_sum, {}
+    # Every real token counts once, as in transformers' own router loss with a 2D padding mask.
+    mask = batch.get("attention_mask")
+    weight = mask if mask is not None else torch.ones_like(batch["input_ids"])
+    aux = load_balancing_loss(routed, router_top_k(model), weight)
+    return loss_sum + batch["count"] * router_aux_loss_coef * aux, {"aux_loss": aux.detach().reshape(1)}
 
 
 def tokenize_dataset(rows: list[dict], tokenizer, max_length: int) -> tuple[list[dict], int, int]:
@@ -70,14 +94,21 @@ def sft(cfg: SFTConfig, ctx: StageContext) -> dict:
         ctx.log.warning(f"SFT data: {truncated} of {len(examples)} completions truncated to max_length="
                         f"{cfg.max_length} (their tail and EOS are not learned); raise max_length to keep them")
     torch.manual_seed(cfg.seed)
-    model = load_model(cfg.model)
+    model = load_model(cfg.model, attn_implementation=cfg.attn_implementation)
+    router_coef = router_aux_coef(model, cfg.router_aux_loss_coef)
+    check_exact(model, router_coef)
+    packing = cfg.packing
+    if packing and (why := padding_free_problem(model)):
+        ctx.log.info(f"packing off for this model: {why}; using padded rows")
+        packing = False
     save_final = None
     if cfg.lora:
         model = apply_lora(model, cfg.lora)
         save_final = lambda m, d: save_lora(m, tokenizer, d, cfg.lora)
-    collate = partial(pack_batch if cfg.packing else pad_batch, pad_id=tokenizer.pad_token_id)
+    collate = partial(pack_batch if packing else pad_batch, pad_id=tokenizer.pad_token_id)
+    objective = partial(sft_objective, router_aux_loss_coef=router_coef)
     summary = train_loop(
-        model, sft_objective, examples, collate, cfg, ctx.out_dir, tokenizer=tokenizer,
+        model, objective, examples, collate, cfg, ctx.out_dir, tokenizer=tokenizer,
         save_final=save_final or (lambda m, d: save_model(m, tokenizer, d)), log=ctx.log,
         show_progress=ctx.show_progress,
     )

@@ -30,14 +30,24 @@ from podium.data.response_batches import make_pair_collate
 from podium.errors import DataError
 from podium.losses import LOSS_SPECS, SETTINGS, TRAINING_DEFAULTS, check_records
 from podium.models.heads import build_preference_model
-from podium.models.io import POLICY, check_weights_format, load_model, load_tokenizer, resolve_dtype
+from podium.models.io import (
+    POLICY,
+    AttnImplementation,
+    check_weights_format,
+    choose_attn_implementation,
+    load_model,
+    load_tokenizer,
+    resolve_dtype,
+)
 from podium.refs import ModelRef
 from podium.stages import StageContext, stage
+from podium.training.attention_masks import check_exact, exact_layout
 from podium.training.loop import train_loop
 from podium.training.lora import LoraSettings, apply_lora, save_lora
 from podium.training.preference_model import PREFERENCE_MODEL_OBJECTIVES
 from podium.training.preference_objective import PreferenceObjective, make_collate
 from podium.training.reference import cached_reference_logps
+from podium.training.router_loss import router_aux_coef
 from podium.training.settings import TrainSettings
 
 log = logging.getLogger("podium")
@@ -73,7 +83,9 @@ class TrainConfig(TrainSettings):
     prefix_sharing: bool = True
     padding_free: bool = False
     dtype: str = "float32"
-    attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] = "sdpa"
+    attn_implementation: AttnImplementation = None
+    router_aux_loss_coef: float | None = Field(
+        None, ge=0, description="MoE router loss weight; unset: the model config's (as TRL), 0: off")
     reference_batch_size: int = 8
     reference_cache_dir: str | None = None
 
@@ -106,9 +118,6 @@ class TrainConfig(TrainSettings):
                               f"(it takes {takes})", value)
             if problem := SETTINGS[key].problem(value):
                 raise invalid(("head", name), problem, value)
-        if self.prefix_sharing and self.attn_implementation not in ("sdpa", "eager"):
-            raise invalid(("prefix_sharing",), "prefix_sharing needs attn_implementation sdpa or eager; set "
-                          "prefix_sharing: false to use flash attention (padding_free works with it)", True)
         return self
 
     def loss_kwargs(self) -> dict[str, float]:
@@ -146,33 +155,35 @@ def build_preference(cfg: TrainConfig, ctx: StageContext) -> TrainParts:
         raise DataError(f"{str(cfg.data)[:200]}: all {stats.read} pairs were dropped ({stats.dropped})")
     ctx.log.info("train: %d pairs kept of %d read; dropped %s", stats.kept, stats.read, stats.dropped or "none")
     model = _load(cfg, cfg.model)
+    # Speed features a model cannot run exactly are turned off for it (logged); see attention_masks.
+    prefix_sharing, padding_free = exact_layout(model, cfg.prefix_sharing, cfg.padding_free, ctx.log)
+    router_coef = router_aux_coef(model, cfg.router_aux_loss_coef)
+    check_exact(model, router_coef)
     if cfg.lora is not None:
         model = apply_lora(model, cfg.lora)
-    ref_kwargs = {"cache_dir": cfg.reference_cache_dir, "batch_size": cfg.reference_batch_size,
-                  "prefix_sharing": cfg.prefix_sharing, "padding_free": cfg.padding_free}
+    ref_kwargs = {"cache_dir": cfg.reference_cache_dir, "batch_size": cfg.reference_batch_size}
     if cfg.reference is not None:
         ref_model = _load(cfg, cfg.reference)
-        ref_logps, hit = cached_reference_logps(ref_model, examples, tokenizer.pad_token_id, **ref_kwargs)
+        check_exact(ref_model, 0.0)
+        ref_ps, ref_pf = exact_layout(ref_model, cfg.prefix_sharing, cfg.padding_free, ctx.log)
+        ref_logps, hit = cached_reference_logps(ref_model, examples, tokenizer.pad_token_id,
+                                                prefix_sharing=ref_ps, padding_free=ref_pf, **ref_kwargs)
         del ref_model
     else:
         # The frozen copy of `model` is the model before training: its log-probs are all we need of it.
         ref_logps, hit = cached_reference_logps(model, examples, tokenizer.pad_token_id,
-                                                adapter_disabled=cfg.lora is not None, **ref_kwargs)
-    objective = PreferenceObjective(cfg.objective, **cfg.loss_kwargs())
-    collate = make_collate(tokenizer.pad_token_id, ref_logps, prefix_sharing=cfg.prefix_sharing,
-                           padding_free=cfg.padding_free)
+                                                adapter_disabled=cfg.lora is not None, prefix_sharing=prefix_sharing,
+                                                padding_free=padding_free, **ref_kwargs)
+    objective = PreferenceObjective(cfg.objective, router_aux_loss_coef=router_coef, **cfg.loss_kwargs())
+    collate = make_collate(tokenizer.pad_token_id, ref_logps, prefix_sharing=prefix_sharing,
+                           padding_free=padding_free)
     metrics = {**stats.as_metrics(), "reference/cache_hit": float(hit)}
     save_final = (lambda m, d: save_lora(m, tokenizer, d, cfg.lora)) if cfg.lora is not None else None
     return TrainParts(model, tokenizer, objective, examples, collate, metrics, save_final)
 
 
 def _load(cfg: TrainConfig, path: str):
-    model = load_model(path, dtype=cfg.dtype)
-    if hasattr(model, "set_attn_implementation"):
-        model.set_attn_implementation(cfg.attn_implementation)
-    else:
-        model.config._attn_implementation = cfg.attn_implementation
-    return model
+    return load_model(path, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation)
 
 
 def build_preference_model_parts(cfg: TrainConfig, ctx: StageContext) -> TrainParts:
@@ -181,7 +192,8 @@ def build_preference_model_parts(cfg: TrainConfig, ctx: StageContext) -> TrainPa
     rows = read_pairs(cfg.data, seed=cfg.seed, log=ctx.log)
     check_weights_format(cfg.model, POLICY["allow_pickle"])
     backbone = AutoModel.from_pretrained(cfg.model, dtype=resolve_dtype(cfg.dtype),
-                                         trust_remote_code=POLICY["trust_remote_code"], use_safetensors=True)
+                                         trust_remote_code=POLICY["trust_remote_code"], use_safetensors=True,
+                                         **choose_attn_implementation(cfg.model, cfg.attn_implementation, base=True))
     model = build_preference_model(cfg.objective, backbone, **cfg.head)
     collate = make_pair_collate(tokenizer, cfg.max_length)
     return TrainParts(model, tokenizer, PREFERENCE_MODEL_OBJECTIVES[cfg.objective], rows, collate,
