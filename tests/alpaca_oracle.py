@@ -45,6 +45,18 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PODIUM_ORACLE_CACHE", Path.home() / ".cache" / "podium" / "oracles"))
 
 
+def registry_unreachable(scratch: Path) -> str | None:
+    """pip's own account of a failed fetch ("Could not fetch URL ...: connection error"), or None when
+    the registry answered (then a failed install is a real failure, not a reason to skip)."""
+    probe = subprocess.run([sys.executable, "-m", "pip", "download", "-vv", "--no-deps", "-d", str(scratch),
+                            "alpaca-eval==0.6.6"], capture_output=True, text=True)
+    shutil.rmtree(scratch, ignore_errors=True)
+    if probe.returncode == 0:
+        return None
+    fetch = [line for line in probe.stdout.splitlines() + probe.stderr.splitlines() if "Could not fetch URL" in line]
+    return fetch[0].strip() if fetch else None
+
+
 def venv_python() -> Path:
     """The oracle venv's python, building the venv first if needed (once; concurrent callers wait)."""
     root = cache_dir()
@@ -61,12 +73,9 @@ def venv_python() -> Path:
         res = subprocess.run(pip + PINS, capture_output=True, text=True)
         if res.returncode != 0:
             shutil.rmtree(building, ignore_errors=True)
-            probe = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d",
-                                    str(root / "probe"), "alpaca-eval==0.6.6"], capture_output=True, text=True)
-            shutil.rmtree(root / "probe", ignore_errors=True)
-            if probe.returncode != 0:
-                pytest.skip("alpaca_eval oracle: the package registry is unreachable "
-                            f"({(probe.stderr.strip().splitlines() or ['?'])[-1]})")
+            reason = registry_unreachable(root / "probe")
+            if reason:
+                pytest.skip(f"alpaca_eval oracle: the package registry is unreachable ({reason})")
             raise RuntimeError(f"building the alpaca_eval 0.6.6 venv failed:\n{res.stderr[-3000:]}")
         os.replace(building, root / VENV_NAME)
         # A venv's scripts name its folder; the python binary itself does not, so it runs from the new place.

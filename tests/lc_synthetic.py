@@ -6,10 +6,11 @@
 
 θ the model's quality relative to the baseline, γ_i ~ N(0, 1) the instruction's difficulty
 (shared by every model), ε_i ~ N(0, 0.7²) the judge's item noise, and a length bias of b = 1.5
-per tanh(Δ / 620 characters). The numbers are taken from AlpacaEval 2 itself: b is the mean
-length coefficient of alpaca_eval 0.6.6's published GLM weights for its default judge, 620 the
-median std of Δ between the baseline gpt4_1106_preview and six models' published outputs (the
-scale that coefficient is measured on), and the baseline's lengths are lognormal with that
+per tanh(Δ / 625 characters). The numbers are taken from AlpacaEval 2 itself: b is the mean
+length coefficient of alpaca_eval 0.6.6's published GLM weights for its default judge (1.51 over
+199 models), 625 the median std of Δ between the baseline gpt4_1106_preview and six models'
+published outputs (Llama-3-8B-Instruct, Mistral-7B-Instruct-v0.2, gpt-4o, claude-3-opus and two
+SimPO models: 568 to 1328; the scale that coefficient is measured on), and the baseline's lengths are lognormal with that
 baseline's mean and sd (2049 and 1189 characters). Preferences are the judge's probabilities
 (AlpacaEval 2's weighted judge), written as AlpacaEval does: 1 + P.
 
@@ -17,7 +18,7 @@ The length-neutral truth is what the same judge would say with the length term a
 100 · mean_i σ(θ + γ_i + ε_i). `df_gamed` holds the baseline judged against itself prompted
 verbose and concise (θ = 0, same judge), laid out as AlpacaEval's df_gamed.csv.
 
-    .venv/bin/python tests/lc_synthetic.py [--seeds 0,1,2] [--no-oracle]
+    .venv/bin/python tests/lc_synthetic.py [--seeds 0,1,2,3] [--no-oracle] [--bias 1.5] [--scale 625]
 
 prints, for the four cases of issue 15, the truth, podium's regularised estimate, podium with
 df_gamed and alpaca_eval 0.6.6's own `get_length_controlled_winrate` (run in its own venv, see
@@ -37,7 +38,7 @@ import numpy as np
 
 N_INSTRUCTIONS = 805
 LENGTH_BIAS = 1.5
-LENGTH_SCALE = 620.0
+LENGTH_SCALE = 625.0
 NOISE_SD = 0.7
 BASELINE_MEAN, BASELINE_SD = 2049.0, 1189.0
 
@@ -124,14 +125,15 @@ def make(case: str, seed: int, n: int = N_INSTRUCTIONS, bias: float = LENGTH_BIA
                      difficulty={i: float(gamma[i]) for i in range(n)}, raw=float(100 * p.mean()))
 
 
-def table(seeds: list[int], folder: Path, oracle: bool = True) -> list[dict]:
+def table(seeds: list[int], folder: Path, oracle: bool = True, bias: float = LENGTH_BIAS,
+          scale: float = LENGTH_SCALE) -> list[dict]:
     """One row per case and seed: truth, raw, podium regularised, podium with df_gamed, alpaca_eval 0.6.6."""
     from podium.evaluation.winrate import winrate_report
 
     out, jobs = [], []
     for case in CASES:
         for seed in seeds:
-            synth = make(case, seed)
+            synth = make(case, seed, bias=bias, scale=scale)
             paths = synth.write(folder / f"{case}-{seed}")
             out.append({
                 "case": case, "seed": seed, "truth": synth.truth, "raw": synth.raw,
@@ -156,11 +158,14 @@ if __name__ == "__main__":
 
     sys.path.insert(0, str(Path(__file__).parent))
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--seeds", default="0,1,2,3")
     ap.add_argument("--no-oracle", action="store_true")
+    ap.add_argument("--bias", type=float, default=LENGTH_BIAS, help="the judge's length bias b")
+    ap.add_argument("--scale", type=float, default=LENGTH_SCALE, help="the judge's length scale s (characters)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        rows = table([int(s) for s in args.seeds.split(",")], Path(tmp), oracle=not args.no_oracle)
+        rows = table([int(s) for s in args.seeds.split(",")], Path(tmp), oracle=not args.no_oracle,
+                     bias=args.bias, scale=args.scale)
     cols = ["truth", "raw", "podium_regularised", "podium_df_gamed", "alpaca_eval"]
     print(f"| case | seed | {' | '.join(cols)} |")
     print("|---|---|" + "---:|" * len(cols))

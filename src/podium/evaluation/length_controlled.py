@@ -16,8 +16,9 @@ see `alpaca_glm.py`), which pin φ at a known quality difference of zero. Offlin
 same knowledge in as priors and takes the posterior mode (MAP):
 
 - φ ~ N(1.5, 0.4²): the length effect AlpacaEval 2's default judge (weighted_alpaca_eval_gpt4_turbo,
-  baseline gpt4_1106_preview) shows — mean and standard deviation of the length coefficient over
-  the 200 models of alpaca_eval 0.6.6's published GLM weights, sign turned to model minus baseline.
+  baseline gpt4_1106_preview) shows — the length coefficient of alpaca_eval 0.6.6's published GLM
+  weights has mean 1.51 and sd 0.39 over its 199 models (the baseline's own row left out), sign
+  turned to model minus baseline.
 - θ ~ N(0, 1.5²): the model is the baseline until the data say otherwise ("toward the baseline").
 - ψ ~ N(1, 1) when a difficulty γ is given (γ is on the logit scale, so ψ = 1 is the neutral value).
 - With repeated instruction ids (several samples per instruction) and no γ, one effect per id,
