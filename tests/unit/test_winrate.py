@@ -68,6 +68,16 @@ def test_regularised_lc_stays_near_the_length_neutral_truth(case):
         assert out["win_rate"] == pytest.approx(synth.raw)
 
 
+def test_posterior_sd_of_the_lc_win_rate():
+    """Equal lengths, no difficulty, N rows with p = 0.6: the LC is σ(θ) with θ's posterior precision
+    N·q(1−q) + 1/1.5² = N·0.24 + 0.444; delta method: sd = 100·q(1−q)/sqrt(precision).
+    N = 800: 100·0.24/sqrt(192.444) = 1.7301 (a binomial proportion's 100·sqrt(0.24/800) = 1.7321)."""
+    out = regularised_lc([0.6] * 800, [10] * 800, [10] * 800)
+    q = out["length_controlled_winrate"] / 100
+    assert out["lc_posterior_sd"] == pytest.approx(100 * q * (1 - q) / np.sqrt(800 * q * (1 - q) + 1 / 1.5**2), rel=1e-6)
+    assert out["lc_posterior_sd"] == pytest.approx(1.7301, abs=2e-3)
+
+
 def test_unregularised_fit_runs_away_on_the_collinear_case():
     """Why the priors: the GLM on alpaca_eval's feature tanh(Δ / std Δ) with (nearly) flat priors, on the
     equal-but-longer case, drifts far from the truth of ~50 (Δ always > 0: θ and the length term are collinear)."""
@@ -182,6 +192,15 @@ def test_difficulty_file_must_cover_every_row(tmp_path):
     with pytest.raises(DataError, match=r"annotations.json: row 3: field `index` = 2 has no instruction difficulty "
                                         r"in .*instruction_difficulty.csv \(it covers 2 instructions, 0..1\)"):
         winrate_report(paths["annotations"], instruction_difficulty=paths["instruction_difficulty"])
+
+
+def test_df_gamed_out_of_index_order_is_noted(tmp_path):
+    """alpaca_eval looks difficulties up by df_gamed's row label; podium by index, and says when they differ."""
+    paths = make("better_equal", 0).write(tmp_path)
+    header, *lines = paths["df_gamed"].read_text().splitlines()
+    paths["df_gamed"].write_text("\n".join([header, *lines[::-1]]) + "\n")
+    out = winrate_report(paths["annotations"], paths["df_gamed"])
+    assert any("not in index order" in note for note in out["notes"])
 
 
 def test_bad_df_gamed_names_file_line_and_column(tmp_path):

@@ -115,8 +115,10 @@ def regularised_lc(
 
     preferences: [N] P(model ≻ baseline), NaN for rows without a preference (left out of the fit,
     kept in the prediction, as alpaca_eval does); lengths [N] in characters; difficulty: [N] γ_i.
-    Returns `{"length_controlled_winrate", "lc_standard_error", "theta", "phi", "psi", "length_scale",
-    "estimator"}`; `lc_standard_error` is AlpacaEval's: the standard error of the per-row predictions.
+    Returns `{"length_controlled_winrate", "lc_standard_error", "lc_posterior_sd", "theta", "phi", "psi",
+    "length_scale", "estimator"}`. `lc_standard_error` is AlpacaEval's: the standard error of the per-row
+    predictions (0 without a difficulty); `lc_posterior_sd` is the uncertainty of the LC win rate itself
+    (points; Laplace approximation of the posterior, carried through by the delta method).
     """
     p = np.asarray(preferences, dtype=float)
     m, b = np.asarray(model_lengths, dtype=float), np.asarray(baseline_lengths, dtype=float)
@@ -143,9 +145,14 @@ def regularised_lc(
     neutral = X.copy()
     neutral[:, 1] = 0.0  # no length difference
     q = sigmoid(neutral @ w)
+    # Laplace approximation: posterior covariance H⁻¹ at the mode, carried to LC by the delta method.
+    q_fit = sigmoid(X[known] @ w)
+    hess = (X[known] * (q_fit * (1 - q_fit))[:, None]).T @ X[known] + np.diag(1.0 / np.asarray(sds) ** 2)
+    grad = 100 * (neutral * (q * (1 - q))[:, None]).mean(axis=0)
     return {
         "length_controlled_winrate": float(100 * q.mean()),
         "lc_standard_error": float(100 * q.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
+        "lc_posterior_sd": float(np.sqrt(grad @ np.linalg.solve(hess, grad))),
         "theta": float(w[0]),
         "phi": float(w[1]),
         "psi": float(w[2]) if difficulty is not None else None,

@@ -119,9 +119,10 @@ def winrate_report(
 
 def summary(report: dict) -> str:
     """One line for the terminal."""
+    sd = report.get("fit", {}).get("lc_posterior_sd")
     return (f"win rate {report['win_rate']:.2f} ± {report['standard_error']:.2f}  "
-            f"length-controlled {report['length_controlled_winrate']:.2f}  "
-            f"(n={report['n_total']}, estimator {report['estimator']})")
+            f"length-controlled {report['length_controlled_winrate']:.2f}" + (f" ± {sd:.2f}" if sd is not None else "")
+            + f"  (n={report['n_total']}, estimator {report['estimator']})")
 
 
 def main(argv: list[str] | None = None) -> int:
