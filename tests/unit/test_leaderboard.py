@@ -38,23 +38,26 @@ def test_v2_worked_example():
     """ifeval (0.8+0.7)/2*100 = 75.
     bbh: boolean k=2 0.75 -> 50; date k=6 0.5 -> (1/3)/(5/6) = 0.4 -> 40; geometric k=11 0.05 < 1/11 -> 0;
          mean 30.
-    math_hard: (0.2+0.1)/2*100 = 15 (raw, no normalisation).
-    gpqa k=4: 0.25 -> 0, 0.4 -> 20, 0.325 -> 10; mean 10.
+    math_hard (no group entry, no n-samples: subsets weighted by their full sizes, algebra 307, geometry 132):
+         (307*0.2 + 132*0.1)/(307+132) = 74.6/439 = 0.169932 -> 16.9932 (raw, no normalisation).
+    gpqa (no group entry: diamond 198, extended 546, main 448):
+         (198*0.25 + 546*0.325 + 448*0.4)/1192 = 406.15/1192 = 0.340730; k=4: 0.090730/0.75 -> 12.0973.
     musr: murder k=2 0.6 -> 20; objects k=5 0.3 -> 0.1/0.8 = 12.5; team k=3 0.5 -> (1/6)/(2/3) = 25;
           mean 57.5/3 = 19.1667.
     mmlu_pro k=10: 0.37 -> 0.27/0.9 = 30.
-    average: (75+30+15+10+19.1667+30)/6 = 179.1667/6 = 29.8611.
+    average: (75+30+16.9932+12.0973+19.1667+30)/6 = 183.2572/6 = 30.5429.
     """
     board = leaderboard(V2, "v2")
     t = board["tasks"]
     assert t["ifeval"] == pytest.approx(75.0)
     assert t["bbh"] == pytest.approx(30.0)
-    assert t["math_hard"] == pytest.approx(15.0)
-    assert t["gpqa"] == pytest.approx(10.0)
+    assert t["math_hard"] == pytest.approx(100 * 74.6 / 439)
+    assert t["gpqa"] == pytest.approx((406.15 / 1192 - 0.25) / 0.75 * 100)
     assert t["musr"] == pytest.approx(57.5 / 3)
     assert t["mmlu_pro"] == pytest.approx(30.0)
-    assert board["average"] == pytest.approx(179.1666667 / 6)
+    assert board["average"] == pytest.approx(30.5429, abs=1e-4)
     assert "missing" not in board
+    assert board["sources"]["gpqa"].startswith("subtasks weighted by full subset sizes")
     # Only 3 of BBH's 24 subtasks and 2 of MATH's 7 are in V2: the board says so.
     assert len(board["partial"]["bbh"]) == 21
     assert len(board["partial"]["math_hard"]) == 5
@@ -95,8 +98,8 @@ def test_table_has_seed_card_labels():
     lines = table.splitlines()
     assert lines[0].startswith("|") and "Metric" in lines[0] and "Value" in lines[0]
     assert lines[1].endswith(":|")
-    assert any(line.startswith("|Avg.") and line.endswith("29.86|") for line in lines)
-    assert any(line.startswith("|MATH Lvl 5 (4-Shot)") and line.endswith("15.00|") for line in lines)
+    assert any(line.startswith("|Avg.") and line.endswith("30.54|") for line in lines)
+    assert any(line.startswith("|MATH Lvl 5 (4-Shot)") and line.endswith("16.99|") for line in lines)
 
 
 def test_cli_reads_lm_eval_results_and_writes_json(tmp_path, capsys):
@@ -106,7 +109,7 @@ def test_cli_reads_lm_eval_results_and_writes_json(tmp_path, capsys):
     assert main([str(src), "--version", "v2", "--output", str(out)]) == 0
     board = json.loads(out.read_text())
     assert set(board["tasks"]) == {"ifeval", "bbh", "math_hard", "gpqa", "musr", "mmlu_pro"}
-    assert board["average"] == pytest.approx(29.8611, abs=1e-4)
+    assert board["average"] == pytest.approx(30.5429, abs=1e-4)
     assert "IFEval (0-Shot)" in capsys.readouterr().out
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from podium.data.records import write_json
-from podium.evaluation.leaderboard import format_table, leaderboard, read_results
+from podium.evaluation.leaderboard import format_table, leaderboard, load_results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,12 +17,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--version", choices=["v1", "v2"], default="v2")
     p.add_argument("--output", default=None, help="write {'average': ..., 'tasks': {name: score}} here")
     args = p.parse_args(argv)
-    board = leaderboard(read_results(args.results), args.version)
+    loaded = load_results(args.results)
+    board = leaderboard(loaded["results"], args.version, loaded["n_samples"])
     print(format_table(board, args.version))
+    for name, source in board.get("sources", {}).items():
+        print(f"{name}: {source}", file=sys.stderr)
     if board.get("missing"):
         print(f"missing from {args.results}: {', '.join(board['missing'])} (no average)", file=sys.stderr)
     for name, absent in board.get("partial", {}).items():
-        print(f"{name}: averaged without {len(absent)} subtask(s): {', '.join(absent)}", file=sys.stderr)
+        print(f"{name}: scored without {len(absent)} subtask(s): {', '.join(absent)}", file=sys.stderr)
     if args.output:
         write_json(args.output, board)
     return 0

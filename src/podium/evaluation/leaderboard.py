@@ -1,13 +1,21 @@
 """Open LLM Leaderboard aggregation of lm-eval results (v1 and v2), as `podium leaderboard` prints it.
 
-v2 (HF docs, "Scores normalization"): a multiple-choice score with k choices is rescaled
-so that random guessing is 0 and a perfect score 100,
+v2 follows the leaderboard's results parser (HF docs, "Scores normalization"; the
+`normalize_within_range` of its parser): a score v with a random baseline b is
 
-    norm(v, k) = max(0, (v - 1/k) / (1 - 1/k)) * 100,
+    norm(v, b) = max(0, v - b) / (1 - b) * 100.
 
-applied per subtask and averaged unweighted over subtasks (BBH, GPQA, MuSR). IFEval is
-the mean of instance- and prompt-level strict accuracy, MATH Lvl 5 the raw exact match
-(subtasks averaged unweighted), both x100. The average is over the six benchmarks.
+- BBH and MuSR: each subtask normalised by its own chance level b = 1/k, then averaged
+  unweighted over subtasks.
+- GPQA: lm-eval's `leaderboard_gpqa` group acc_norm (the sample-weighted mean of diamond,
+  extended and main) normalised once with b = 1/4 — not the mean of normalised subtasks.
+- MATH Lvl 5: lm-eval's `leaderboard_math_hard` group exact_match (sample-weighted over the
+  seven subsets) x100, no baseline.
+- MMLU-Pro: acc with b = 1/10. IFEval: mean of instance- and prompt-level strict accuracy x100.
+The average is over the six benchmarks. When a results file lacks a group entry, the group
+score is rebuilt from its subtasks as lm-eval does (`aggregate_subtask_metrics` with
+`weight_by_size`): weighted by the `n-samples` counts the file reports, else by the subsets'
+full sizes; `sources` in the result says which path each benchmark took.
 
 v1 (Beeching et al. 2023): ARC acc_norm, HellaSwag acc_norm, MMLU acc (mean over the
 57 subjects, as the v1 leaderboard did), TruthfulQA mc2, Winogrande acc, GSM8K exact
@@ -32,9 +40,14 @@ BBH_CHOICES = {
     "tracking_shuffled_objects_seven_objects": 7, "tracking_shuffled_objects_three_objects": 3, "web_of_lies": 2,
 }
 MUSR_CHOICES = {"murder_mysteries": 2, "object_placements": 5, "team_allocation": 3}
-GPQA_CHOICES = {"diamond": 4, "extended": 4, "main": 4}
-MATH_SUBTASKS = ["algebra", "counting_and_prob", "geometry", "intermediate_algebra", "num_theory",
-                 "prealgebra", "precalculus"]
+# Full sizes of the subsets lm-eval weights its group scores by (`n-samples` "original").
+GPQA_SIZES = {"leaderboard_gpqa_diamond": 198, "leaderboard_gpqa_extended": 546, "leaderboard_gpqa_main": 448}
+MATH_HARD_SIZES = {  # MATH test problems of level 5, 1324 in all
+    "leaderboard_math_algebra_hard": 307, "leaderboard_math_counting_and_prob_hard": 123,
+    "leaderboard_math_geometry_hard": 132, "leaderboard_math_intermediate_algebra_hard": 280,
+    "leaderboard_math_num_theory_hard": 154, "leaderboard_math_prealgebra_hard": 193,
+    "leaderboard_math_precalculus_hard": 135,
+}
 MMLU_PRO_CHOICES = 10
 MMLU_GROUPS = {"mmlu_humanities", "mmlu_other", "mmlu_social_sciences", "mmlu_stem"}
 
@@ -51,7 +64,7 @@ LABELS = {
 def normalize(value: float, num_choices: int) -> float:
     """Leaderboard v2 normalisation: random baseline 1/k -> 0, perfect -> 100, clipped at 0."""
     lower = 1.0 / num_choices
-    return max(0.0, (value - lower) / (1.0 - lower)) * 100.0
+    return max(0.0, value - lower) / (1.0 - lower) * 100.0
 
 
 def metric(results: dict, task: str, *names: str) -> float | None:
@@ -72,29 +85,56 @@ def mean_normalized(results: dict, prefix: str, choices: dict[str, int], name: s
     return sum(scores) / len(scores) if scores else None
 
 
-def v2_scores(results: dict) -> dict[str, float | None]:
-    """The six v2 benchmark scores (0-100) from an lm-eval `results` dict; None where absent."""
+def sample_count(n_samples: dict | None, task: str) -> int | None:
+    """Documents lm-eval scored for `task` (`n-samples` "effective", else "original"), if the file says."""
+    entry = (n_samples or {}).get(task)
+    if isinstance(entry, dict):
+        for key in ("effective", "original"):
+            if isinstance(entry.get(key), int) and entry[key] > 0:
+                return entry[key]
+    return None
+
+
+def group_score(results: dict, group: str, sizes: dict[str, int], name: str,
+                n_samples: dict | None = None) -> tuple[float | None, str | None]:
+    """lm-eval's group score for `group`, or its sample-weighted rebuild from the subtasks -> (value, source).
+
+    The rebuild is lm-eval's `aggregate_subtask_metrics(..., weight_by_size=True)`: Σ n_t v_t / Σ n_t over
+    the subtasks present, n_t from `n_samples` where the file reports it, else the subset's full size.
+    """
+    if (v := metric(results, group, name)) is not None:
+        return v, f"group {group} {name}"
+    present = {t: v for t in sizes if (v := metric(results, t, name)) is not None}
+    if not present:
+        return None, None
+    counts = {t: sample_count(n_samples, t) for t in present}
+    reported = all(c is not None for c in counts.values())
+    weights = {t: counts[t] if reported else sizes[t] for t in present}
+    value = sum(weights[t] * present[t] for t in present) / sum(weights.values())
+    how = "n-samples" if reported else "full subset sizes"
+    return value, f"subtasks weighted by {how} ({group} absent)"
+
+
+def v2_scores(results: dict, n_samples: dict | None = None) -> tuple[dict[str, float | None], dict[str, str]]:
+    """The six v2 benchmark scores (0-100) from an lm-eval `results` dict (None where absent),
+    and for GPQA and MATH the path each took (`group_score`). `n_samples`: lm-eval's `n-samples`."""
     inst = metric(results, "leaderboard_ifeval", "inst_level_strict_acc")
     prompt = metric(results, "leaderboard_ifeval", "prompt_level_strict_acc")
     ifeval = (inst + prompt) / 2 * 100 if inst is not None and prompt is not None else None
 
-    maths = [v for s in MATH_SUBTASKS if (v := metric(results, f"leaderboard_math_{s}_hard", "exact_match")) is not None]
-    math_hard = sum(maths) / len(maths) * 100 if maths else None
-    if math_hard is None and (v := metric(results, "leaderboard_math_hard", "exact_match")) is not None:
-        math_hard = v * 100
-
-    gpqa = mean_normalized(results, "leaderboard_gpqa_", GPQA_CHOICES, "acc_norm")
-    if gpqa is None and (v := metric(results, "leaderboard_gpqa", "acc_norm")) is not None:
-        gpqa = normalize(v, 4)
+    math, math_source = group_score(results, "leaderboard_math_hard", MATH_HARD_SIZES, "exact_match", n_samples)
+    gpqa, gpqa_source = group_score(results, "leaderboard_gpqa", GPQA_SIZES, "acc_norm", n_samples)
     mmlu_pro = metric(results, "leaderboard_mmlu_pro", "acc")
-    return {
+    scores = {
         "ifeval": ifeval,
         "bbh": mean_normalized(results, "leaderboard_bbh_", BBH_CHOICES, "acc_norm"),
-        "math_hard": math_hard,
-        "gpqa": gpqa,
+        "math_hard": None if math is None else math * 100,
+        "gpqa": None if gpqa is None else normalize(gpqa, 4),
         "musr": mean_normalized(results, "leaderboard_musr_", MUSR_CHOICES, "acc_norm"),
         "mmlu_pro": normalize(mmlu_pro, MMLU_PRO_CHOICES) if mmlu_pro is not None else None,
     }
+    sources = {k: v for k, v in (("math_hard", math_source), ("gpqa", gpqa_source)) if v is not None}
+    return scores, sources
 
 
 def v1_scores(results: dict) -> dict[str, float | None]:
@@ -114,13 +154,18 @@ def v1_scores(results: dict) -> dict[str, float | None]:
 
 
 def missing_subtasks(results: dict) -> dict[str, list[str]]:
-    """v2 benchmarks scored from only some of their subtasks -> the absent subtask names."""
+    """v2 benchmarks scored from only some of their subtasks -> the absent subtask names.
+
+    GPQA and MATH count only when their group entry is absent (lm-eval's group score stands as it is).
+    """
     groups = {
         "bbh": [f"leaderboard_bbh_{s}" for s in BBH_CHOICES],
-        "math_hard": [f"leaderboard_math_{s}_hard" for s in MATH_SUBTASKS],
-        "gpqa": [f"leaderboard_gpqa_{s}" for s in GPQA_CHOICES],
         "musr": [f"leaderboard_musr_{s}" for s in MUSR_CHOICES],
     }
+    if "leaderboard_math_hard" not in results:
+        groups["math_hard"] = list(MATH_HARD_SIZES)
+    if "leaderboard_gpqa" not in results:
+        groups["gpqa"] = list(GPQA_SIZES)
     out = {}
     for name, tasks in groups.items():
         absent = [t for t in tasks if t not in results]
@@ -129,18 +174,25 @@ def missing_subtasks(results: dict) -> dict[str, list[str]]:
     return out
 
 
-def leaderboard(results: dict, version: str) -> dict:
+def leaderboard(results: dict, version: str, n_samples: dict | None = None) -> dict:
     """`{"average", "tasks": {name: score}}`, plus `missing` (benchmarks without any score; then the
-    average is None) and, for v2, `partial` (benchmark -> subtasks absent from its unweighted mean)."""
+    average is None) and, for v2, `sources` (where GPQA's and MATH's scores came from) and `partial`
+    (benchmark -> subtasks absent from the score). `n_samples`: lm-eval's `n-samples` entry, if any."""
     if version not in ("v1", "v2"):
         raise PodiumError(f"--version {version!r}: use v1 or v2")
-    scores = v2_scores(results) if version == "v2" else v1_scores(results)
+    sources: dict[str, str] = {}
+    if version == "v2":
+        scores, sources = v2_scores(results, n_samples)
+    else:
+        scores = v1_scores(results)
     present = {k: v for k, v in scores.items() if v is not None}
     missing = [k for k, v in scores.items() if v is None]
     average = sum(present.values()) / len(present) if present and not missing else None
     out = {"average": average, "tasks": present}
     if missing:
         out["missing"] = missing
+    if sources:
+        out["sources"] = sources
     partial = missing_subtasks(results) if version == "v2" else {}
     if partial:
         out["partial"] = partial
@@ -159,8 +211,9 @@ def format_table(board: dict, version: str) -> str:
     return "\n".join(lines)
 
 
-def read_results(path: str | Path) -> dict:
-    """lm-eval's results JSON (its `results` dict), podium eval output (`tasks`), or a bare dict."""
+def load_results(path: str | Path) -> dict:
+    """`{"results": ..., "n_samples": ...}` from lm-eval's results JSON (its `results` and `n-samples`),
+    podium eval output (`tasks`), or a bare results dict (then `n_samples` is empty)."""
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -169,4 +222,6 @@ def read_results(path: str | Path) -> dict:
         raise PodiumError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
     if not isinstance(data, dict):
         raise PodiumError(f"{path}: expected a JSON object with a `results` dict")
-    return data.get("results") or data.get("tasks") or data
+    counts = data.get("n-samples")
+    return {"results": data.get("results") or data.get("tasks") or data,
+            "n_samples": counts if isinstance(counts, dict) else {}}

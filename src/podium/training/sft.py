@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from functools import partial
-from typing import Literal
 
 import torch
 import torch.nn.functional as F

@@ -1,0 +1,329 @@
+"""Pairwise annotations of a model against a baseline, as AlpacaEval writes them and as podium does.
+
+Two row formats, one object per instruction, in a JSON list or a JSONL file:
+
+- AlpacaEval (`annotations.json` of `alpaca_eval evaluate`): `instruction`, `output_1` (the
+  baseline's answer), `output_2` (the model's), `preference` on AlpacaEval's scale — 1 = output_1
+  wins, 2 = output_2 wins, fractional values for a weighted judge, 1.5 (or the legacy 0) a draw,
+  null when the judge gave no answer — plus `index` (the instruction's position in AlpacaEval,
+  which keys the instruction difficulty), `generator_1`, `generator_2`, `annotator`, ....
+- podium's judgments: `preference` (or `win_prob`) = P(model ≻ baseline) in [0, 1], lengths as
+  `model_length` / `baseline_length` or the texts `model_response` / `baseline_response`
+  (AlpacaEval measures length in characters), optional `instruction_id` (else `prompt`) and `index`.
+
+Everything is turned into P(model ≻ baseline) ∈ [0, 1] (NaN = not annotated) and character lengths.
+Also here: readers for AlpacaEval's `df_gamed.csv` (its baseline prompted to be verbose or concise,
+judged against itself, with per-instruction difficulty) and `instruction_difficulty.csv`.
+A malformed file is a DataError naming the file, the row and the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from podium.errors import DataError
+
+ALPACA_FIELDS = ("output_1", "output_2", "generator_1", "generator_2")
+PODIUM_LENGTH_FIELDS = ("model_length", "model_response", "baseline_length", "baseline_response")
+
+
+@dataclass
+class Annotations:
+    """One model against one baseline: arrays [N], one entry per annotated instruction."""
+
+    preference: np.ndarray  # P(model ≻ baseline) in [0, 1]; NaN where the judge gave no preference
+    model_length: np.ndarray  # characters
+    baseline_length: np.ndarray
+    locations: list[str]  # "file: row i" / "file:line", for messages about a row
+    index: np.ndarray | None = None  # AlpacaEval instruction index per row (keys instruction difficulty)
+    instruction_ids: list | None = None  # podium: prompt ids, for several samples per instruction
+    generator: str | None = None
+    baseline: str | None = None
+    source: str = "<annotations>"
+    format: str = "podium"  # "alpaca_eval" | "podium"
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.preference.size)
+
+
+@dataclass
+class GamedRows:
+    """AlpacaEval's `df_gamed.csv`: the baseline against itself prompted verbose / concise. Arrays [M]."""
+
+    preference: np.ndarray  # in [0, 1] (the file stores preference - 1); NaN rows are skipped by the fit
+    std_delta_len: np.ndarray  # (len(baseline) - len(gamed)) / std, as the file stores it
+    instruction_difficulty: np.ndarray
+    index: np.ndarray  # instruction index per row
+    not_gamed_baseline: np.ndarray  # bool; False on every row of the released file
+    difficulty_by_index: dict[int, float]  # first row of each index, as alpaca_eval builds its lookup
+    index_order_matches_rows: bool  # first row of index k is row k (alpaca_eval looks up by row label)
+    source: str = "<df_gamed>"
+
+
+def read_rows(path: str | os.PathLike) -> list[tuple[str, dict]]:
+    """(location, object) for each row of a JSON list or a JSONL file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    rows: list[tuple[str, dict]] = []
+    if text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+        for i, row in enumerate(data, 1):
+            rows.append((f"{path}: row {i}", row))
+    else:
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append((f"{path}:{lineno}", json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+    for where, row in rows:
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    if not rows:
+        raise DataError(f"{path}: no annotations")
+    return rows
+
+
+def is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def alpaca_preference(value, where: str) -> float:
+    """AlpacaEval's preference -> P(output_2 ≻ output_1) in [0, 1]; NaN when the judge gave none."""
+    if value is None or (is_number(value) and math.isnan(value)):
+        return math.nan
+    if not is_number(value):
+        raise DataError(f"{where}: field `preference`: expected a number on AlpacaEval's scale, got {value!r}")
+    if value == 0:  # AlpacaEval's legacy encoding of a draw
+        return 0.5
+    if not 1 <= value <= 2:
+        raise DataError(
+            f"{where}: field `preference` = {value!r} is not on AlpacaEval's scale "
+            "(1 = output_1/baseline wins, 2 = output_2/model wins, 1.5 or 0 = draw, fractions in between)"
+        )
+    return float(value) - 1.0
+
+
+def podium_preference(row: dict, where: str) -> float:
+    value = row.get("preference", row.get("win_prob"))
+    name = "preference" if "preference" in row else "win_prob"
+    if not is_number(value):
+        raise DataError(f"{where}: field `{name}` (P(model > baseline)) is missing or not a number")
+    if not 0 <= value <= 1:
+        hint = (" — AlpacaEval's [1, 2] scale needs its `output_1`/`output_2` fields" if 1 < value <= 2 else "")
+        raise DataError(f"{where}: field `{name}` = {value!r}: expected P(model > baseline) in [0, 1]{hint}")
+    return float(value)
+
+
+def text_length(row: dict, name: str, where: str) -> float:
+    value = row.get(name)
+    if not isinstance(value, str):
+        what = "missing" if value is None else f"not a string ({type(value).__name__})"
+        raise DataError(f"{where}: field `{name}` is {what}; the length control needs both outputs")
+    return float(len(value))
+
+
+def podium_length(row: dict, who: str, where: str) -> float:
+    given, text = row.get(f"{who}_length"), row.get(f"{who}_response")
+    if given is not None and (not is_number(given) or given < 0):
+        raise DataError(f"{where}: field `{who}_length` = {given!r}: expected a number of characters >= 0")
+    if text is not None and not isinstance(text, str):
+        raise DataError(f"{where}: field `{who}_response` is not a string ({type(text).__name__})")
+    if given is None and text is None:
+        raise DataError(f"{where}: give `{who}_length` or `{who}_response`")
+    if given is not None and text is not None and len(text) != given:
+        raise DataError(f"{where}: field `{who}_length` = {given} but `{who}_response` has {len(text)} characters")
+    return float(given if given is not None else len(text))
+
+
+def single_value(rows: list[tuple[str, dict]], name: str) -> str | None:
+    """The one value of `name` over all rows (None if absent); a second value is an error."""
+    seen: tuple[str, str] | None = None
+    for where, row in rows:
+        v = row.get(name)
+        if v is None:
+            continue
+        if seen is None:
+            seen = (where, v)
+        elif v != seen[1]:
+            raise DataError(f"{where}: field `{name}` = {v!r} but {seen[0]} has {seen[1]!r}; a file must hold one "
+                            f"model against one baseline (split it by `{name}`)")
+    return None if seen is None else str(seen[1])
+
+
+def instruction_index(rows: list[tuple[str, dict]]) -> np.ndarray | None:
+    """`index` per row (ints >= 0), or None when no row has one; a row without it is then an error."""
+    if not any("index" in row for _, row in rows):
+        return None
+    out = []
+    for where, row in rows:
+        v = row.get("index")
+        if not (is_number(v) and float(v).is_integer() and v >= 0):
+            what = "missing" if v is None else f"{v!r}, not an instruction index (an integer >= 0)"
+            raise DataError(f"{where}: field `index` is {what}; other rows have one")
+        out.append(int(v))
+    return np.asarray(out, dtype=int)
+
+
+def annotations_from_rows(rows: list[tuple[str, dict]], source: str = "<annotations>") -> Annotations:
+    """Validated `Annotations` from (location, row) pairs in either format (decided by the first row)."""
+    first = rows[0][1]
+    alpaca = any(k in first for k in ALPACA_FIELDS)
+    if not alpaca and not any(k in first for k in (*PODIUM_LENGTH_FIELDS, "win_prob", "preference")):
+        raise DataError(f"{rows[0][0]}: neither an AlpacaEval annotation (`output_1`, `output_2`, `preference`) "
+                        "nor a podium judgment (`preference`, `model_response`|`model_length`, ...)")
+    prefs, mlen, blen = [], [], []
+    for where, row in rows:
+        if alpaca:
+            if "preference" not in row:
+                raise DataError(f"{where}: field `preference` is missing (AlpacaEval: 1 = output_1 wins, 2 = output_2)")
+            prefs.append(alpaca_preference(row["preference"], where))
+            blen.append(text_length(row, "output_1", where))
+            mlen.append(text_length(row, "output_2", where))
+        else:
+            prefs.append(podium_preference(row, where))
+            mlen.append(podium_length(row, "model", where))
+            blen.append(podium_length(row, "baseline", where))
+    out = Annotations(
+        preference=np.asarray(prefs, dtype=float), model_length=np.asarray(mlen), baseline_length=np.asarray(blen),
+        locations=[w for w, _ in rows], index=instruction_index(rows), source=source,
+        format="alpaca_eval" if alpaca else "podium",
+        generator=single_value(rows, "generator_2") if alpaca else None,
+        baseline=single_value(rows, "generator_1") if alpaca else None,
+    )
+    if not alpaca:
+        ids = [row.get("instruction_id", row.get("prompt")) for _, row in rows]
+        if all(i is not None for i in ids) and len(set(map(str, ids))) < len(ids):
+            out.instruction_ids = [str(i) for i in ids]
+    if np.isnan(out.preference).all():
+        raise DataError(f"{source}: no row has a preference")
+    return out
+
+
+def read_annotations(path: str | os.PathLike) -> Annotations:
+    """An AlpacaEval annotation file or a podium judgments file (JSON list or JSONL) -> `Annotations`."""
+    return annotations_from_rows(read_rows(path), str(path))
+
+
+def csv_rows(path: str | os.PathLike) -> tuple[list[str], list[tuple[int, dict]]]:
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = [(reader.line_num, row) for row in reader]
+            header = list(reader.fieldnames or [])
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: not a CSV file ({e})") from None
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    return header, rows
+
+
+def csv_float(row: dict, name: str, where: str) -> float:
+    text = (row.get(name) or "").strip()
+    if text == "":
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        raise DataError(f"{where}: column `{name}` = {text!r} is not a number") from None
+
+
+def csv_bool(row: dict, name: str, where: str) -> bool:
+    text = (row.get(name) or "").strip().lower()
+    if text in ("true", "1", "1.0"):
+        return True
+    if text in ("false", "0", "0.0"):
+        return False
+    raise DataError(f"{where}: column `{name}` = {text!r} is not True/False")
+
+
+def read_df_gamed(path: str | os.PathLike) -> GamedRows:
+    """AlpacaEval's `df_gamed.csv` (columns `index`, `preference` in [0, 1], `std_delta_len`,
+    `instruction_difficulty`, `not_gamed_baseline`; others, like `model`, are ignored)."""
+    header, rows = csv_rows(path)
+    needed = ("index", "preference", "std_delta_len", "instruction_difficulty", "not_gamed_baseline")
+    absent = [c for c in needed if c not in header]
+    if absent:
+        raise DataError(f"{path}: column(s) {', '.join(absent)} missing; AlpacaEval's df_gamed.csv has "
+                        f"{', '.join(needed)}")
+    pref, sdl, diff, index, not_gamed = [], [], [], [], []
+    for line, row in rows:
+        where = f"{path}:{line}"
+        p = csv_float(row, "preference", where)
+        if not (math.isnan(p) or 0 <= p <= 1):
+            raise DataError(f"{where}: column `preference` = {p}: df_gamed stores preferences in [0, 1]")
+        i = csv_float(row, "index", where)
+        if math.isnan(i) or not i.is_integer() or i < 0:
+            raise DataError(f"{where}: column `index` = {row.get('index')!r} is not an instruction index")
+        for name, out in (("std_delta_len", sdl), ("instruction_difficulty", diff)):
+            v = csv_float(row, name, where)
+            if math.isnan(v):
+                raise DataError(f"{where}: column `{name}` is empty")
+            out.append(v)
+        pref.append(p)
+        index.append(int(i))
+        not_gamed.append(csv_bool(row, "not_gamed_baseline", where))
+    index_arr = np.asarray(index, dtype=int)
+    first_row: dict[int, int] = {}
+    for r, i in enumerate(index):
+        first_row.setdefault(i, r)
+    return GamedRows(
+        preference=np.asarray(pref), std_delta_len=np.asarray(sdl), instruction_difficulty=np.asarray(diff),
+        index=index_arr, not_gamed_baseline=np.asarray(not_gamed, dtype=bool),
+        difficulty_by_index={i: diff[r] for i, r in first_row.items()},
+        index_order_matches_rows=all(i == r for i, r in first_row.items()), source=str(path),
+    )
+
+
+def read_instruction_difficulty(path: str | os.PathLike) -> dict[int, float]:
+    """AlpacaEval's `instruction_difficulty.csv`: the instruction index, then its difficulty (a header row)."""
+    header, rows = csv_rows(path)
+    if len(header) < 2:
+        raise DataError(f"{path}: expected two columns (index, instruction_difficulty), found {header}")
+    key, value = header[0], header[1]
+    out: dict[int, float] = {}
+    for line, row in rows:
+        where = f"{path}:{line}"
+        i = csv_float(row, key, where)
+        v = csv_float(row, value, where)
+        if math.isnan(i) or not i.is_integer() or i < 0:
+            raise DataError(f"{where}: column `{key or 'index'}` = {row.get(key)!r} is not an instruction index")
+        if math.isnan(v):
+            raise DataError(f"{where}: column `{value}` is empty")
+        out[int(i)] = v
+    return out
+
+
+def difficulty_per_row(annotations: Annotations, difficulty: dict[int, float], source: str) -> np.ndarray:
+    """γ for each annotation row from a mapping index -> difficulty [N]; rows without `index` use their
+    position (alpaca_eval does the same); an index the mapping lacks is an error naming the row."""
+    index = annotations.index if annotations.index is not None else np.arange(len(annotations))
+    out = np.empty(len(index))
+    for r, i in enumerate(index):
+        if int(i) not in difficulty:
+            lo, hi = min(difficulty), max(difficulty)
+            what = "field `index`" if annotations.index is not None else "row position (no `index` field)"
+            raise DataError(f"{annotations.locations[r]}: {what} = {int(i)} has no instruction difficulty in "
+                            f"{source} (it covers {len(difficulty)} instructions, {lo}..{hi})")
+        out[r] = difficulty[int(i)]
+    return out
