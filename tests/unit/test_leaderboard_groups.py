@@ -11,7 +11,8 @@ import json
 
 import pytest
 
-from podium.evaluation.leaderboard import GPQA_SIZES, MATH_HARD_SIZES, leaderboard, main
+from podium.cli.leaderboard import main
+from podium.evaluation.leaderboard import GPQA_SIZES, MATH_HARD_SIZES, leaderboard
 
 # Correct answers per subset (a model near chance on GPQA, weak on MATH).
 GPQA_CORRECT = {"leaderboard_gpqa_diamond": 61, "leaderboard_gpqa_extended": 143, "leaderboard_gpqa_main": 107}

@@ -21,6 +21,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult
 
 from podium.cards.run_info import RunInfo
+from podium.data.records import is_number
 from podium.evaluation.leaderboard import LABELS, format_table, leaderboard
 from podium.rundir import read_json_object
 
@@ -66,10 +67,6 @@ class Scores:
 
     def empty(self) -> bool:
         return not (self.boards or self.tasks or self.win_rates)
-
-
-def is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def add_stage_metrics(scores: Scores, metrics: dict, default_task: str) -> None:

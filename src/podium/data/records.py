@@ -10,6 +10,11 @@ from pathlib import Path
 from podium.errors import DataError
 
 
+def is_number(v) -> bool:
+    """A JSON number (int or float), not a boolean."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def read_jsonl(path: str | os.PathLike, required: tuple[str, ...] = ()) -> list[dict]:
     """Read a JSONL file; a malformed line or a missing field is an error naming file and line."""
     path = Path(path)

@@ -35,7 +35,7 @@ from podium.errors import DataError
 from podium.evaluation.annotations import GamedRows
 from podium.evaluation.length_controlled import sigmoid
 
-ESTIMATOR = "alpaca_eval-0.6.6-glm"
+ALPACA_EVAL_ESTIMATOR = "alpaca_eval-0.6.6-glm"
 CS = np.logspace(-4, 4, 10)  # LogisticRegressionCV's default grid (Cs=10)
 N_SPLITS = 5
 REGULARIZE_TO_BASELINE_LAMBDA = 0.2
@@ -154,5 +154,5 @@ def alpaca_eval_lc(
         "lc_standard_error": float(100 * q.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
         "weights": dict(zip(FEATURES, map(float, beta))),
         "C": C,
-        "estimator": ESTIMATOR,
+        "estimator": ALPACA_EVAL_ESTIMATOR,
     }

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from podium.data.records import is_number
 from podium.errors import DataError
 
 ALPACA_FIELDS = ("output_1", "output_2", "generator_1", "generator_2")
@@ -99,10 +100,6 @@ def read_rows(path: str | os.PathLike) -> list[tuple[str, dict]]:
     if not rows:
         raise DataError(f"{path}: no annotations")
     return rows
-
-
-def is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def alpaca_preference(value, where: str) -> float:

@@ -40,7 +40,7 @@ import numpy as np
 
 from podium.errors import DataError
 
-ESTIMATOR = "podium-regularised-glm"
+REGULARISED_ESTIMATOR = "podium-regularised-glm"
 LENGTH_PRIOR = (1.5, 0.4)  # φ: mean, sd
 MODEL_PRIOR_SD = 1.5  # θ ~ N(0, sd²)
 DIFFICULTY_PRIOR = (1.0, 1.0)  # ψ: mean, sd
@@ -157,5 +157,5 @@ def regularised_lc(
         "phi": float(w[1]),
         "psi": float(w[2]) if difficulty is not None else None,
         "length_scale": length_scale(m, b),
-        "estimator": ESTIMATOR,
+        "estimator": REGULARISED_ESTIMATOR,
     }

@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Annotated, Literal, get_args
 
 import torch
+import transformers
 from pydantic import Field
 from safetensors import SafetensorError, safe_open
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_MAPPING
+from transformers.utils import is_flash_attn_2_available
 
 from podium.errors import PodiumError
 
@@ -160,7 +163,7 @@ def choose_attn_implementation(name_or_path: str | os.PathLike, requested: str |
         if not supports[requested]:
             ok = ", ".join(k for k, v in supports.items() if v)
             raise PodiumError(f"{name_or_path}: {arch} does not support attn_implementation {requested!r} in "
-                              f"transformers {_transformers_version()} (it supports {ok}); "
+                              f"transformers {transformers.__version__} (it supports {ok}); "
                               "set another or leave attn_implementation unset")
         if requested == "flash_attention_2" and not (on_cuda and _flash_attn_installed()):
             raise PodiumError(f"{name_or_path}: attn_implementation 'flash_attention_2' needs a CUDA device and the "
@@ -178,9 +181,6 @@ def choose_attn_implementation(name_or_path: str | os.PathLike, requested: str |
 
 def _model_class(name_or_path, base: bool):
     """(transformers class, architecture name) for a model folder or Hub id; (None, name) if unknown."""
-    from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_MAPPING
-
     try:  # never runs remote code: a custom architecture stays unknown here
         config = AutoConfig.from_pretrained(str(name_or_path), trust_remote_code=False)
     except Exception:  # noqa: BLE001 - the load itself reports a broken or missing config
@@ -192,15 +192,7 @@ def _model_class(name_or_path, base: bool):
 
 
 def _flash_attn_installed() -> bool:
-    from transformers.utils import is_flash_attn_2_available
-
     return bool(is_flash_attn_2_available())
-
-
-def _transformers_version() -> str:
-    import transformers
-
-    return transformers.__version__
 
 
 def load_tokenizer(name_or_path: str | os.PathLike, *, trust_remote_code: bool | None = None):

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import torch
 
+from podium.errors import PodiumError
+
 # model_type -> how its decoder (transformers 5) consumes a prepared attention mask.
 #   "one_mask": one mask for all layers; config.sliding_window, when set, applies to each of them.
 #   "layer_types": a dict {layer type: mask} with an entry per distinct value of config.layer_types.
@@ -110,25 +112,17 @@ def padding_free_problem(model) -> str | None:
     return None
 
 
-def check_exact(model, router_aux_coef: float = 0.0) -> None:
-    """Raise a PodiumError, before any training, for a model podium cannot train exactly.
+def check_causal(model) -> None:
+    """Raise a PodiumError, before any training, for a model whose attention is not causal.
 
-    Sequence log-probs need causal attention; an MoE router loss needs router logits podium can
-    read (`podium.training.router_loss`). Layout features are not checked here: those that would
-    not be exact are turned off (`exact_layout`).
+    Sequence log-probs need a causal language model. Layout features are not checked here: those
+    that would not be exact are turned off (`exact_layout`); the MoE router loss checks its own
+    needs (`podium.training.router_loss.router_aux_coef`).
     """
-    from podium.errors import PodiumError
-    from podium.training.router_loss import router_modules
-
     config = model_config(model)
-    arch = architecture(model)
     if getattr(config, "is_causal", True) is False or getattr(config, "use_bidirectional_attention", False):
-        raise PodiumError(f"{arch} is configured for bidirectional attention (is_causal / "
+        raise PodiumError(f"{architecture(model)} is configured for bidirectional attention (is_causal / "
                           "use_bidirectional_attention); completion log-probs need a causal language model")
-    if router_aux_coef and not router_modules(model):
-        raise PodiumError(f"{arch} declares router logits (output_router_logits) but podium finds no router module "
-                          "to read them from, so its load-balancing loss cannot be added as TRL adds it; "
-                          "set router_aux_loss_coef: 0 to train without it")
 
 
 def exact_layout(model, prefix_sharing: bool, padding_free: bool, log=None) -> tuple[bool, bool]:

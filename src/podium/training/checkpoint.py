@@ -26,6 +26,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -123,8 +124,6 @@ def load_optimizer(optimizer, folder: Path) -> None:
 
 def save_rng(folder: Path, rank: int) -> None:
     """This process's generator states (what dropout and any sampling in the objective draw from)."""
-    import numpy as np
-
     tensors = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
@@ -138,8 +137,6 @@ def save_rng(folder: Path, rank: int) -> None:
 
 
 def load_rng(folder: Path, rank: int, log=None) -> None:
-    import numpy as np
-
     if not (folder / f"rng-{rank}.json").exists():
         # Written by a run with fewer processes: data order is unaffected (a function of seed and step).
         if log:

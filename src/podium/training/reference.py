@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 
 import torch
+from accelerate.utils import broadcast
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
@@ -163,8 +164,6 @@ def read_entry(path: Path, key: str, shape: tuple[int, int]) -> tuple[torch.Tens
 
 def main_process_value(state, value: bool) -> bool:
     """The main process's `value` on every process, so all agree on hit or miss (a tensor, not a pickle)."""
-    from accelerate.utils import broadcast
-
     return bool(broadcast(torch.tensor([int(value)], device=state.device), from_process=0).item())
 
 

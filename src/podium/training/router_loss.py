@@ -25,11 +25,16 @@ import torch
 from podium.errors import PodiumError
 from podium.training.attention_masks import architecture, model_config
 
+NO_ROUTER = ("{arch} declares router logits (output_router_logits) but podium finds no router module to read them "
+             "from, so its load-balancing loss cannot be added as TRL adds it; set router_aux_loss_coef: 0 to train "
+             "without it")
+
 
 def router_aux_coef(model, override: float | None = None) -> float:
     """The coefficient of the router loss for `model` (0.0: off), as TRL 1.16 decides it.
 
-    An `override` on a model that is not a mixture of experts is a PodiumError.
+    An `override` on a model that is not a mixture of experts is a PodiumError, and so is a
+    coefficient on an MoE whose router logits podium cannot read (checked before any training).
     """
     config = model_config(model)
     is_moe = hasattr(config, "output_router_logits")
@@ -37,7 +42,10 @@ def router_aux_coef(model, override: float | None = None) -> float:
         raise PodiumError(f"router_aux_loss_coef is {override} but {architecture(model)} is not a "
                           "mixture-of-experts model with router logits; remove the setting")
     coef = getattr(config, "router_aux_loss_coef", 0.0) if override is None else override
-    return float(coef or 0.0) if is_moe else 0.0
+    coef = float(coef or 0.0) if is_moe else 0.0
+    if coef and not router_modules(model):
+        raise PodiumError(NO_ROUTER.format(arch=architecture(model)))
+    return coef
 
 
 def router_top_k(model) -> int:
@@ -91,9 +99,7 @@ def recording_router_logits(model):
     """
     routers = router_modules(model)
     if not routers:
-        raise PodiumError(f"{architecture(model)} declares router logits (output_router_logits) but podium "
-                          "finds no router module to read them from; set router_aux_loss_coef: 0 to train "
-                          "without the load-balancing loss")
+        raise PodiumError(NO_ROUTER.format(arch=architecture(model)))
     collected: list[torch.Tensor] = []
 
     def recorder(index):

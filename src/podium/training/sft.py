@@ -23,7 +23,7 @@ from podium.errors import DataError
 from podium.models.io import AttnImplementation, load_model, load_tokenizer, save_model
 from podium.refs import ModelRef
 from podium.stages import StageContext, stage
-from podium.training.attention_masks import check_exact, padding_free_problem
+from podium.training.attention_masks import check_causal, padding_free_problem
 from podium.training.loop import train_loop
 from podium.training.lora import LoraSettings, apply_lora, save_lora
 from podium.training.router_loss import load_balancing_loss, recording_router_logits, router_aux_coef, router_top_k
@@ -95,7 +95,7 @@ def sft(cfg: SFTConfig, ctx: StageContext) -> dict:
     torch.manual_seed(cfg.seed)
     model = load_model(cfg.model, attn_implementation=cfg.attn_implementation)
     router_coef = router_aux_coef(model, cfg.router_aux_loss_coef)
-    check_exact(model, router_coef)
+    check_causal(model)
     packing = cfg.packing
     if packing and (why := padding_free_problem(model)):
         ctx.log.info(f"packing off for this model: {why}; using padded rows")

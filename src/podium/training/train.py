@@ -41,7 +41,7 @@ from podium.models.io import (
 )
 from podium.refs import ModelRef
 from podium.stages import StageContext, stage
-from podium.training.attention_masks import check_exact, exact_layout
+from podium.training.attention_masks import check_causal, exact_layout
 from podium.training.loop import train_loop
 from podium.training.lora import LoraSettings, apply_lora, save_lora
 from podium.training.preference_model import PREFERENCE_MODEL_OBJECTIVES
@@ -158,13 +158,13 @@ def build_preference(cfg: TrainConfig, ctx: StageContext) -> TrainParts:
     # Speed features a model cannot run exactly are turned off for it (logged); see attention_masks.
     prefix_sharing, padding_free = exact_layout(model, cfg.prefix_sharing, cfg.padding_free, ctx.log)
     router_coef = router_aux_coef(model, cfg.router_aux_loss_coef)
-    check_exact(model, router_coef)
+    check_causal(model)
     if cfg.lora is not None:
         model = apply_lora(model, cfg.lora)
     ref_kwargs = {"cache_dir": cfg.reference_cache_dir, "batch_size": cfg.reference_batch_size}
     if cfg.reference is not None:
         ref_model = _load(cfg, cfg.reference)
-        check_exact(ref_model, 0.0)
+        check_causal(ref_model)
         ref_ps, ref_pf = exact_layout(ref_model, cfg.prefix_sharing, cfg.padding_free, ctx.log)
         ref_logps, hit = cached_reference_logps(ref_model, examples, tokenizer.pad_token_id,
                                                 prefix_sharing=ref_ps, padding_free=ref_pf, **ref_kwargs)
