@@ -309,3 +309,38 @@ def test_gpm_judge_rejects_unknown_probability():
     model, tok = build_tiny_model(hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, seed=0)
     with pytest.raises(ValueError, match="probability"):
         GPMJudge(GPMModel(model, k=2), tok, probability="both")
+
+
+def podium_gpm_folder(tmp_path, **kw):
+    model, tok = build_tiny_model(hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, seed=0)
+    GPMModel(model, **kw).save(tmp_path / "gpm", tok)
+    return tmp_path / "gpm"
+
+
+def test_podium_layout_head_not_matching_its_config_names_tensor_and_field(tmp_path):
+    folder = podium_gpm_folder(tmp_path, k=2)
+    cfg = json.loads((folder / "preference_model.json").read_text())
+    (folder / "preference_model.json").write_text(json.dumps({**cfg, "k": 3}))
+    with pytest.raises(PodiumError, match=r"tensor 'embed.weight' has shape \[4, 16\], but preference_model.json "
+                                          r"\(k=3, .*\) needs \[6, 16\]"):
+        load_preference_folder(folder)
+    (folder / "preference_model.json").write_text(json.dumps({**cfg, "gates": "softmax"}))
+    with pytest.raises(PodiumError, match=r"head tensors do not match preference_model.json .*missing \['gate.bias', "
+                                          r"'gate.weight'\]"):
+        load_preference_folder(folder)
+    (folder / "preference_model.json").write_text("[]")
+    with pytest.raises(PodiumError, match="expected a JSON object with field 'kind'"):
+        load_preference_folder(folder)
+
+
+def test_podium_layout_with_incomplete_backbone(tmp_path):
+    folder = podium_gpm_folder(tmp_path, k=2)
+    rewrite_tensors(folder, lambda t: t.pop(next(k for k in t if "mlp.up_proj" in k)))
+    with pytest.raises(PodiumError, match="backbone's weights are incomplete .*mlp.up_proj"):
+        load_preference_folder(folder)
+
+
+def test_judge_kind_must_match_the_folder(tmp_path):
+    folder = podium_gpm_folder(tmp_path, k=2)
+    with pytest.raises(PodiumError, match="judge kind 'reward', but .* holds a 'gpm' model"):
+        build_judge(JudgeSpec(kind="reward", model=str(folder)))

@@ -218,3 +218,22 @@ def test_stub_answers_as_llm_blenders_own_aggregation():
     two = raw[:2, :2].numpy()[None]
     s = utils.get_scores_from_cmps(two)[0]
     assert stub.compare(["q"], ["r0"], ["r1"], return_logits=True)[0] == pytest.approx(s[0] - s[1], abs=1e-6)
+
+
+@pytest.mark.parametrize("files,match", [
+    ({}, "not a PairRM checkpoint: no config.json"),
+    ({"config.json": "{oops"}, "config.json: invalid JSON"),
+    ({"config.json": '{"model_type": "deberta"}'}, "missing field 'ranker_type'"),
+    ({"config.json": '{"ranker_type": "pairranker", "model_name": "microsoft/deberta-v3-large"}'}, "no model.safetensors$"),
+    ({"config.json": '{"ranker_type": "pairranker", "model_name": "m"}', "pytorch_model.bin": "x"},
+     "only pytorch_model.bin, a pickle"),
+])
+def test_unreadable_pairrm_folders_name_folder_and_field(tmp_path, monkeypatch, files, match):
+    folder = tmp_path / "pairrm"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    monkeypatch.setattr(pairwise_module, "import_llm_blender", lambda: pytest.fail("llm-blender must not be reached"))
+    with pytest.raises(PodiumError, match=match) as e:
+        PairRMJudge(str(folder))
+    assert str(folder) in str(e.value)

@@ -8,7 +8,9 @@ benchmarks/judge_cost.py).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 
@@ -110,6 +112,30 @@ def import_llm_blender():
     return llm_blender
 
 
+def check_pairrm_folder(checkpoint: str) -> None:
+    """A local PairRM checkpoint is what llm-blender's `loadranker` reads: `config.json` (its ranker config,
+    with `ranker_type` and `model_name`) and `model.safetensors`. A folder with only `pytorch_model.bin`
+    is refused: llm-blender would unpickle it. Hub ids are left to llm-blender."""
+    folder = Path(checkpoint)
+    if not folder.exists():
+        return
+    config = folder / "config.json"
+    if not config.is_file():
+        raise PodiumError(f"{folder}: not a PairRM checkpoint: no config.json (llm-blender's ranker config with "
+                          "fields ranker_type, model_type, model_name)")
+    try:
+        fields = json.loads(config.read_text())
+    except (OSError, ValueError) as e:
+        raise PodiumError(f"{config}: invalid JSON ({first_line(e)})") from None
+    missing = [k for k in ("ranker_type", "model_name") if not (isinstance(fields, dict) and fields.get(k))]
+    if missing:
+        raise PodiumError(f"{config}: not a PairRM ranker config: missing field {missing[0]!r}")
+    if not (folder / "model.safetensors").is_file():
+        pickled = (folder / "pytorch_model.bin").is_file()
+        raise PodiumError(f"{folder}: no model.safetensors" + (" (only pytorch_model.bin, a pickle that llm-blender would "
+                          "unpickle; convert it to safetensors)" if pickled else ""))
+
+
 class PairRMJudge:
     """llm-blender's PairRM (Jiang et al. 2023), the judge of the SPPO paper.
 
@@ -140,8 +166,12 @@ class PairRMJudge:
         if mode not in PAIRRM_MODES:
             raise PodiumError(f"pairrm mode must be one of {PAIRRM_MODES}, got {mode!r}")
         if blender is None:
+            check_pairrm_folder(checkpoint)
             blender = import_llm_blender().Blender()
-            blender.loadranker(checkpoint, device=device)
+            try:
+                blender.loadranker(checkpoint, device=device)
+            except (OSError, ValueError, KeyError) as e:
+                raise PodiumError(f"could not load PairRM checkpoint {checkpoint!r}: {first_line(e)}") from None
         self.blender, self.mode, self.prompt_text = blender, mode, prompt_text
 
     def preference_matrix(self, prompt, responses: Sequence[str]) -> Judgement:
