@@ -203,9 +203,13 @@ def test_gpm_preference_matrix_properties():
     assert P.shape == (5, 5)
     assert torch.equal(P.diagonal(), torch.full((5,), 0.5))
     torch.testing.assert_close(P + P.T, torch.ones(5, 5))
-    # each entry is the pairwise score, through sigma(. / tau)
+    # each entry is the pairwise score through sigma((s_ij - s_ji) / tau) (the GPM code's self-play
+    # convention, the default) or sigma(s_ij / tau) (the loss's)
     i, j = torch.triu_indices(5, 5, offset=1)
-    torch.testing.assert_close(P[i, j], torch.sigmoid(gpm_score(V[i], V[j], gates) / 0.1))
+    s_ij, s_ji = gpm_score(V[i], V[j], gates), gpm_score(V[j], V[i], gates)
+    torch.testing.assert_close(P[i, j], torch.sigmoid((s_ij - s_ji) / 0.1))
+    loss_P = gpm_preference_matrix(V, gates, tau=0.1, probability="loss")
+    torch.testing.assert_close(loss_P[i, j], torch.sigmoid(s_ij / 0.1))
 
 
 def test_gpm_rejects_bad_shapes():

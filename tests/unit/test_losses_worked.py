@@ -144,12 +144,20 @@ def test_gpm_worked_example():
 def test_gpm_cyclic_preference_matrix():
     """k = 1, unit vectors at angles 0, 120, 240 degrees: s(i > j) = sin(theta_j - theta_i).
 
-    s(0>1) = s(1>2) = s(2>0) = sin 120 = 0.8660254, a cycle A > B > C > A no scalar reward can express;
-    P = sigma(8.660254) = 1 / (1 + 1.7335e-4) = 0.9998267; the reverse entries are 1.7333e-4.
+    s(0>1) = s(1>2) = s(2>0) = sin 120 = 0.8660254, a cycle A > B > C > A no scalar reward can express.
+    The loss's probability at tau = 0.1: sigma(8.660254) = 1 / (1 + 1.7335e-4) = 0.9998267; the reverse
+    entries are 1.7333e-4. The GPM code's self-play probability sigma((s_ij - s_ji)/tau) at tau = 1:
+    sigma(1.7320508) = 1 / (1 + e^-1.7320508) = 1 / 1.1769212 = 0.8496746 (loss's at tau = 1: sigma(0.8660254)
+    = 1 / 1.4206200 = 0.7039180).
     """
     angles = torch.tensor([0.0, 2 * math.pi / 3, 4 * math.pi / 3], dtype=torch.float64)
     V = torch.stack([angles.cos(), angles.sin()], dim=1)
-    P = gpm_preference_matrix(V, tau=0.1)
+    P = gpm_preference_matrix(V, tau=0.1, probability="loss")
+    released = gpm_preference_matrix(V, tau=1.0)
+    loss_1 = gpm_preference_matrix(V, tau=1.0, probability="loss")
     for i, j in [(0, 1), (1, 2), (2, 0)]:
         assert P[i, j].item() == pytest.approx(0.9998267, abs=1e-7)
         assert P[j, i].item() == pytest.approx(1.7333e-4, abs=1e-7)
+        assert released[i, j].item() == pytest.approx(0.8496746, abs=1e-7)
+        assert released[j, i].item() == pytest.approx(1 - 0.8496746, abs=1e-7)
+        assert loss_1[i, j].item() == pytest.approx(0.7039180, abs=1e-7)

@@ -28,7 +28,7 @@ class Judgement:
 
     matrix: torch.Tensor | None
     valid: bool = True
-    scores: torch.Tensor | None = None  # GPM scores s_ij [K, K] (GPO's targets), when the judge has them
+    scores: torch.Tensor | None = None  # preference logits L_ij = log(P_ij/P_ji) [K, K] (GPM judges; GPO targets: row means)
     reason: str | None = None
     invalid: list[int] = field(default_factory=list)
 

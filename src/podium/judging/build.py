@@ -3,27 +3,54 @@
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from huggingface_hub import snapshot_download
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from podium.errors import ConfigError
+from podium.data.chat import as_messages
+from podium.errors import ConfigError, PodiumError
 from podium.judging.base import Judgement
 from podium.judging.model_judges import GPMJudge, RewardJudge
-from podium.judging.pairwise import PairRMJudge  # imports llm-blender itself only when a PairRM judge is built
+from podium.judging.pairwise import PairRMJudge, last_user_text  # llm-blender itself only when a PairRM judge is built
 from podium.judging.verifier import VerifierJudge
-from podium.models.heads import load_preference_model
+from podium.models import io
+from podium.models.preference_folders import load_preference_folder
 from podium.refs import ModelRef
 from podium.tasks import get_task
+
+# The files a preference model needs from the Hub (podium's layout or the GPM code's); no pickles, no code.
+HUB_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.jinja"]
 
 
 class JudgeSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     kind: Literal["verifier", "reward", "gpm", "pairrm"] = "verifier"
-    model: ModelRef | None = Field(None, description="preference model folder (reward, gpm) or PairRM checkpoint")
+    model: ModelRef | None = Field(None, description="preference model folder or Hub id (reward, gpm: podium's layout "
+                                   "or, for gpm, the GPM code's released checkpoints) or PairRM checkpoint")
     max_length: int | None = Field(None, ge=8)
     batch_size: int = Field(64, ge=1)
+    gpm_probability: Literal["released", "loss"] | None = Field(
+        None, description="gpm: 'released' (default) P_ij = sigma((s_ij - s_ji)/tau) as the GPM code's SPPO/GPO "
+        "scripts; 'loss' P_ij = sigma(s_ij/tau), the probability the GPM loss fits")
+    tau: float | None = Field(None, gt=0, description="gpm: temperature (default: the folder's; 0.1 for the GPM code's "
+                              "checkpoints, which do not store it)")
+    pairrm_mode: Literal["sppo", "pairwise"] | None = Field(
+        None, description="pairrm: 'sppo' (default) P_ij = sigma(s_i - s_j) on llm-blender's aggregated scores, as the "
+        "SPPO code; 'pairwise' P_ij = sigma(C_ij - C_ji), Blender.compare's logit")
+    prompt_template: ModelRef | None = Field(
+        None, description="pairrm: render the prompt with this model's chat template before PairRM reads it, as the "
+        "SPPO code's rank.py does with the policy's (default: the prompt's last message as plain text)")
+
+    @model_validator(mode="after")
+    def _settings_of_the_kind(self):
+        own = {"gpm_probability": "gpm", "tau": "gpm", "pairrm_mode": "pairrm", "prompt_template": "pairrm"}
+        for name, kind in own.items():
+            if getattr(self, name) is not None and self.kind != kind:
+                raise ValueError(f"{name} is a setting of judge kind {kind!r}, not {self.kind!r}")
+        return self
 
 
 class RecordJudge:
@@ -40,14 +67,38 @@ class RecordJudge:
         return self.inner.preference_matrix(prompt, responses)
 
 
+def model_folder(ref: str) -> Path:
+    """A local folder as it is; a Hub id fetched (safetensors, configs, tokenizer files only) into the Hub cache."""
+    path = Path(ref)
+    if path.exists():
+        return path
+    try:
+        return Path(snapshot_download(ref, allow_patterns=HUB_PATTERNS))
+    except Exception as e:  # noqa: BLE001 - any Hub failure (offline, unknown repo, gated) is the user's input
+        raise PodiumError(f"judge model {ref!r}: not a local folder, and the Hub did not give it ({io.first_line(e)})") from None
+
+
+def template_prompt(tokenizer, prompt) -> str:
+    """The prompt rendered up to the assistant's turn with `tokenizer`'s chat template (SPPO rank.py's `apply_template`)."""
+    return tokenizer.apply_chat_template(as_messages(prompt, "user"), tokenize=False, add_generation_prompt=True)
+
+
 def build_judge(spec: JudgeSpec) -> RecordJudge:
     if spec.kind == "verifier":
         return RecordJudge(spec)
     if spec.kind == "pairrm":
-        return RecordJudge(spec, PairRMJudge(spec.model or "llm-blender/PairRM"))
+        prompt_text = last_user_text
+        if spec.prompt_template:
+            prompt_text = partial(template_prompt, io.load_tokenizer(spec.prompt_template))
+        return RecordJudge(spec, PairRMJudge(spec.model or "llm-blender/PairRM", mode=spec.pairrm_mode or "sppo",
+                                             prompt_text=prompt_text))
     if not spec.model:
         raise ConfigError(f"judge kind {spec.kind!r} needs 'model': a folder saved by `podium train` "
-                          f"with objective {spec.kind}")
-    model, tokenizer = load_preference_model(spec.model)
-    cls = RewardJudge if spec.kind == "reward" else GPMJudge
-    return RecordJudge(spec, cls(model, tokenizer, max_length=spec.max_length, batch_size=spec.batch_size))
+                          f"with objective {spec.kind}" + (" or a GPM checkpoint of the GPM code" if spec.kind == "gpm" else ""))
+    folder = load_preference_folder(model_folder(spec.model), tau=spec.tau)
+    if folder.model.kind != spec.kind:
+        raise ConfigError(f"judge kind {spec.kind!r}, but {spec.model} holds a {folder.model.kind!r} model")
+    kw = {"max_length": spec.max_length, "batch_size": spec.batch_size, "encode": folder.encode}
+    if spec.kind == "reward":
+        return RecordJudge(spec, RewardJudge(folder.model, folder.tokenizer, **kw))
+    return RecordJudge(spec, GPMJudge(folder.model, folder.tokenizer, probability=spec.gpm_probability or "released", **kw))

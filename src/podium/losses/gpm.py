@@ -7,7 +7,19 @@ Each response y to a prompt x is embedded as v in R^{2k}, L2-normalised. The pre
 
 so with v = (a_1, b_1, ..., a_k, b_k): s(i > j) = sum_m lambda_m (a_im b_jm - b_im a_jm).
 R is skew-symmetric, hence s(i > j) = -s(j > i) and s(i > i) = 0, which lets the model express
-cyclic (intransitive) preferences that no scalar reward can. P(y_i > y_j | x) = sigma(s(i > j) / tau).
+cyclic (intransitive) preferences that no scalar reward can.
+
+Two probabilities are in use, and they differ by a factor 2 in the logit:
+
+- the loss fits P(y_i > y_j | x) = sigma(s(i > j) / tau) (the paper's eq. and the GPM code's
+  ``HighDimGeneralPreferenceLoss``; :func:`gpm_loss` here);
+- the GPM code's self-play pipeline judges with P_ij = sigma((S_ij - S_ji)), S_ij = s(i > j) / tau
+  its score table (``scripts/RMs/reward_model.py`` ``calculate_score``, ``scripts/compute_prob_from_raw.py``),
+  which is sigma(2 s(i > j) / tau), and its GPO targets are the row means of S_ij - S_ji
+  (``scripts/compute_score_from_raw.py``).
+
+:func:`gpm_logit_matrix` gives either as a matrix of logits L_ij = log(P_ij / P_ji):
+``probability="released"`` (the default, what the GPM code's SPPO/GPO runs used) or ``"loss"``.
 
 Reference: Zhang et al. 2024, "Beyond Bradley-Terry Models: A General Preference Model for Language
 Model Alignment" (preference embedding, skew-symmetric operator, eigenvalue-scale gates lambda(x),
@@ -61,13 +73,33 @@ def gpm_score_matrix(embeddings: Tensor, lambdas: Tensor | None = None) -> Tenso
     return gpm_score(embeddings[:, None, :], embeddings[None, :, :], lambdas)
 
 
-def gpm_preference_matrix(embeddings: Tensor, lambdas: Tensor | None = None, tau: float = 0.1) -> Tensor:
-    """P_ij = sigma(s(y_i > y_j) / tau) for the K responses to one prompt.
+GPM_PROBABILITIES = ("released", "loss")
+
+
+def gpm_logit_matrix(embeddings: Tensor, lambdas: Tensor | None = None, tau: float = 0.1, *,
+                     probability: str = "released") -> Tensor:
+    """Preference logits L_ij = log(P_ij / P_ji) for the K responses to one prompt.
+
+    ``probability="released"``: L_ij = (s_ij - s_ji) / tau = 2 s_ij / tau, the GPM code's
+    self-play convention (module docstring); ``"loss"``: L_ij = s_ij / tau, the probability
+    :func:`gpm_loss` fits. ``embeddings`` [K, 2k], ``lambdas`` [k] or None. Returns [K, K], exactly
+    skew-symmetric with a zero diagonal. GPO's target for response k is the row mean of L.
+    """
+    if probability not in GPM_PROBABILITIES:
+        raise ValueError(f"GPM probability must be one of {GPM_PROBABILITIES}, got {probability!r}")
+    S = gpm_score_matrix(embeddings, lambdas) / tau
+    # S is skew-symmetric, so S - S^T = 2 S; written as the difference to mirror the GPM code.
+    return S - S.T if probability == "released" else S
+
+
+def gpm_preference_matrix(embeddings: Tensor, lambdas: Tensor | None = None, tau: float = 0.1, *,
+                          probability: str = "released") -> Tensor:
+    """P_ij = sigma(L_ij) with L from :func:`gpm_logit_matrix` (default: the released sigma(2 s_ij / tau)).
 
     ``embeddings`` [K, 2k], ``lambdas`` [k] or None. Returns [K, K] with P_ij + P_ji = 1 and
-    P_ii = 1/2 exactly (from :func:`gpm_score_matrix`).
+    P_ii = 1/2 exactly.
     """
-    return torch.sigmoid(gpm_score_matrix(embeddings, lambdas) / tau).fill_diagonal_(0.5)
+    return torch.sigmoid(gpm_logit_matrix(embeddings, lambdas, tau, probability=probability)).fill_diagonal_(0.5)
 
 
 def gpm_loss(

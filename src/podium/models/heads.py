@@ -177,6 +177,27 @@ def build_preference_model(objective: str, backbone: nn.Module, **head) -> Rewar
     raise PodiumError(f"not a preference-model objective: {objective!r} (expected 'reward' or 'gpm')")
 
 
+def load_backbone(folder: Path, dtype: str = "float32") -> nn.Module:
+    """The transformer body saved in `folder` (safetensors, no remote code); every backbone tensor must be there.
+
+    A checkpoint saved from a causal LM or a reward-model class keeps its body under `model.`;
+    transformers strips the prefix and reports the rest (an LM head, value heads) as unexpected.
+    """
+    try:
+        backbone, info = AutoModel.from_pretrained(str(folder), dtype=io.resolve_dtype(dtype), trust_remote_code=False,
+                                                   use_safetensors=True, output_loading_info=True,
+                                                   **io.choose_attn_implementation(folder, None, base=True))
+    except (OSError, ValueError) as e:
+        raise PodiumError(f"could not load backbone from {folder}: {io.first_line(e)}") from None
+    missing = sorted(info.get("missing_keys") or [])
+    mismatched = sorted(str(m[0]) if isinstance(m, tuple) else str(m) for m in info.get("mismatched_keys") or [])
+    if missing or mismatched:
+        shown = ", ".join((missing + mismatched)[:5]) + (", ..." if len(missing) + len(mismatched) > 5 else "")
+        raise PodiumError(f"{folder}: the backbone's weights are incomplete ({len(missing)} missing, "
+                          f"{len(mismatched)} of the wrong shape: {shown})")
+    return backbone
+
+
 def load_preference_model(path: str | os.PathLike, *, dtype: str = "float32"):
     """Load a saved RewardModel or GPMModel and its tokenizer (safetensors only, no remote code)."""
     folder = Path(path)
@@ -187,28 +208,32 @@ def load_preference_model(path: str | os.PathLike, *, dtype: str = "float32"):
         cfg = io.read_json(cfg_path)
     except json.JSONDecodeError as e:
         raise PodiumError(f"{cfg_path}: invalid JSON ({e})") from None
+    if not isinstance(cfg, dict):
+        raise PodiumError(f"{cfg_path}: expected a JSON object with field 'kind', got {type(cfg).__name__}")
     kind = cfg.pop("kind", None)
     if kind not in ("reward", "gpm"):
         raise PodiumError(f"{cfg_path}: field 'kind' must be 'reward' or 'gpm', got {kind!r}")
     if not (folder / HEAD_NAME).is_file():
         raise PodiumError(f"{folder}: missing {HEAD_NAME}")
     io.check_weights_format(folder)
-    try:
-        backbone = AutoModel.from_pretrained(str(folder), dtype=io.resolve_dtype(dtype),
-                                             trust_remote_code=False, use_safetensors=True,
-                                             **io.choose_attn_implementation(folder, None, base=True))
-    except OSError as e:
-        raise PodiumError(f"could not load backbone from {folder}: {io.first_line(e)}") from None
+    backbone = load_backbone(folder, dtype)
     try:
         model = build_preference_model(kind, backbone, **cfg)
-    except PodiumError as e:
+    except (PodiumError, TypeError, ValueError) as e:
         raise PodiumError(f"{cfg_path}: {e}") from None
     head = load_file(str(folder / HEAD_NAME))
-    missing, unexpected = model.load_state_dict(head, strict=False)
-    missing = [m for m in missing if not m.startswith("backbone.")]
+    expected = {k: v.shape for k, v in model.state_dict().items() if not k.startswith("backbone.")}
+    missing = sorted(set(expected) - set(head))
+    unexpected = sorted(set(head) - set(expected))
     if missing or unexpected:
-        raise PodiumError(f"{folder / HEAD_NAME}: head weights do not match the config "
-                          f"(missing {missing}, unexpected {list(unexpected)})")
+        raise PodiumError(f"{folder / HEAD_NAME}: head tensors do not match {CONFIG_NAME} (kind {kind!r}): "
+                          f"missing {missing}, unexpected {unexpected}")
+    for name, shape in expected.items():
+        if head[name].shape != shape:
+            fields = ", ".join(f"{k}={v!r}" for k, v in model.head_config().items())
+            raise PodiumError(f"{folder / HEAD_NAME}: tensor {name!r} has shape {list(head[name].shape)}, but "
+                              f"{CONFIG_NAME} ({fields}) needs {list(shape)}")
+    model.load_state_dict(head, strict=False)
     model.to(next(backbone.parameters()).dtype)
     model.eval()
     return model, io.load_tokenizer(folder)

@@ -111,7 +111,7 @@ def build_pairs(samples: list[dict], judge, with_scores: bool) -> tuple[list[dic
         if not judged.valid:
             counts["dropped_invalid"] += 1
             continue
-        pair = sppo_pair(judged.matrix, judged.scores if with_scores else None)
+        pair = sppo_pair(judged.matrix, judged.scores, gpo=with_scores)
         if pair is None:
             counts["dropped_ties"] += 1
             continue
