@@ -53,17 +53,30 @@ def _load_model(path) -> dict[str, torch.Tensor]:
     return _load(Path(path))
 
 
-def assert_parity(config: dict, tmp_path) -> dict[str, torch.Tensor]:
+def assert_parity(config: dict, tmp_path, mergekit_fails_after_weights: str | None = None) -> dict[str, torch.Tensor]:
+    """Merge with both tools; every tensor equal to 1e-6 and the same depth in config.json.
+
+    `mergekit_fails_after_weights`: the error mergekit is known to raise once its weights are
+    written (then only the tensors are compared; the caller checks podium's config itself).
+    """
     ours_dir = tmp_path / "podium"
     run_merge(parse_config(yaml.safe_load(yaml.safe_dump(config))), ours_dir)
     ours = _load(ours_dir)
-    theirs = mergekit_merge(config, tmp_path / "mergekit")
+    if mergekit_fails_after_weights:
+        with pytest.raises(Exception, match=mergekit_fails_after_weights):
+            mergekit_merge(config, tmp_path / "mergekit")
+        theirs = _load(tmp_path / "mergekit")
+        assert theirs, "mergekit wrote no weights before failing"
+    else:
+        theirs = mergekit_merge(config, tmp_path / "mergekit")
     assert sorted(ours) == sorted(theirs)
     for name in theirs:
         assert ours[name].dtype == theirs[name].dtype, name
         assert ours[name].shape == theirs[name].shape, name
         diff = (ours[name].double() - theirs[name].double()).abs().max().item()
         assert diff <= 1e-6, f"{name}: max abs diff {diff}"
+    if mergekit_fails_after_weights:
+        return ours
     ours_cfg = json.loads((ours_dir / "config.json").read_text())
     theirs_cfg = json.loads((tmp_path / "mergekit" / "config.json").read_text())
     assert ours_cfg["num_hidden_layers"] == theirs_cfg["num_hidden_layers"]
@@ -180,3 +193,93 @@ def test_passthrough_scale_filter(tiny_models, tmp_path):
         {"sources": [{"model": m0, "layer_range": [2, 4], "parameters": {"scale": zero_out}}]}]}, tmp_path)
     assert ours["model.layers.5.mlp.down_proj.weight"].abs().max() == 0
     assert ours["model.layers.5.mlp.up_proj.weight"].abs().max() > 0
+
+
+# --- model families (issue 14 item 5): gradient SLERP and depth up-scaling beyond Llama ----------------
+
+SAKURA_T = [{"filter": "self_attn", "value": [0, 0.5, 0.3, 0.7, 1]}, {"filter": "mlp", "value": [1, 0.5, 0.7, 0.3, 0]},
+            {"value": 0.5}]
+
+
+def _family_model(family: str, seed: int):
+    """A tiny random model of `family` (4 layers), every weight random, so no tensor is equal across seeds
+    (norm weights included: initialised to ones or zeros they would make the merge trivial there)."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM, MistralConfig, MistralForCausalLM
+
+    from podium.models.tiny import build_tokenizer
+
+    tok = build_tokenizer()
+    common = {"vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 4,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "pad_token_id": tok.pad_token_id,
+              "eos_token_id": tok.eos_token_id, "bos_token_id": None}
+    if family == "gemma2":
+        # alternating local (sliding) and global layers, soft-capping, four norms per layer, tied embeddings
+        cfg = Gemma2Config(**common, head_dim=8, sliding_window=4, query_pre_attn_scalar=8,
+                           attn_logit_softcapping=50.0, final_logit_softcapping=30.0)
+        cls = Gemma2ForCausalLM
+    else:
+        cfg = MistralConfig(**common, sliding_window=4)  # a window shorter than the test sequence
+        cls = MistralForCausalLM
+    torch.manual_seed(seed)
+    model = cls(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.05)
+    return model, tok
+
+
+@pytest.fixture(scope="module", params=["mistral", "gemma2"])
+def family_models(request, tmp_path_factory):
+    root = tmp_path_factory.mktemp(request.param)
+    paths = []
+    for seed in range(2):
+        model, tok = _family_model(request.param, seed)
+        paths.append(str(save_model(model, tok, root / f"m{seed}")))
+    return request.param, paths
+
+
+def _runs_in_transformers(folder, family: str, num_layers: int):
+    from podium.models.io import load_model
+
+    model = load_model(folder)
+    assert model.config.num_hidden_layers == num_layers == len(model.model.layers)
+    ids = torch.arange(3, 15).reshape(1, -1)  # 12 tokens: longer than the sliding window of 4
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits
+    assert logits.shape == (1, 12, model.config.vocab_size) and torch.isfinite(logits).all()
+    return model
+
+
+def test_family_gradient_slerp(family_models, tmp_path):
+    """The Sakura-SOLAR gradient SLERP on Mistral- and Gemma-2-shaped models equals mergekit's."""
+    family, (m0, m1) = family_models
+    assert_parity({"merge_method": "slerp", "base_model": m0, "dtype": "float32",
+                   "slices": [{"sources": [{"model": m1, "layer_range": [0, 4]}, {"model": m0, "layer_range": [0, 4]}]}],
+                   "parameters": {"t": SAKURA_T}}, tmp_path)
+    model = _runs_in_transformers(tmp_path / "podium", family, 4)
+    if family == "gemma2":
+        assert model.config.layer_types == ["sliding_attention", "full_attention"] * 2
+
+
+def test_family_depth_upscaling(family_models, tmp_path):
+    """SOLAR-style depth up-scaling, layers [0, 3) + [2, 4) -> 5 layers. The output's config says 5 layers and,
+    for Gemma-2, each layer keeps the attention kind of the layer it was copied from: [local, global, local] +
+    [local, global] (position 3 is a copy of local layer 2, where Gemma-2's default pattern would say global).
+
+    mergekit 0.1.5 writes the same tensors but then cannot save Gemma-2's config: it keeps the base's
+    4 `layer_types` for 5 layers, which transformers refuses. The tensors are compared all the same."""
+    family, (m0, _) = family_models
+    known = r"num_hidden_layers.*\(5\) must be equal to the number of .layer_types. \(4\)" if family == "gemma2" else None
+    ours = assert_parity({"merge_method": "passthrough", "dtype": "float32", "slices": [
+        {"sources": [{"model": m0, "layer_range": [0, 3]}]},
+        {"sources": [{"model": m0, "layer_range": [2, 4]}]}]}, tmp_path, mergekit_fails_after_weights=known)
+    src = _load_model(m0)
+    assert torch.equal(ours["model.layers.3.mlp.up_proj.weight"], src["model.layers.2.mlp.up_proj.weight"])
+    cfg = json.loads((tmp_path / "podium" / "config.json").read_text())
+    assert cfg["num_hidden_layers"] == 5
+    model = _runs_in_transformers(tmp_path / "podium", family, 5)
+    if family == "gemma2":
+        local, full = "sliding_attention", "full_attention"
+        assert cfg["layer_types"] == model.config.layer_types == [local, full, local, local, full]
+    else:
+        assert cfg["sliding_window"] == 4

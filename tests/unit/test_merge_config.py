@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from podium.errors import ConfigError
-from podium.merging.config import evaluate_setting, load_config, parse_config, resolve_tensor_parameters
+from podium.merging.config import load_config, parse_config
+from podium.merging.parameters import evaluate_setting, resolve_tensor_parameters
 
 
 def test_gradient_is_piecewise_linear_over_layers():
