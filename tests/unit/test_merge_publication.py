@@ -266,3 +266,23 @@ def test_save_model_publishes_atomically_into_a_stage_folder(tmp_path):
     assert sorted(p.name for p in out.glob("model*.safetensors*")) == ["model.safetensors"]
     assert load_model(out).config.num_hidden_layers == 1
     assert leftovers(out) == []
+
+
+def test_symlinked_output_replaces_the_folder_it_points_to(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    make_stage_folder(real)
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    with staging(link, stale_globs=MODEL_FILES) as tmp:
+        for name, text in NEW.items():
+            (tmp / name).write_text(text)
+    assert link.is_symlink() and state(real) == "new" and leftovers(real) == []
+
+
+def test_the_current_folder_is_refused_as_output(tmp_path, monkeypatch):
+    """Swapping the folder the process stands in would leave it in a deleted folder."""
+    monkeypatch.chdir(tmp_path)
+    for out in (".", str(tmp_path), str(tmp_path.parent)):
+        with pytest.raises(PodiumError, match="current folder"), staging(out):
+            pytest.fail("the block must not run")

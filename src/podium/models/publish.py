@@ -120,7 +120,11 @@ def _remove(p: Path) -> None:
 
 def check_writable(out: str | os.PathLike) -> None:
     """Raise a PodiumError unless `out` can be created or replaced (checked before any work is done)."""
-    out = Path(out)
+    out = Path(out).resolve()
+    cwd = Path.cwd().resolve()
+    if out == cwd or out in cwd.parents:
+        raise PodiumError(f"output {out} is the current folder or contains it; it is replaced as a whole when "
+                          "published, so write into a subfolder")
     if out.exists() and not out.is_dir():
         raise PodiumError(f"output {out} exists and is not a folder; choose another output path")
     parent = out.parent
@@ -138,8 +142,9 @@ def staging(out: str | os.PathLike, stale_globs: tuple[str, ...] = ()) -> Iterat
 
     Every check that can fail on the output path runs on entry, before the caller computes
     anything. On an exception (Ctrl-C included) the temp folder is removed and `out` is untouched.
+    A symlinked `out` is followed: the folder it points to is the one replaced.
     """
-    out = Path(out)
+    out = Path(out).resolve()
     check_writable(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -165,7 +170,7 @@ def publish_folder(tmp: str | os.PathLike, out: str | os.PathLike, stale_globs: 
     Entries of `out` that `tmp` lacks are carried over (hard links), except files matching
     `stale_globs`; `tmp` must be a sibling of `out` (same filesystem). `tmp` is gone afterwards.
     """
-    tmp, out = Path(tmp), Path(out)
+    tmp, out = Path(tmp), Path(out).resolve()
     if not out.exists():
         os.rename(tmp, out)
         return out
