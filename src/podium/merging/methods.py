@@ -40,8 +40,7 @@ def slerp(t: float, v0: torch.Tensor, v1: torch.Tensor, dot_threshold: float = 0
 
     The angle comes from the normalised flattened tensors and the coefficients are applied to
     the raw ones, so norms interpolate too; when |cos θ| > dot_threshold it falls back to lerp.
-    v0, v1: same shape. Returns v0's dtype. Works in float32 (float64 stays float64) with one
-    output-sized allocation: cos θ = (v0 · v1) / (|v0| |v1|), then c0·v0 + c1·v1 in place.
+    v0, v1: same shape. Returns v0's dtype. Works in float32 (float64 stays float64).
     """
     dtype = work_dtype(v0)
     a, b = v0.reshape(-1).to(dtype), v1.reshape(-1).to(dtype)
@@ -51,12 +50,10 @@ def slerp(t: float, v0: torch.Tensor, v1: torch.Tensor, dot_threshold: float = 0
     norm_b = torch.linalg.vector_norm(b)
     norm_a = norm_a if norm_a > eps else torch.ones_like(norm_a)
     norm_b = norm_b if norm_b > eps else torch.ones_like(norm_b)
-    dot = torch.dot(a, b)
-    if not torch.isfinite(dot):  # the raw dot overflowed: normalise first, as mergekit always does
-        dot = ((a / norm_a) * (b / norm_b)).sum()
-    else:
-        dot = dot / norm_a / norm_b
-    dot = dot.clamp(-1, 1)
+    # normalise before multiplying (no overflow), as mergekit does; in place where it changes no bit
+    x = a / norm_a
+    dot = x.mul_(b / norm_b).sum().clamp(-1, 1)
+    del x
     t = torch.tensor(t, dtype=dtype)  # 1 - t in working precision, as mergekit computes it
     if dot.abs() > dot_threshold:
         coef_a, coef_b = 1 - t, t
@@ -65,7 +62,7 @@ def slerp(t: float, v0: torch.Tensor, v1: torch.Tensor, dot_threshold: float = 0
         sin_theta = torch.sin(theta)
         coef_a = torch.sin((1 - t) * theta) / sin_theta
         coef_b = torch.sin(t * theta) / sin_theta
-    out = torch.mul(a, coef_a).add_(b, alpha=coef_b.item())
+    out = torch.mul(a, coef_a).add_(torch.mul(b, coef_b))
     return out.reshape(v0.shape).to(v0.dtype)
 
 

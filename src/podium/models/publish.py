@@ -3,13 +3,13 @@
 At every instant the output folder `out` holds either its complete old contents or the complete
 new ones, whatever kills the process (kill -9, power loss aside: no fsync):
 
-1. `staging(out)` first checks that `out` can be written (not a file, folder and parent writable),
-   puts back or deletes what killed runs left beside it, then creates a temp folder
+1. `staging(out)` first checks that `out` can be written (not a file, not read-only, not the current
+   folder), puts back or deletes what killed runs left beside it, then creates a temp folder
    `.NAME.podium-tmp-HOST-PID-RANDOM` next to `out` (same filesystem, unique per process).
 2. The caller writes the new contents into the temp folder.
 3. `publish_folder(tmp, out)` carries every entry of the old `out` that the new contents do not
    replace into the temp folder as hard links (no data copied; a copy where links are impossible),
-   except files matching `stale_globs` (the old model's weight shards). So a stage folder keeps
+   except files matching `stale_globs` (the old model's files: `MODEL_FILES`). So a stage folder keeps
    the pipeline's `stage.json`, `metrics.jsonl`, samples and logs next to the new weights. Then the
    two folders are swapped in one step (Linux renameat2 RENAME_EXCHANGE) and the old contents, now
    at the temp path, are deleted.
