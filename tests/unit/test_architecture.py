@@ -43,10 +43,7 @@ KNOWN_LAZY = {
     ("podium.training.loop", "podium.models.io"): "to be moved up by the loop's owner (harden)",
     ("podium.training.loop", "tqdm.auto"): "to be moved up by the loop's owner (harden)",
     ("podium.generation.hf_sampler", "tqdm.auto"): "to be moved up by the sampler's owner (families)",
-    ("podium.merging.executor", "huggingface_hub"): "merging internals (issue 12 item 4, merging)",
-    ("podium.merging.lora", "podium.merging.config"): "the executor/lora cycle (issue 12 item 4, merging)",
-    ("podium.merging.lora", "podium.merging.executor"): "the executor/lora cycle (issue 12 item 4, merging)",
-    ("podium.evaluation.winrate", "podium.data.records"): "winrate internals are being rewritten (issue 15, evalfid)",
+    ("podium.merging.reader", "huggingface_hub"): "0.5 s of imports that only a Hub id (not a local folder) needs",
 }
 # Cycles owned by another change: merge_lora is folded into the executor in issue 12 item 4.
 KNOWN_CYCLE_EDGES = {("podium.merging.lora", "podium.merging.executor")}
@@ -140,14 +137,17 @@ def test_only_the_cli_parses_arguments():
 
 
 def test_function_level_imports_are_justified():
-    unexplained = []
+    unexplained, used = [], set()
     for m in MODULES:
         for target, in_function, line in imports(m):
+            if in_function and (m, target) in KNOWN_LAZY:
+                used.add((m, target))
             if not in_function or target.split(".")[0] in LAZY_PACKAGES or (m, target) in KNOWN_LAZY:
                 continue
             unexplained.append(f"{m}:{line} imports {target} inside a function")
     assert not unexplained, ("import at the top of the module, or add the package to LAZY_PACKAGES with a "
                              "reason:\n" + "\n".join(unexplained))
+    assert set(KNOWN_LAZY) <= used, f"KNOWN_LAZY entries no module needs any more: {sorted(set(KNOWN_LAZY) - used)}"
 
 
 def test_public_names_are_defined_once():

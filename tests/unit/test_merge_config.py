@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from podium.errors import ConfigError
-from podium.merging.config import evaluate_setting, load_config, parse_config, resolve_tensor_parameters
+from podium.merging.config import load_config, parse_config
+from podium.merging.parameters import evaluate_setting, resolve_tensor_parameters
 
 
 def test_gradient_is_piecewise_linear_over_layers():
@@ -86,3 +87,33 @@ def test_example_recipes_hold_valid_merge_configs():
             cfg = build_merge_config(MergeStageConfig.model_validate(fields), origin=str(f))
             assert cfg.merge_method in {"slerp", "passthrough"}
         assert load_config(f).merge_method == cfg.merge_method  # `podium merge RECIPE OUT` reads it too
+
+
+def test_recipe_stage_config_errors_name_the_recipe_line(tmp_path):
+    """`podium merge RECIPE OUT` reads the recipe's one merge stage; a mistake inside its inline
+    config names the recipe file and the line within the stage (podium.config's YAML loader)."""
+    f = tmp_path / "recipe.yaml"
+    f.write_text("name: r\nstages:\n  - name: merge\n    kind: merge\n    config:\n      merge_method: slerp\n"
+                 "      base_model: a\n      parameters:\n        t: 2.0\n      models:\n        - model: a\n")
+    with pytest.raises(ConfigError, match=r"recipe.yaml:9: t \(top level\): slerp t=2.0 is outside \[0, 1\]"):
+        load_config(f)
+
+
+def test_yaml_mistakes_are_config_errors_with_a_line(tmp_path):
+    f = tmp_path / "merge.yml"
+    f.write_text("merge_method: linear\nmodels:\n  - model: a\nmerge_method: ties\n")
+    with pytest.raises(ConfigError, match=r"merge.yml:4: duplicate key 'merge_method'"):
+        load_config(f)
+    f.write_text("merge_method: linear\nmodels: [\n")
+    with pytest.raises(ConfigError, match=r"merge.yml:\d+: invalid YAML"):
+        load_config(f)
+
+
+def test_dtype_names_come_from_the_one_table():
+    """Every alias the models' loader accepts is a valid merge dtype, and no other."""
+    from podium.models.dtypes import DTYPES
+
+    for name in DTYPES:
+        assert parse_config({"merge_method": "linear", "models": [{"model": "a"}], "dtype": name}).dtype == name
+    with pytest.raises(ConfigError, match="unknown dtype 'float64'"):
+        parse_config({"merge_method": "linear", "models": [{"model": "a"}], "out_dtype": "float64"})

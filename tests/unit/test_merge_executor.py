@@ -11,8 +11,7 @@ from safetensors.torch import load_file, save_file
 import podium.cli.merge as cli
 from podium.errors import PodiumError
 from podium.merging.config import parse_config
-from podium.merging.executor import run_merge
-from podium.merging.lora import merge_lora
+from podium.merging.executor import merge_lora, run_merge
 from podium.models.io import load_model, save_model
 from podium.models.tiny import build_tiny_model
 from podium.stages import run_stage

@@ -10,8 +10,8 @@ import re
 import sys
 
 from podium.errors import PodiumError
-from podium.merging.config import load_config, parse_config
-from podium.merging.executor import run_merge
+from podium.merging.config import load_config
+from podium.merging.executor import merge_lora, run_merge
 
 
 def parse_size(text: str) -> int:
@@ -35,16 +35,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.lora_adapter or args.lora_base:
             if not (args.lora_adapter and args.lora_base) or args.config:
                 parser.error("a LoRA merge takes --lora-adapter, --lora-base and OUTPUT_DIR, no CONFIG")
-            # The LoRA-merge config as the merge stage builds it (merging item 4 folds this into merge_lora).
-            raw = {"merge_method": "passthrough", "models": [{"model": f"{args.lora_base}+{args.lora_adapter}"}]}
-            if args.dtype:
-                raw["dtype"] = args.dtype
-            cfg = parse_config(raw, origin="lora merge")
+            metrics = merge_lora(args.lora_base, args.lora_adapter, args.output_dir, dtype=args.dtype,
+                                 max_shard_size=args.max_shard_size)
         else:
             if not args.config:
                 parser.error("CONFIG is required")
-            cfg = load_config(args.config)
-        metrics = run_merge(cfg, args.output_dir, seed=args.seed, max_shard_size=args.max_shard_size)
+            metrics = run_merge(load_config(args.config), args.output_dir, seed=args.seed,
+                                max_shard_size=args.max_shard_size)
     except PodiumError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -17,11 +17,11 @@ from podium.judging.pairwise import PairRMJudge, last_user_text  # llm-blender i
 from podium.judging.verifier import VerifierJudge
 from podium.models import io
 from podium.models.preference_folders import load_preference_folder
+from podium.models.publish import HUB_MODEL_PATTERNS
 from podium.refs import ModelRef
 from podium.tasks import get_task
 
 # The files a preference model needs from the Hub (podium's layout or the GPM code's); no pickles, no code.
-HUB_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.jinja"]
 
 
 class JudgeSpec(BaseModel):
@@ -73,7 +73,7 @@ def model_folder(ref: str) -> Path:
     if path.exists():
         return path
     try:
-        return Path(snapshot_download(ref, allow_patterns=HUB_PATTERNS))
+        return Path(snapshot_download(ref, allow_patterns=HUB_MODEL_PATTERNS))
     except Exception as e:  # noqa: BLE001 - any Hub failure (offline, unknown repo, gated) is the user's input
         raise PodiumError(f"judge model {ref!r}: not a local folder, and the Hub did not give it ({io.first_line(e)})") from None
 

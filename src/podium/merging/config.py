@@ -1,9 +1,11 @@
-"""mergekit-compatible merge configs: parse the YAML, validate it, resolve per-tensor parameters.
+"""mergekit-compatible merge configs: read the YAML, validate it into a `MergeConfig`.
 
 Accepted keys follow mergekit 0.1.5: `models` or `slices` (sources with `layer_range`),
 `merge_method`, `base_model`, `parameters` (scalars, gradients, `filter` lists), `dtype`,
 `out_dtype`, `tokenizer_source` (base | union | a model). A model reference may be
-`BASE+ADAPTER` to apply a LoRA adapter on the fly (mergekit's syntax).
+`BASE+ADAPTER` to apply a LoRA adapter on the fly (mergekit's syntax). Files are read with
+podium's own YAML loader, so every error names the file, the line and the field.
+Per-tensor parameter values (gradients, filters) are resolved in `parameters.py`.
 """
 
 from __future__ import annotations
@@ -15,46 +17,29 @@ from typing import Any
 
 import yaml
 
+from podium.config import Located, load_yaml
 from podium.errors import ConfigError
-from podium.merging.methods import METHODS, NON_BASE, REQUIRED, SHARED, MethodSpec
+from podium.merging.registry import MERGE_METHODS, MethodSpec
+from podium.models.dtypes import DTYPE_NAMES
 
 TOP_KEYS = {"models", "slices", "merge_method", "base_model", "parameters", "dtype", "out_dtype",
             "tokenizer_source", "random_seed", "name"}
-DTYPES = {"float32", "float16", "bfloat16", "fp32", "fp16", "bf16"}
-
-
-class _LineLoader(yaml.SafeLoader):
-    """A SafeLoader whose mappings remember the line of each key (for error messages)."""
-
-
-class LineDict(dict):
-    lines: dict
-
-
-def _construct_mapping(loader, node, deep=False):
-    loader.flatten_mapping(node)
-    out = LineDict()
-    out.lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        out[key] = loader.construct_object(value_node, deep=True)
-        out.lines[key] = key_node.start_mark.line + 1
-    return out
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 @dataclass
-class Source:
+class InputModel:
+    """One input of a merge: a model reference, its layers (under `slices`) and its own parameters."""
+
     model: str
     layer_range: tuple[int, int] | None = None
     parameters: dict | None = None
 
 
 @dataclass
-class Slice:
-    sources: list[Source]
+class OutputSlice:
+    """A run of output layers merged from the same layer span of each source."""
+
+    sources: list[InputModel]
     base_model: str | None = None
     parameters: dict | None = None
 
@@ -65,8 +50,8 @@ class MergeConfig:
 
     merge_method: str
     method: MethodSpec
-    models: list[Source] | None = None
-    slices: list[Slice] | None = None
+    models: list[InputModel] | None = None
+    slices: list[OutputSlice] | None = None
     base_model: str | None = None
     parameters: dict | None = None
     dtype: str | None = None
@@ -86,120 +71,136 @@ class MergeConfig:
         return seen
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(_plain(self.raw), sort_keys=False, default_flow_style=None).rstrip()
-
-
-def _plain(x):
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_plain(v) for v in x]
-    return x
+        return yaml.safe_dump(self.raw, sort_keys=False, default_flow_style=None).rstrip()
 
 
 def load_config(path: str | os.PathLike) -> MergeConfig:
-    """Read a mergekit YAML file; errors name the file, line and field."""
+    """Read a mergekit YAML file (or a podium recipe with one inline merge stage); errors name file and line."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: merge config not found")
-    try:
-        raw = yaml.load(p.read_text(), Loader=_LineLoader)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: invalid YAML: {e}") from None
+    located = load_yaml(p)
+    raw = located.data
     if isinstance(raw, dict) and "stages" in raw:
         # a podium recipe whose one merge stage carries an inline mergekit config
-        merges = [s for s in raw["stages"] or [] if isinstance(s, dict) and s.get("kind") == "merge"]
-        if len(merges) != 1 or not isinstance(merges[0].get("config"), dict):
-            raise ConfigError(f"{p}: a recipe given to `podium merge` needs exactly one `kind: merge` stage "
-                              "with an inline `config:`")
-        return parse_config(merges[0]["config"], origin=str(p))
-    return parse_config(raw, origin=str(p))
+        stages = raw["stages"] if isinstance(raw["stages"], list) else []
+        merges = [i for i, s in enumerate(stages) if isinstance(s, dict) and s.get("kind") == "merge"]
+        if len(merges) != 1 or not isinstance(stages[merges[0]].get("config"), dict):
+            raise ConfigError(f"{located.where(('stages',))}: a recipe given to `podium merge` needs exactly one "
+                              "`kind: merge` stage with an inline `config:`")
+        i = merges[0]
+        return parse_config(stages[i]["config"], origin=str(p), located=located, at=("stages", i, "config"))
+    return parse_config(raw, origin=str(p), located=located)
 
 
-def parse_config(raw: Any, origin: str = "<config>") -> MergeConfig:
-    """Validate a mergekit config dict (e.g. from a recipe's `config:`)."""
+class _Where:
+    """Formats `FILE:LINE: field` for a key path below `at` in a located YAML document."""
+
+    def __init__(self, origin: str, located: Located | None, at: tuple):
+        self.origin, self.located, self.at = origin, located, at
+
+    def __call__(self, *keypath, name: str | None = None) -> str:
+        line = self.located.line(self.at + keypath) if self.located else None
+        head = f"{self.origin}:{line}" if line else self.origin
+        return f"{head}: {name if name is not None else keypath[-1]}" if keypath or name else head
+
+
+def parse_config(raw: Any, origin: str = "<config>", located: Located | None = None, at: tuple = ()) -> MergeConfig:
+    """Validate a mergekit config mapping (from a file, or a recipe's inline `config:`).
+
+    `located`/`at`: the YAML document `raw` was read from and its key path there, for line numbers.
+    """
+    where = _Where(origin, located, at)
     if not isinstance(raw, dict):
-        raise ConfigError(f"{origin}: a merge config must be a mapping")
-
-    def where(d, key) -> str:
-        line = getattr(d, "lines", {}).get(key)
-        return f"{origin}:{line}: {key}" if line else f"{origin}: {key}"
-
+        raise ConfigError(f"{where()}: a merge config must be a mapping")
     for key in raw:
         if key not in TOP_KEYS:
-            raise ConfigError(f"{where(raw, key)}: unknown key; expected one of {', '.join(sorted(TOP_KEYS))}")
+            raise ConfigError(f"{where(key)}: unknown key; expected one of {', '.join(sorted(TOP_KEYS))}")
     name = raw.get("merge_method")
-    if name not in METHODS:
-        raise ConfigError(f"{where(raw, 'merge_method')}: unknown merge method {name!r}; known methods: "
-                          f"{', '.join(sorted(METHODS))}")
-    spec = METHODS[name]
+    if name not in MERGE_METHODS:
+        raise ConfigError(f"{where('merge_method')}: unknown merge method {name!r}; known methods: "
+                          f"{', '.join(sorted(MERGE_METHODS))}")
+    spec = MERGE_METHODS[name]
     if ("models" in raw) == ("slices" in raw):
-        raise ConfigError(f"{origin}: give exactly one of `models` or `slices`")
+        raise ConfigError(f"{where()}: give exactly one of `models` or `slices`")
     for key in ("dtype", "out_dtype"):
-        if raw.get(key) is not None and raw[key] not in DTYPES:
-            raise ConfigError(f"{where(raw, key)}: unknown dtype {raw[key]!r}; use one of {', '.join(sorted(DTYPES))}")
+        if raw.get(key) is not None and raw[key] not in DTYPE_NAMES:
+            raise ConfigError(f"{where(key)}: unknown dtype {raw[key]!r}; use one of {', '.join(sorted(DTYPE_NAMES))}")
 
-    def params(d, key, ctx) -> dict | None:
-        value = d.get(key)
+    def params(path: tuple, ctx: str) -> dict | None:
+        value = _get(raw, path)
         if value is None:
             return None
         if not isinstance(value, dict):
-            raise ConfigError(f"{where(d, key)}: `parameters` must be a mapping")
+            raise ConfigError(f"{where(*path)}: `parameters` must be a mapping")
         for pname, setting in value.items():
+            loc = f"{where(*path, pname)} ({ctx})"
             if pname not in spec.params:
                 known = ", ".join(sorted(spec.params)) or "none"
-                raise ConfigError(f"{where(value, pname)} ({ctx}): unknown parameter {pname!r} for merge method "
-                                  f"{name!r}; its parameters: {known}")
-            _check_setting(setting, where(value, pname))
+                raise ConfigError(f"{loc}: unknown parameter {pname!r} for merge method {name!r}; its parameters: {known}")
+            _check_setting(setting, loc)
             if name == "slerp" and pname == "t":
                 for v in _numbers(setting):
                     if not 0 <= v <= 1:
-                        raise ConfigError(f"{where(value, pname)} ({ctx}): slerp t={v} is outside [0, 1]")
+                        raise ConfigError(f"{loc}: slerp t={v} is outside [0, 1]")
         return value
 
-    def source(d, ctx, need_range) -> Source:
+    def source(path: tuple, ctx: str, need_range: bool) -> InputModel:
+        d = _get(raw, path)
         if not isinstance(d, dict) or "model" not in d:
-            raise ConfigError(f"{origin} ({ctx}): each entry needs a `model`")
+            raise ConfigError(f"{where(*path, name=ctx)}: each entry needs a `model`")
         for key in d:
             if key not in {"model", "layer_range", "parameters"}:
-                raise ConfigError(f"{where(d, key)} ({ctx}): unknown key")
+                raise ConfigError(f"{where(*path, key)} ({ctx}): unknown key")
         lr = d.get("layer_range")
         if need_range:
             if (not isinstance(lr, list) or len(lr) != 2 or not all(isinstance(v, int) for v in lr)
                     or not 0 <= lr[0] < lr[1]):
-                raise ConfigError(f"{where(d, 'layer_range') if lr is not None else origin} ({ctx}, model "
-                                  f"{d['model']}): layer_range must be [start, end] with 0 <= start < end")
+                raise ConfigError(f"{where(*path, 'layer_range')} ({ctx}, model {d['model']}): layer_range must be "
+                                  "[start, end] with 0 <= start < end")
             lr = (lr[0], lr[1])
         elif lr is not None:
-            raise ConfigError(f"{where(d, 'layer_range')} ({ctx}): layer_range belongs under `slices`")
-        return Source(str(d["model"]), lr, params(d, "parameters", f"{ctx}, model {d['model']}"))
+            raise ConfigError(f"{where(*path, 'layer_range')} ({ctx}): layer_range belongs under `slices`")
+        return InputModel(str(d["model"]), lr, params((*path, "parameters"), f"{ctx}, model {d['model']}"))
 
     cfg = MergeConfig(merge_method=name, method=spec, raw=raw, origin=origin,
                       base_model=str(raw["base_model"]) if raw.get("base_model") else None,
-                      parameters=params(raw, "parameters", "top level"), dtype=raw.get("dtype"),
+                      parameters=params(("parameters",), "top level"), dtype=raw.get("dtype"),
                       out_dtype=raw.get("out_dtype"), tokenizer_source=raw.get("tokenizer_source"),
                       random_seed=raw.get("random_seed"))
     if "models" in raw:
         if not isinstance(raw["models"], list) or not raw["models"]:
-            raise ConfigError(f"{where(raw, 'models')}: must be a non-empty list")
-        cfg.models = [source(m, f"models[{i}]", False) for i, m in enumerate(raw["models"])]
-    else:
-        if not isinstance(raw["slices"], list) or not raw["slices"]:
-            raise ConfigError(f"{where(raw, 'slices')}: must be a non-empty list")
-        cfg.slices = []
-        for i, s in enumerate(raw["slices"]):
-            if not isinstance(s, dict) or not s.get("sources"):
-                raise ConfigError(f"{origin} (slices[{i}]): each slice needs `sources`")
-            for key in s:
-                if key not in {"sources", "base_model", "parameters"}:
-                    raise ConfigError(f"{where(s, key)} (slices[{i}]): unknown key")
-            srcs = [source(m, f"slices[{i}].sources[{j}]", True) for j, m in enumerate(s["sources"])]
-            lengths = {b - a for a, b in (x.layer_range for x in srcs)}
-            if len(lengths) != 1:
-                raise ConfigError(f"{origin} (slices[{i}]): all sources of a slice need the same number of layers")
-            cfg.slices.append(Slice(srcs, str(s["base_model"]) if s.get("base_model") else None,
-                                    params(s, "parameters", f"slices[{i}]")))
+            raise ConfigError(f"{where('models')}: must be a non-empty list")
+        cfg.models = [source(("models", i), f"models[{i}]", False) for i in range(len(raw["models"]))]
+        return cfg
+    if not isinstance(raw["slices"], list) or not raw["slices"]:
+        raise ConfigError(f"{where('slices')}: must be a non-empty list")
+    cfg.slices = []
+    for i, s in enumerate(raw["slices"]):
+        if not isinstance(s, dict) or not isinstance(s.get("sources"), list) or not s["sources"]:
+            raise ConfigError(f"{where('slices', i, name=f'slices[{i}]')}: each slice needs `sources`")
+        for key in s:
+            if key not in {"sources", "base_model", "parameters"}:
+                raise ConfigError(f"{where('slices', i, key)} (slices[{i}]): unknown key")
+        srcs = [source(("slices", i, "sources", j), f"slices[{i}].sources[{j}]", True) for j in range(len(s["sources"]))]
+        if len({b - a for a, b in (x.layer_range for x in srcs)}) != 1:
+            raise ConfigError(f"{where('slices', i, name=f'slices[{i}]')}: all sources of a slice need the same "
+                              "number of layers")
+        cfg.slices.append(OutputSlice(srcs, str(s["base_model"]) if s.get("base_model") else None,
+                                      params(("slices", i, "parameters"), f"slices[{i}]")))
     return cfg
+
+
+def _get(raw, path: tuple):
+    node = raw
+    for key in path:
+        if isinstance(node, dict):
+            node = node.get(key)
+        elif isinstance(node, list) and isinstance(key, int) and key < len(node):
+            node = node[key]
+        else:
+            return None
+    return node
 
 
 def _check_setting(setting, loc: str) -> None:
@@ -228,73 +229,3 @@ def _numbers(setting) -> list[float]:
     if isinstance(setting, list):
         return [v for s in setting for v in _numbers(s)]
     return []
-
-
-def _validate(value, kind: type):
-    if kind is bool:
-        if isinstance(value, str):
-            return value.strip().lower() in {"true", "1", "yes"}
-        return bool(value)
-    if value is None:
-        return None
-    return float(value)
-
-
-def evaluate_setting(tensor_name: str, setting, t: float, kind: type = float):
-    """Resolve filters and gradients at layer position t in [0, 1] (mergekit semantics).
-
-    A gradient [v0, ..., vn] is piecewise linear: position t falls between entries
-    floor(t·n) and the next. A filter list picks the first entry whose `filter` is a
-    substring of the tensor name (no filter or "*" matches all); no match gives None.
-    """
-    if isinstance(setting, dict):
-        setting = [setting]
-    if isinstance(setting, (bool, int, float, str)):
-        return _validate(setting, kind)
-    if all(isinstance(v, (bool, int, float, str)) for v in setting):
-        values = [_validate(v, kind) for v in setting]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            return values[int(t * (len(values) - 1))]
-        scaled = t * (len(values) - 1)
-        i0 = int(scaled)
-        i1 = min(len(values) - 1, i0 + 1)
-        frac = scaled - i0
-        return _validate((1 - frac) * values[i0] + frac * values[i1], kind)
-    for cond in setting:
-        f = cond.get("filter")
-        if f is None or f == "*" or (tensor_name and f in tensor_name):
-            return evaluate_setting(tensor_name, cond["value"], t, kind)
-    return None
-
-
-def resolve(spec: MethodSpec, scopes: list[dict | None], tensor_name: str, t: float, pname: str,
-            where: str):
-    """First non-None value of parameter `pname` over `scopes` (highest precedence first), else its default."""
-    param = spec.params[pname]
-    for scope in scopes:
-        if scope and pname in scope:
-            value = evaluate_setting(tensor_name, scope[pname], t, param.kind)
-            if value is not None:
-                return value
-    if param.default is REQUIRED:
-        raise ConfigError(f"missing required parameter {pname!r} for {where} (merge method {spec.name!r})")
-    return param.default
-
-
-def resolve_tensor_parameters(spec: MethodSpec, cfg: MergeConfig, slice_params: dict | None,
-                              sources: list[Source], base_index: int | None, out_name: str,
-                              in_names: list[str], t: float) -> tuple[dict, list[dict]]:
-    """Shared parameters (resolved against the output tensor name) and per-input ones (input names)."""
-    shared = {p: resolve(spec, [slice_params, cfg.parameters], out_name, t, p, out_name)
-              for p, param in spec.params.items() if param.scope == SHARED}
-    per_input = []
-    for i, (src, in_name) in enumerate(zip(sources, in_names)):
-        per_input.append({
-            p: resolve(spec, [src.parameters, slice_params, cfg.parameters], in_name, t, p,
-                       f"{src.model}: {in_name}")
-            for p, param in spec.params.items()
-            if param.scope != SHARED and not (param.scope == NON_BASE and i == base_index)
-        })
-    if spec.name == "slerp" and not 0 <= shared["t"] <= 1:
-        raise ConfigError(f"slerp t={shared['t']} is outside [0, 1] for tensor {out_name}")
-    return shared, per_input

@@ -1,7 +1,7 @@
 """LoRA adapters folded into their base weights: W' = W + s · B A (Hu et al. 2021, arXiv:2106.09685).
 
 s = lora_alpha / r (or lora_alpha / sqrt(r) with rsLoRA). Deltas are computed tensor by tensor
-when the executor reads a base weight, so a merge never holds the whole model.
+when the reader (`reader.ModelSource`) reads a base weight, so a merge never holds the whole model.
 """
 
 from __future__ import annotations
@@ -83,16 +83,3 @@ class LoraAdapter:
         if missing:
             raise PodiumError(f"{self.path}: the adapter targets {missing[0]}, which the base model lacks "
                               f"({len(missing)} such weights)")
-
-
-def merge_lora(base: str | os.PathLike, adapter: str | os.PathLike, out_dir: str | os.PathLike,
-               dtype: str | None = None) -> dict:
-    """Merge a PEFT LoRA adapter into its base model and write a transformers folder (streaming)."""
-    from podium.merging.config import parse_config
-    from podium.merging.executor import run_merge
-
-    raw = {"merge_method": "passthrough", "models": [{"model": f"{base}+{adapter}"}],
-           "tokenizer_source": "base"}
-    if dtype:
-        raw["dtype"] = dtype
-    return run_merge(parse_config(raw, origin="lora merge"), out_dir)

@@ -9,7 +9,7 @@ from pydantic import model_validator
 
 from podium.errors import ConfigError
 from podium.merging.config import load_config, parse_config
-from podium.merging.executor import run_merge
+from podium.merging.executor import merge_lora, run_merge
 from podium.refs import FileRef, ModelRef, RefKind
 from podium.stages import StageConfig, StageContext, stage
 
@@ -51,14 +51,10 @@ class MergeStageConfig(StageConfig):
 
 
 def build_merge_config(cfg: MergeStageConfig, origin: str = "merge stage"):
+    """The mergekit config of a `config` or `config_file` stage (a LoRA stage has none: see `merge_lora`)."""
     if cfg.config_file is not None:
         return load_config(cfg.config_file)
-    if cfg.config is not None:
-        return parse_config(cfg.config, origin=f"{origin}: config")
-    raw = {"merge_method": "passthrough", "models": [{"model": f"{cfg.lora_base}+{cfg.lora_adapter}"}]}
-    if cfg.dtype:
-        raw["dtype"] = cfg.dtype
-    return parse_config(raw, origin=f"{origin}: lora")
+    return parse_config(cfg.config, origin=f"{origin}: config")
 
 
 @stage("merge", MergeStageConfig, outputs={"model": "."})
@@ -66,6 +62,9 @@ def merge(cfg: MergeStageConfig, ctx: StageContext) -> dict[str, float]:
     """Merge models (linear, slerp, task_arithmetic, ties, dare_*, passthrough, model_stock) or fold a LoRA in."""
     if cfg.dtype and cfg.lora_adapter is None:
         raise ConfigError(f"stage {ctx.name}: `dtype` applies to a LoRA merge; put it inside the merge config")
+    if cfg.lora_adapter is not None:
+        return merge_lora(cfg.lora_base, cfg.lora_adapter, ctx.out_dir, dtype=cfg.dtype,
+                          max_shard_size=cfg.max_shard_size_mb * 1024**2, progress=ctx.show_progress)
     merge_cfg = build_merge_config(cfg, origin=f"stage {ctx.name}")
     return run_merge(merge_cfg, ctx.out_dir, seed=cfg.seed, max_shard_size=cfg.max_shard_size_mb * 1024**2,
                      progress=ctx.show_progress)

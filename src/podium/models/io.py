@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Literal, get_args
@@ -24,6 +23,9 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING, 
 from transformers.utils import is_flash_attn_2_available
 
 from podium.errors import PodiumError
+from podium.models.dtypes import resolve_dtype
+from podium.models.publish import MODEL_FILES, staging
+from podium.models.publish import publish_folder as publish_folder  # re-exported for callers of io
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 AttnName = Literal["eager", "sdpa", "flash_attention_2", "flex_attention"]
@@ -85,16 +87,6 @@ def check_model_folder(path: str | os.PathLike) -> None:
         except (OSError, SafetensorError) as e:
             raise PodiumError(f"{f}: damaged or truncated safetensors file ({first_line(e)}); "
                               "copy or download it again") from None
-
-
-def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
-    if dtype not in names:
-        raise PodiumError(f"unknown dtype {dtype!r}; use one of {', '.join(names)}")
-    return names[dtype]
 
 
 def load_model(
@@ -223,39 +215,16 @@ def _declared_tokenizer_class(name_or_path) -> str | None:
 
 
 def save_model(model, tokenizer, out_dir: str | os.PathLike, max_shard_size: str = "2GB") -> Path:
-    """Save model (safetensors) and tokenizer atomically: write to a temp folder, then rename."""
-    out = Path(out_dir)
-    tmp = out.with_name(out.name + ".tmp-save")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(tmp)
-    # Old weight shards go (an old sharded model must not leave extra files); other artifacts stay.
-    return publish_folder(tmp, out, stale_globs=("model*.safetensors*",))
+    """Save model (safetensors) and tokenizer atomically (`publish.staging`).
 
-
-def publish_folder(tmp: str | os.PathLike, out: str | os.PathLike, stale_globs: tuple[str, ...] = ()) -> Path:
-    """Move the finished folder `tmp` into place at `out`.
-
-    When `out` does not exist, `tmp` is renamed to it. Otherwise the files in `out` matching
-    `stale_globs` are deleted, then each entry of `tmp` replaces its namesake in `out` (so a stage
-    folder's other artifacts survive), and the emptied `tmp` is removed.
+    The old model's files (weights, config, tokenizer) are replaced as a set; other files in
+    `out_dir` (a stage folder's stage.json, metrics.jsonl, ...) stay.
     """
-    tmp, out = Path(tmp), Path(out)
-    if not out.exists():
-        os.replace(tmp, out)
-        return out
-    for pattern in stale_globs:
-        for old in out.glob(pattern):
-            old.unlink()
-    for f in tmp.iterdir():
-        dest = out / f.name
-        if dest.is_dir():
-            shutil.rmtree(dest)
-        os.replace(f, dest)
-    tmp.rmdir()
-    return out
+    with staging(out_dir, stale_globs=MODEL_FILES) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+    return Path(out_dir)
 
 
 def check_vocab(model, tokenizer, name: str | None = None) -> None:

@@ -26,14 +26,12 @@ from podium.errors import DataError
 from podium.judging.build import JudgeSpec, build_judge
 from podium.losses import SELF_PLAY_OBJECTIVES, SETTINGS
 from podium.models.io import AttnImplementation
+from podium.models.publish import MODEL_FILES
 from podium.refs import ModelRef
 from podium.selfplay.targets import sppo_pair
 from podium.stages import StageContext, run_stage, stage
 from podium.tasks import get_task
 from podium.training.train import TrainConfig
-
-MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
-               "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
 
 
 class SelfPlayConfig(PromptSource):
@@ -142,11 +140,11 @@ def accuracy(samples: list[dict]) -> float | None:
 
 
 def copy_model(src: Path, dst: Path) -> None:
-    for name in MODEL_FILES:
-        if (src / name).exists():
-            shutil.copy2(src / name, dst / name)
-    for shard in src.glob("model-*.safetensors"):
-        shutil.copy2(shard, dst / shard.name)
+    """The files of the model folder `src` (weights, config, tokenizer: `MODEL_FILES`) into `dst`."""
+    for pattern in MODEL_FILES:
+        for f in src.glob(pattern):
+            if f.is_file():
+                shutil.copy2(f, dst / f.name)
 
 
 @stage("selfplay", SelfPlayConfig, outputs={"model": "."})
