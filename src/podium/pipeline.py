@@ -109,9 +109,11 @@ class PlannedStage:
     key: str
     out_dir: Path
     deps: list[str] = field(default_factory=list)
-    status: str = "run"  # run | resume | cached | reuse (a finished stage of the same key elsewhere: shared_from)
-    missing: list[str] = field(default_factory=list)  # local inputs that do not exist (file:line: why)
-    shared_from: Path | None = None  # with status "reuse": the folder of that finished stage (podium.multiseed)
+    # Local inputs that do not exist (file:line: why), and, with status "reuse" (the key of a finished stage
+    # elsewhere: another seed's run dir, podium.multiseed), that stage's folder.
+    missing: list[str] = field(default_factory=list)
+    shared_from: Path | None = None
+    status: str = "run"
 
 
 @dataclass
@@ -240,9 +242,10 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
         if kind not in STAGES:
             raise ConfigError(f"{located.where(base + ('kind',))}: unknown stage kind {kind!r}; known kinds: "
                               f"{', '.join(sorted(STAGES))}")
+        settings = {k: v for k, v in raw.items() if k not in ("name", "kind")}
         spec = STAGES[kind]
-        settings = apply_run_seed(spec, {k: v for k, v in raw.items() if k not in ("name", "kind")}, recipe.seed)
-        deps, hashed, missing = [], [], []
+        deps, hashed = [], []
+        settings, missing = apply_run_seed(spec, settings, recipe.seed), []
         ref_paths = {path for path, _, _ in iter_refs(spec.config, settings)}
         resolved = resolve_refs(settings, base, planned, located, name, deps, hashed, ref_paths, missing)
         try:
@@ -257,12 +260,13 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
         key_src = {"kind": kind, "config": json.loads(config_text), "inputs": sorted(hashed),
                    "policy": [recipe.trust_remote_code, recipe.allow_pickle]}
         key = hashlib.sha256(json.dumps(key_src, sort_keys=True, default=str).encode()).hexdigest()
-        ps = PlannedStage(name, kind, cfg, key, run_dir / name, deps, missing=missing)
+        ps = PlannedStage(name, kind, cfg, key, run_dir / name, deps)
         done, record = read_done(ps.out_dir), read_stage_record(ps.out_dir)
         if done is not None and done.get("key") == key:
             ps.status = "cached"
         elif record is not None and record.key == key:
             ps.status = "resume"
+        ps.missing = missing
         planned[name] = ps
     stages = list(planned.values())
     if until is not None:
@@ -328,6 +332,7 @@ def run_plan(plan: RunPlan, show_progress: bool = True) -> dict:
     check_plan(plan)
     check_hub_inputs([(ps.name, ps.kind, json.loads(ps.config.model_dump_json(by_alias=True))) for ps in plan.stages
                       if ps.status != "cached"])
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
     with RunDirLock(plan.run_dir, "run dir"):
         for ps in plan.stages:
             refresh_status(ps)

@@ -109,8 +109,8 @@ def main(argv: list[str]) -> int:
     if seeds:
         return run_with_seeds(args, seeds, plan.run_dir)
     print_plan(plan)
-    check_plan(plan)
     if args.dry_run:
+        check_plan(plan)  # what would stop the run (run_plan checks it too)
         return 0
     report = run_plan(plan, show_progress=not args.no_progress)
     log.info(f"report: {write_report(plan.run_dir)}")
