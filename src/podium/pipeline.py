@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from podium.cards.report import write_report
 from podium.config import Located, format_validation_error, load_yaml, parse_override, set_in, validate
@@ -87,7 +88,8 @@ class Recipe(BaseModel):
     def _one_folder_name(cls, value: str | None) -> str | None:
         problem = None if value is None else path_component_problem(value)
         if problem:
-            raise ValueError(f"the recipe name {problem}, since runs/<name> is the default output dir")
+            raise PydanticCustomError("podium", "{message}", {"message": f"the recipe name {problem}, since "
+                                      "runs/<name> is the default output dir"})
         return value
 
     @field_validator("seeds")

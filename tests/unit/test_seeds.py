@@ -247,3 +247,13 @@ def test_podium_compare_of_two_recipes_differing_in_one_setting(recipe, tmp_path
     assert paths["json"] == a / "compare.json"
     with pytest.raises(PodiumError, match="give --output"):
         compare_dirs([str(a), str(b)])
+
+
+def test_the_example_recipe_shares_its_dataset_across_seeds(tmp_path):
+    from pathlib import Path
+
+    recipe = Path(__file__).parents[2] / "recipes" / "examples" / "multi-seed.yaml"
+    seed_plans = make_seed_plans(str(recipe), [0, 1, 2], run_dir=tmp_path / "out")
+    assert {s: [ps.status for ps in p.stages] for s, p in seed_plans.plans.items()}[2] == [
+        "reuse", "run", "run", "run", "run"]
+    assert [p.stages[3].config.seed for p in seed_plans.plans.values()] == [0, 1, 2]
