@@ -12,6 +12,10 @@ a recycled PID cannot keep a run dir locked. The file itself holds who has it (J
 command, started); a file still naming a process after that process is gone is the trace of a
 killed run, recovered with a log line. The lock file is never deleted (a deleted and recreated
 lock file would let two processes each hold a lock on a different file); a clean release empties it.
+
+An output folder that is itself a model folder (`podium sft CONFIG --output OUT`, `podium merge CONFIG OUT`)
+is locked from beside it, `.OUT.podium-lock` in its parent (`beside=True`): the published model folder
+holds no lock file, and a publication that replaces the folder cannot take the lock file with it.
 """
 
 from __future__ import annotations
@@ -61,18 +65,22 @@ class RunDirLock:
     A second RunDirLock on the same folder in the same process is refused like one in another process.
     """
 
-    def __init__(self, folder: str | os.PathLike, what: str = "run dir", command: str | None = None):
+    def __init__(self, folder: str | os.PathLike, what: str = "run dir", command: str | None = None,
+                 beside: bool = False):
         self.folder = Path(folder)
         self.what = what
+        self.beside = beside
         self.command = command if command is not None else " ".join(["podium", *sys.argv[1:]]) if sys.argv else ""
         self.fd: int | None = None
 
     @property
     def path(self) -> Path:
+        if self.beside:
+            return self.folder.parent / f".{self.folder.name}{LOCK_FILE}"
         return self.folder / LOCK_FILE
 
     def acquire(self) -> RunDirLock:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             # O_NOFOLLOW: a lock file planted as a link to a file elsewhere is neither followed nor written.
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)

@@ -40,12 +40,12 @@ def locked_stage(cfg, ctx):
     return {"value": cfg.value}
 
 
-def hold_lock(folder: Path) -> subprocess.Popen:
+def hold_lock(folder: Path, beside: bool = False) -> subprocess.Popen:
     """Another process that takes the lock of `folder` (as a running `podium run` does) and keeps it."""
     code = textwrap.dedent(f"""
         import sys, time
         from podium.run_lock import RunDirLock
-        lock = RunDirLock({str(folder)!r}, command="podium run other.yaml").acquire()
+        lock = RunDirLock({str(folder)!r}, command="podium run other.yaml", beside={beside}).acquire()
         print("locked", flush=True)
         time.sleep(120)
     """)
@@ -59,8 +59,8 @@ def hold_lock(folder: Path) -> subprocess.Popen:
 def holder(tmp_path):
     procs = []
 
-    def start(folder):
-        procs.append(hold_lock(folder))
+    def start(folder, beside=False):
+        procs.append(hold_lock(folder, beside))
         return procs[-1]
 
     yield start
@@ -96,7 +96,7 @@ def test_cli_run_names_the_holder(tmp_path, holder, capsys):
 
 def test_stage_alone_into_a_locked_stage_folder(tmp_path, holder, capsys):
     out = tmp_path / "tasks"
-    proc = holder(out)
+    proc = holder(out, beside=True)  # an output folder is locked from beside it (it may be a model folder)
     cfg = tmp_path / "tasks.yaml"
     cfg.write_text("task: arithmetic\ntrain: 3\ntest: 2\n")
     assert main(["tasks", str(cfg), "--output", str(out)]) == 2
@@ -105,6 +105,17 @@ def test_stage_alone_into_a_locked_stage_folder(tmp_path, holder, capsys):
     proc.kill()
     proc.wait()
     assert main(["tasks", str(cfg), "--output", str(out)]) == 0 and (out / "train.jsonl").exists()
+    assert not list(out.glob(".podium*"))  # the output folder holds no lock file
+
+
+def test_merge_into_an_output_in_use(tmp_path, holder, capsys):
+    out = tmp_path / "merged"
+    proc = holder(out, beside=True)
+    cfg = tmp_path / "m.yml"
+    cfg.write_text("merge_method: linear\nmodels: [{model: a, parameters: {weight: 1}}, {model: b, parameters: "
+                   "{weight: 1}}]\n")
+    assert main(["merge", str(cfg), str(out)]) == 1
+    assert f"merge output {out} is in use by PID {proc.pid}" in capsys.readouterr().err
 
 
 def test_stale_lock_of_a_killed_process_is_recovered_with_a_log_line(tmp_path, holder, caplog):

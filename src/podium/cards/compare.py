@@ -27,7 +27,7 @@ from itertools import combinations
 from pathlib import Path
 
 from podium.cards.run_info import RunInfo, load_run
-from podium.data.records import write_json, write_text
+from podium.data.records import temp_path, write_json, write_text
 from podium.errors import PodiumError
 from podium.evaluation.intervals import CONFIDENCE, Interval, mean_interval, paired_difference, welch_difference
 from podium.rundir import SEED_DIR
@@ -228,7 +228,7 @@ def _save_png(fig, path: Path) -> Path:
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, dpi=100, format="png")
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temp_path(path)
     tmp.write_bytes(buf.getvalue())
     os.replace(tmp, path)
     return path

@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from pathlib import Path
 
 from podium.errors import PodiumError
 from podium.merging.config import load_config, parse_config
 from podium.merging.executor import run_merge
+from podium.run_lock import RunDirLock
 
 
 def parse_size(text: str) -> int:
@@ -44,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
             if not args.config:
                 parser.error("CONFIG is required")
             cfg = load_config(args.config)
-        metrics = run_merge(cfg, args.output_dir, seed=args.seed, max_shard_size=args.max_shard_size)
+        # One merge per output folder at a time (locked from beside it: the folder is replaced when published).
+        with RunDirLock(Path(args.output_dir).resolve(), "merge output", beside=True):
+            metrics = run_merge(cfg, args.output_dir, seed=args.seed, max_shard_size=args.max_shard_size)
     except PodiumError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

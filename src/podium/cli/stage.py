@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 from contextlib import nullcontext
+from pathlib import Path
 
 from podium.config import load_stage_config
 from podium.errors import PodiumError
@@ -31,7 +32,8 @@ def stage_command(kind: str | None, argv: list[str]) -> int:
         raise PodiumError(f"{args.config}: set output_dir in the config or pass --output DIR")
     # One podium per output folder (checkpoints, metrics.jsonl, renames); under `accelerate launch` the
     # processes of one job share it, and rank 0 holds the lock for them.
-    lock = RunDirLock(out, "stage folder") if os.environ.get("RANK", "0") in ("", "0") else nullcontext()
+    main_rank = os.environ.get("RANK", "0") in ("", "0")
+    lock = RunDirLock(Path(out).resolve(), "stage folder", beside=True) if main_rank else nullcontext()
     with lock:
         metrics = run_stage(kind, cfg, out)
     print(json.dumps(metrics, default=str))
