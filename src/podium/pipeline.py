@@ -386,6 +386,9 @@ def run_recipe(recipe_path: str, overrides: list[str] = (), output: str | None =
     """Plan and run a recipe from Python (what `podium run` does): returns the run's record (report.json);
     writes report.md with its plots too. With `dry_run`, returns the plan and runs nothing."""
     plan = make_plan(recipe_path, overrides, output, until=until)
+    if plan.recipe.seeds:
+        raise ConfigError(f"{recipe_path}: a recipe with `seeds:` runs once per seed: `podium run`, or "
+                          "podium.multiseed.make_seed_plans + run_seeds from Python")
     if dry_run:
         return plan
     report = run_plan(plan, show_progress=show_progress)
