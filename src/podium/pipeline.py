@@ -75,12 +75,12 @@ class Recipe(BaseModel):
 
     name: str | None = Field(None, description="the run's name; runs/<name> is its default output dir")
     description: str | None = None
-    output_dir: str | None = None
-    trust_remote_code: bool = False
-    allow_pickle: bool = False
     seed: int = Field(0, ge=0, description="the run seed: how it reaches the stages is podium.seeding")
     seeds: list[int] | None = Field(None, min_length=1, description="run once per seed into OUTPUT/seed-N "
                                     "(podium.multiseed)")
+    output_dir: str | None = None
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
     stages: list[dict] = Field(min_length=1)
 
     @field_validator("name")

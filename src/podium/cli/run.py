@@ -42,6 +42,15 @@ def print_plan(plan: RunPlan, console=None) -> None:
     console.print(table)
 
 
+def print_report(report: dict) -> None:
+    table = Table(title=f"{report['run_dir']}: report.md, report.json")
+    for col in ("stage", "kind", "status", "seconds", "headline metrics"):
+        table.add_column(col)
+    for s in report["stages"]:
+        table.add_row(s["name"], s["kind"], s["status"], f"{s['seconds']:.1f}", headline(s["metrics"]))
+    Console().print(table)
+
+
 def print_seed_plans(seed_plans: SeedPlans, console=None) -> None:
     """One row per stage, one column per seed: its status (reuse: copied from the seed named) and key."""
     console = console or Console()
@@ -82,15 +91,6 @@ def run_with_seeds(args, seeds: list[int], run_dir) -> int:
         raise PodiumError(f"seed(s) {', '.join(map(str, result.failed))} failed; the others are in {run_dir} "
                           "(run the same command again: finished stages are kept)")
     return 0
-
-
-def print_report(report: dict) -> None:
-    table = Table(title=f"{report['run_dir']}: report.md, report.json")
-    for col in ("stage", "kind", "status", "seconds", "headline metrics"):
-        table.add_column(col)
-    for s in report["stages"]:
-        table.add_row(s["name"], s["kind"], s["status"], f"{s['seconds']:.1f}", headline(s["metrics"]))
-    Console().print(table)
 
 
 def main(argv: list[str]) -> int:
