@@ -257,3 +257,12 @@ def test_the_example_recipe_shares_its_dataset_across_seeds(tmp_path):
     assert {s: [ps.status for ps in p.stages] for s, p in seed_plans.plans.items()}[2] == [
         "reuse", "run", "run", "run", "run"]
     assert [p.stages[3].config.seed for p in seed_plans.plans.values()] == [0, 1, 2]
+
+
+def test_run_recipe_points_a_seeds_recipe_to_multiseed(recipe, tmp_path):
+    from podium.pipeline import run_recipe
+
+    recipe.write_text(RECIPE.replace("name: seeds\n", "name: seeds\nseeds: [0, 1]\n"))
+    with pytest.raises(ConfigError, match="runs once per seed"):
+        run_recipe(str(recipe), output=str(tmp_path / "run"))
+    assert CALLS == []
