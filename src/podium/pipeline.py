@@ -6,6 +6,11 @@ kind, its resolved config, the keys of the stages it reads and the content of lo
 files it names, so an unchanged stage is skipped and a change reruns it and
 everything downstream. A stage folder without a marker whose key matches is resumed
 (training stages continue from their last checkpoint).
+
+Nothing the user wrote is lost: a run holds the run dir's lock (podium.run_lock) while it runs, a
+stage folder is deleted only when podium made it (podium.rundir.remove_stage_dir), and every such
+conflict is found when the plan is made, so `--dry-run` reports it and no stage runs before it.
+The recipe's `seed` reaches the stages as podium.seeding says; `seeds:` runs are podium.multiseed.
 """
 
 from __future__ import annotations
@@ -13,45 +18,89 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from podium.cards.report import write_report
 from podium.config import Located, format_validation_error, load_yaml, parse_override, set_in, validate
-from podium.errors import ConfigError
-from podium.hub import check_hub_inputs
+from podium.errors import ConfigError, PodiumError
+from podium.hub import REPO_ID, check_hub_inputs
 from podium.models.io import security_policy
 from podium.refs import iter_refs
+from podium.run_lock import RunDirLock
 from podium.rundir import (
+    PLOTS_DIR,
     StageEntry,
     StageRecord,
+    copy_stage_dir,
     read_done,
     read_stage_record,
+    remove_stage_dir,
+    run_dir_problem,
+    stage_dir_problem,
     write_run_report,
     write_stage_done,
     write_stage_record,
 )
+from podium.seeding import apply_run_seed
 from podium.stages import STAGES, StageContext, load_all_stages
 
 REF = re.compile(r"^@([A-Za-z0-9_\-]+)(?:\.([A-Za-z0-9_\-]+))?$")
+STAGE_NAME = re.compile(r"[A-Za-z0-9_\-]+")
+# Stage names that are folders of the run-dir layout itself (podium.rundir).
+RESERVED_STAGE_NAMES = (PLOTS_DIR,)
+# A reference that names a local path (not a Hub id): it must exist when the plan is made.
+LOCAL_PATH_SUFFIXES = (".jsonl", ".json", ".yaml", ".yml", ".txt", ".csv", ".parquet", ".safetensors")
 log = logging.getLogger("podium")
+
+
+def path_component_problem(name: str) -> str | None:
+    """Why `name` is not one safe folder name (it would leave its parent folder), or None."""
+    if not name or name in (".", "..") or name != name.strip():
+        return "must be a folder name (not empty, '.' or '..', no leading or trailing space)"
+    if "/" in name or "\\" in name or any(ord(c) < 32 for c in name):
+        return "must be a single folder name (no '/', '\\' or control characters)"
+    return None
 
 
 class Recipe(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = None
+    name: str | None = Field(None, description="the run's name; runs/<name> is its default output dir")
     description: str | None = None
+    seed: int = Field(0, ge=0, description="the run seed: how it reaches the stages is podium.seeding")
+    seeds: list[int] | None = Field(None, min_length=1, description="run once per seed into OUTPUT/seed-N "
+                                    "(podium.multiseed)")
     output_dir: str | None = None
     trust_remote_code: bool = False
     allow_pickle: bool = False
     stages: list[dict] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder_name(cls, value: str | None) -> str | None:
+        problem = None if value is None else path_component_problem(value)
+        if problem:
+            raise PydanticCustomError("podium", "{message}", {"message": f"the recipe name {problem}, since "
+                                      "runs/<name> is the default output dir"})
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None:
+            if any(s < 0 for s in value):
+                raise ValueError("seeds are integers >= 0")
+            if len(set(value)) != len(value):
+                raise ValueError(f"seeds repeat: {value}")
+        return value
 
 
 @dataclass
@@ -62,6 +111,10 @@ class PlannedStage:
     key: str
     out_dir: Path
     deps: list[str] = field(default_factory=list)
+    # Local inputs that do not exist (file:line: why), and, with status "reuse" (the key of a finished stage
+    # elsewhere: another seed's run dir, podium.multiseed), that stage's folder.
+    missing: list[str] = field(default_factory=list)
+    shared_from: Path | None = None
     status: str = "run"
 
 
@@ -88,20 +141,30 @@ def file_fingerprint(path: Path) -> str:
     return h.hexdigest()
 
 
+def looks_local(value: str) -> bool:
+    """Whether a reference names a local path rather than a Hub id (`org/name`) or a bare name."""
+    v = value.strip()
+    if v.startswith(("/", "./", "../", "~")) or v.endswith(LOCAL_PATH_SUFFIXES):
+        return True
+    return "/" in v and not REPO_ID.match(v)
+
+
 def resolve_refs(value, keypath, earlier: dict[str, PlannedStage], located: Located, stage_name: str, deps: list,
-                 hashed: list, ref_paths: set):
+                 hashed: list, ref_paths: set, missing: list | None = None):
     """Replace "@stage[.output]" strings by paths; collect dependencies and hash inputs.
 
     `ref_paths` are the key paths of the stage's typed references (podium.refs: models, datasets,
     input files). Such a reference to a local path enters the stage's key by its content
     fingerprint; a relative one that does not exist from the working directory but does next to
-    the recipe is taken from the recipe's folder (recipes can ship their small data files).
+    the recipe is taken from the recipe's folder (recipes can ship their small data files). A
+    reference that names a local path which exists in neither place goes to `missing`.
     """
+    missing = [] if missing is None else missing
     if isinstance(value, dict):
-        return {k: resolve_refs(v, keypath + (k,), earlier, located, stage_name, deps, hashed, ref_paths)
+        return {k: resolve_refs(v, keypath + (k,), earlier, located, stage_name, deps, hashed, ref_paths, missing)
                 for k, v in value.items()}
     if isinstance(value, list):
-        return [resolve_refs(v, keypath + (i,), earlier, located, stage_name, deps, hashed, ref_paths)
+        return [resolve_refs(v, keypath + (i,), earlier, located, stage_name, deps, hashed, ref_paths, missing)
                 for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
@@ -129,6 +192,9 @@ def resolve_refs(value, keypath, earlier: dict[str, PlannedStage], located: Loca
             value = str(beside.resolve())
     if Path(value).exists():
         hashed.append((value, file_fingerprint(Path(value))))
+    elif any(looks_local(part) and not Path(part).exists() for part in value.split("+")):  # BASE+LORA
+        missing.append(f"{located.where(keypath)}: stage {stage_name!r}: {value!r} does not exist (looked in "
+                       f"{os.getcwd()} and beside the recipe)")
     return value
 
 
@@ -154,8 +220,13 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
             raise ConfigError(f"override {ov!r}: {keys[0]!r} is neither a stage ({', '.join(map(str, names))}) "
                               "nor a recipe key")
     recipe = validate(Recipe, data, located, (), "recipe")
-    default_out = Path("runs") / (recipe.name or Path(recipe_path).stem)
-    run_dir = Path(output or recipe.output_dir or default_out).resolve()
+    if recipe.seeds is not None and "seed" in data:
+        raise ConfigError(f"{located.where(('seed',))}: give the recipe `seed` or `seeds`, not both")
+    default_name = recipe.name or Path(recipe_path).stem
+    if not (output or recipe.output_dir) and path_component_problem(default_name):
+        raise ConfigError(f"{recipe_path}: the default output runs/{default_name} is not one folder: name the "
+                          "recipe or pass --output")
+    run_dir = Path(output or recipe.output_dir or Path("runs") / default_name).resolve()
 
     planned: dict[str, PlannedStage] = {}
     for i, raw in enumerate(recipe.stages):
@@ -166,16 +237,19 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
         name, kind = str(raw["name"]), raw["kind"]
         if name in planned:
             raise ConfigError(f"{where}: duplicate stage name {name!r}")
-        if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
+        if not STAGE_NAME.fullmatch(name):
             raise ConfigError(f"{where}: stage name {name!r} may only use letters, digits, '_' and '-'")
+        if name in RESERVED_STAGE_NAMES:
+            raise ConfigError(f"{where}: stage name {name!r} is a folder of the run dir itself; choose another")
         if kind not in STAGES:
             raise ConfigError(f"{located.where(base + ('kind',))}: unknown stage kind {kind!r}; known kinds: "
                               f"{', '.join(sorted(STAGES))}")
         settings = {k: v for k, v in raw.items() if k not in ("name", "kind")}
         spec = STAGES[kind]
         deps, hashed = [], []
+        settings, missing = apply_run_seed(spec, settings, recipe.seed), []
         ref_paths = {path for path, _, _ in iter_refs(spec.config, settings)}
-        resolved = resolve_refs(settings, base, planned, located, name, deps, hashed, ref_paths)
+        resolved = resolve_refs(settings, base, planned, located, name, deps, hashed, ref_paths, missing)
         try:
             cfg = spec.config.model_validate(resolved)
         except ValidationError as e:
@@ -194,6 +268,7 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
             ps.status = "cached"
         elif record is not None and record.key == key:
             ps.status = "resume"
+        ps.missing = missing
         planned[name] = ps
     stages = list(planned.values())
     if until is not None:
@@ -203,25 +278,84 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
     return RunPlan(recipe, recipe_path, run_dir, stages)
 
 
+def plan_problems(plan: RunPlan) -> list[str]:
+    """What stops `plan` before any stage runs: local inputs that do not exist, and stage folders or
+    run-dir files that podium did not write (podium.rundir). `--dry-run` reports them; `run_plan` refuses."""
+    problems = [why] if (why := run_dir_problem(plan.run_dir)) else []
+    for ps in plan.stages:
+        if ps.status == "cached":
+            continue
+        problems.extend(ps.missing)
+        if why := stage_dir_problem(ps.out_dir):
+            problems.append(f"stage {ps.name!r}: {why}")
+    return problems
+
+
+def check_plan(plan: RunPlan) -> None:
+    """Raise one PodiumError listing `plan_problems` (nothing has run)."""
+    problems = plan_problems(plan)
+    if problems:
+        raise PodiumError("cannot run (nothing was run):\n  " + "\n  ".join(problems))
+
+
+def refresh_status(ps: PlannedStage) -> None:
+    """Recompute a stage's cached / resume / run status from its folder (another run may have changed it
+    between planning and taking the lock)."""
+    done, record = read_done(ps.out_dir), read_stage_record(ps.out_dir)
+    if done is not None and done.get("key") == ps.key:
+        ps.status = "cached"
+    elif ps.status != "reuse":
+        ps.status = "resume" if record is not None and record.key == ps.key else "run"
+
+
+def stage_record(ps: PlannedStage) -> StageRecord:
+    return StageRecord(ps.name, ps.kind, ps.key, ps.deps, json.loads(ps.config.model_dump_json(by_alias=True)))
+
+
+def adopt_shared(ps: PlannedStage, run_dir: Path) -> None:
+    """A stage planned as `reuse`: copy the finished folder of the same key (another seed's run dir) and mark
+    it cached; when that folder is not there (or not finished with this key) the stage runs."""
+    if os.path.lexists(ps.out_dir):
+        remove_stage_dir(ps.out_dir, run_dir)
+    if ps.shared_from is not None and copy_stage_dir(ps.shared_from, ps.out_dir, ps.key, stage_record(ps)):
+        log.info(f"[{ps.name}] same key as {ps.shared_from}: its finished folder is reused")
+        ps.status = "cached"
+    else:
+        ps.status = "run"
+
+
 def run_plan(plan: RunPlan, show_progress: bool = True) -> dict:
-    """Run every stage not cached, in order; returns the run's record (also written to report.json after each stage).
+    """Run every stage not cached, in order, holding the run dir's lock; returns the run's record (also
+    written to report.json after each stage).
 
     report.md and its plots are rendered from the run dir by `podium.cards.report.write_report`
     (`run_recipe` and `podium run` call it).
     """
+    check_plan(plan)
     check_hub_inputs([(ps.name, ps.kind, json.loads(ps.config.model_dump_json(by_alias=True))) for ps in plan.stages
                       if ps.status != "cached"])
     plan.run_dir.mkdir(parents=True, exist_ok=True)
+    with RunDirLock(plan.run_dir, "run dir"):
+        for ps in plan.stages:
+            refresh_status(ps)
+        check_plan(plan)
+        return run_stages(plan, show_progress)
+
+
+def run_stages(plan: RunPlan, show_progress: bool = True) -> dict:
+    """The stages of `plan` in order (`run_plan` holds the run dir's lock around this)."""
     entries: list[StageEntry] = []
     report: dict = {}
     for ps in plan.stages:
+        if ps.status == "reuse":
+            adopt_shared(ps, plan.run_dir)
         if ps.status == "cached":
             done = read_done(ps.out_dir) or {}
             entry = StageEntry(ps.name, ps.kind, "cached", done.get("seconds", 0.0), done.get("metrics", {}))
             log.info(f"[{ps.name}] cached ({ps.kind})")
         else:
-            if ps.status == "run" and ps.out_dir.exists():
-                shutil.rmtree(ps.out_dir)  # stale output of another config
+            if ps.status == "run" and os.path.lexists(ps.out_dir):
+                remove_stage_dir(ps.out_dir, plan.run_dir)  # stale output of another config; only if podium made it
             ps.out_dir.mkdir(parents=True, exist_ok=True)
             write_stage_record(ps.out_dir, StageRecord(ps.name, ps.kind, ps.key, ps.deps,
                                                        json.loads(ps.config.model_dump_json(by_alias=True))))
@@ -252,6 +386,9 @@ def run_recipe(recipe_path: str, overrides: list[str] = (), output: str | None =
     """Plan and run a recipe from Python (what `podium run` does): returns the run's record (report.json);
     writes report.md with its plots too. With `dry_run`, returns the plan and runs nothing."""
     plan = make_plan(recipe_path, overrides, output, until=until)
+    if plan.recipe.seeds:
+        raise ConfigError(f"{recipe_path}: a recipe with `seeds:` runs once per seed: `podium run`, or "
+                          "podium.multiseed.make_seed_plans + run_seeds from Python")
     if dry_run:
         return plan
     report = run_plan(plan, show_progress=show_progress)

@@ -4,12 +4,23 @@
       report.json          the run's record: {"recipe", "name", "run_dir", "stages": [StageEntry...]},
                            rewritten after every stage (so an interrupted run has one too)
       report.md, report/   rendered from the run dir by podium.cards.report (plots under report/)
+      .podium-lock         who is running in this dir (podium.run_lock); one podium process per run dir
       <stage>/
         stage.json         StageRecord {"name", "kind", "key", "deps", "config"}, written before the stage runs
         metrics.json       the metrics the stage returned
         .podium-done       {"key", "seconds", "metrics"}: the completion marker, written last
         metrics.jsonl      per-step training metrics, one JSON object a line (podium.training.loop)
         ...                the stage's own artifacts (a model stage saves its model here)
+
+A multi-seed run (`podium run RECIPE --seeds 0,1,2`, podium.multiseed) is a folder of run dirs:
+
+    DIR/
+      seed-0/, seed-1/, ...  one complete run dir per seed (a card or report can be written from each)
+      compare.json, compare.md, compare_*.png   statistics across seeds (podium.cards.compare)
+
+Podium deletes only what it wrote: a stage folder is removed (its stage's config changed) only when
+its own stage.json (or completion marker) says podium made it and it is not a symbolic link, and a
+directory that is not a run dir is never written into where a file of the run layout already exists.
 
 Metric values are numbers; rates and accuracies are fractions in [0, 1] (`win_rate` 0.57, not 57):
 percent is a display choice of cards and reports. Every file is written atomically
@@ -20,10 +31,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from podium.data.records import write_json
+from podium.errors import PodiumError
 
 STAGE_FILE = "stage.json"
 METRICS_FILE = "metrics.json"
@@ -32,6 +46,11 @@ STEP_METRICS_FILE = "metrics.jsonl"
 REPORT_FILE = "report.json"
 REPORT_MD = "report.md"
 PLOTS_DIR = "report"
+# What the pipeline writes at the top of a run dir (besides the stage folders).
+RUN_FILES = (REPORT_FILE, REPORT_MD, PLOTS_DIR)
+# What `podium run --seeds` writes at the top of a multi-seed dir (besides the seed-N run dirs).
+COMPARE_FILES = ("compare.json", "compare.md")
+SEED_DIR = re.compile(r"^seed-(\d+)$")
 
 
 @dataclass
@@ -118,3 +137,145 @@ def read_step_metrics(folder: str | os.PathLike) -> list[dict]:
         if isinstance(row, dict):
             rows.append(row)
     return rows
+
+
+def seed_dir_name(seed: int) -> str:
+    """The folder of one seed's run dir inside a multi-seed dir."""
+    return f"seed-{seed}"
+
+
+def made_by_podium(folder: str | os.PathLike) -> bool:
+    """Whether `folder` is a stage folder podium wrote: it holds podium's stage.json (or, from runs
+    written before stage.json existed, the completion marker), neither of them a link."""
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    stage, done = folder / STAGE_FILE, folder / DONE_FILE
+    if not stage.is_symlink() and read_stage_record(folder) is not None:
+        return True
+    return done.is_file() and not done.is_symlink() and read_done(folder) is not None
+
+
+def is_run_dir(path: str | os.PathLike) -> bool:
+    """Whether `path` is a podium run dir: its report.json lists stages, or a stage folder in it is podium's."""
+    p = Path(path)
+    if not p.is_dir():
+        return False
+    if isinstance(read_run_report(p).get("stages"), list):
+        return True
+    return any(made_by_podium(c) for c in p.iterdir() if c.is_dir() and not c.is_symlink())
+
+
+def seed_run_dirs(path: str | os.PathLike) -> list[Path]:
+    """The seed-N run dirs of a multi-seed dir, by seed ([] when `path` is not one)."""
+    p = Path(path)
+    if not p.is_dir():
+        return []
+    found = [c for c in p.iterdir() if SEED_DIR.match(c.name) and not c.is_symlink() and is_run_dir(c)]
+    return sorted(found, key=lambda c: int(SEED_DIR.match(c.name).group(1)))
+
+
+def require_run_dir(path: str | os.PathLike, action: str) -> Path:
+    """`path` when it is a podium run dir; otherwise a PodiumError saying so (`action`: what would have been written)."""
+    p = Path(path)
+    if is_run_dir(p):
+        return p
+    if not p.exists():
+        raise PodiumError(f"{p}: no such directory")
+    if seed_run_dirs(p):
+        raise PodiumError(f"{p} holds one run dir per seed, not a run: {action} for one of them "
+                          f"({seed_run_dirs(p)[0]}), or compare them with `podium compare {p}`")
+    raise PodiumError(f"{p} is not a podium run dir (no report.json, no stage folder with stage.json); "
+                      f"podium will not {action} there")
+
+
+def stage_dir_problem(folder: str | os.PathLike) -> str | None:
+    """Why podium may not write into (or delete) stage folder `folder`, or None when it may.
+
+    It may when the folder does not exist yet, or is a real directory (not a link) that podium made.
+    """
+    folder = Path(folder)
+    if folder.is_symlink():
+        return (f"{folder} is a symbolic link (to {os.readlink(folder)}); podium does not write or delete "
+                "through links in a run dir: remove the link")
+    if not folder.exists():
+        return None
+    if not folder.is_dir():
+        return f"{folder} is a file, not a stage folder podium wrote: move it away or choose another --output"
+    if not made_by_podium(folder):
+        return (f"{folder} exists and podium did not write it (no {STAGE_FILE}); podium will not delete it: "
+                "move it away or choose another --output")
+    return None
+
+
+def run_dir_problem(run_dir: str | os.PathLike) -> str | None:
+    """Why `run_dir` may not be the output of a run, or None: a directory that is not a run dir may be
+    used only when none of the files podium writes at its top (RUN_FILES) already exist there."""
+    p = Path(run_dir)
+    if p.exists() and not p.is_dir():
+        return f"{p} is a file, not a directory"
+    if not p.exists() or is_run_dir(p):
+        return None
+    if seed_run_dirs(p):
+        return f"{p} holds one run dir per seed (seed-N); run into it with --seeds, or choose another --output"
+    return files_problem(p, RUN_FILES)
+
+
+def files_problem(p: Path, own: tuple[str, ...]) -> str | None:
+    """Why podium may not write its files `own` at the top of `p`, a directory it did not make: some exist."""
+    taken = [name for name in own if os.path.lexists(p / name)]
+    if taken:
+        return (f"{p} is not a podium run dir but already holds {', '.join(taken)}; podium will not overwrite "
+                "them: choose another --output")
+    return None
+
+
+def remove_stage_dir(folder: str | os.PathLike, run_dir: str | os.PathLike) -> None:
+    """Delete the stage folder `folder` of `run_dir` (stale output of another config), only if podium made it.
+
+    Raises PodiumError (and deletes nothing) for a link, a file, a folder without podium's stage.json,
+    or a folder that is not directly inside the run dir. `shutil.rmtree` does not follow links inside.
+    """
+    folder = Path(folder)
+    problem = stage_dir_problem(folder)
+    if problem is not None:
+        raise PodiumError(problem)
+    if not folder.exists():
+        return
+    if folder.resolve().parent != Path(run_dir).resolve():
+        raise PodiumError(f"{folder} is not a stage folder of {run_dir}; podium will not delete it")
+    shutil.rmtree(folder)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """A hard link where the filesystem allows one (a shared model costs no space), else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def copy_stage_dir(source: str | os.PathLike, target: str | os.PathLike, key: str, record: StageRecord) -> bool:
+    """Put a copy of the finished stage folder `source` (completion marker holding `key`) at `target`.
+
+    Files are hard-linked where possible: podium never rewrites a finished stage's files in place (every
+    write is a new file renamed over the old one), so the two folders cannot change each other. The copy
+    is built beside `target` and renamed into place, and its stage.json is `record` (this run's config).
+    Returns False, copying nothing, when `source` is not such a folder or holds a symbolic link.
+    """
+    source, target = Path(source), Path(target)
+    done = read_done(source) if made_by_podium(source) else None
+    if done is None or done.get("key") != key:
+        return False
+    for root, dirs, files in os.walk(source):
+        if any(Path(root, n).is_symlink() for n in dirs + files):
+            return False
+    tmp = target.with_name(f".{target.name}.copy-{os.getpid()}")
+    for stale in target.parent.glob(f".{target.name}.copy-*"):  # left by a killed run (the caller holds the lock)
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale)
+    shutil.copytree(source, tmp, copy_function=_link_or_copy)
+    (tmp / STAGE_FILE).unlink()  # a link to the source's file: replaced, not written through
+    write_stage_record(tmp, record)
+    os.rename(tmp, target)
+    return True

@@ -66,6 +66,10 @@ def stage(kind: str, config: type[StageConfig], outputs: dict[str, str] | None =
     """Register `fn(cfg, ctx) -> metrics` as stage kind `kind`."""
 
     def register(fn):
+        for name, rel in (outputs or {}).items():
+            # "@stage.output" resolves to the stage folder / rel: it must stay inside the stage folder.
+            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                raise RuntimeError(f"stage kind {kind!r}: output {name!r} = {rel!r} leaves the stage folder")
         if kind in STAGES and STAGES[kind].fn is not fn:
             raise RuntimeError(f"stage kind {kind!r} registered twice")
         STAGES[kind] = StageSpec(kind, config, fn, dict(outputs or {"output": "."}), (fn.__doc__ or "").strip())

@@ -25,11 +25,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "podium.evaluation.leaderboard", "podium.evaluation.suites")),
     ("components", ("podium.data", "podium.models", "podium.tasks", "podium.generation", "podium.training",
                     "podium.judging", "podium.selfplay.targets", "podium.pairs.dpop", "podium.evaluation",
-                    "podium.merging", "podium.cards", "podium.rundir", "podium.hub")),
+                    "podium.merging", "podium.cards", "podium.rundir", "podium.run_lock", "podium.hub")),
     ("stages", ("podium.models.build", "podium.tasks.stage", "podium.training.sft", "podium.training.train",
                 "podium.evaluation.stage", "podium.generation.stage", "podium.selfplay.sgd", "podium.pairs.stage",
                 "podium.selfplay.sppo", "podium.merging.stage", "podium.cards.stage")),
-    ("pipeline", ("podium.pipeline",)),
+    ("pipeline", ("podium.pipeline", "podium.seeding", "podium.multiseed")),
     ("cli", ("podium.cli", "podium.__main__")),
 ]
 RANK = {name: i for i, (name, _) in enumerate(LAYERS)}

@@ -51,6 +51,7 @@ def test_card_loads_back_with_model_index(tmp_path):
 def test_card_of_a_bare_run_dir_is_still_written(tmp_path):
     run = tmp_path / "empty_run"
     run.mkdir()
+    (run / "report.json").write_text('{"recipe": "r.yaml", "name": null, "stages": []}')  # no stage finished yet
     out = write_card(run)
     loaded = ModelCard.load(out)
     assert loaded.data.license == "other"

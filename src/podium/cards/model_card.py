@@ -19,6 +19,7 @@ from podium.cards.model_index import collect_scores, eval_results, results_markd
 from podium.cards.run_info import RunInfo, load_run
 from podium.errors import PodiumError
 from podium.refs import iter_refs
+from podium.rundir import require_run_dir
 from podium.stages import get_stage
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -183,8 +184,8 @@ def build_card(
 
 
 def write_card(run_dir: str | os.PathLike, out_path: str | os.PathLike | None = None, **overrides) -> Path:
-    """Write the card of `run_dir` to `out_path` (default RUN_DIR/README.md); returns the path."""
-    run = load_run(run_dir)
+    """Write the card of `run_dir` (a podium run dir) to `out_path` (default RUN_DIR/README.md); returns the path."""
+    run = load_run(require_run_dir(run_dir, "write a model card (README.md)"))
     out = Path(out_path) if out_path else run.run_dir / "README.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     build_card(run, **overrides).save(out)

@@ -15,8 +15,8 @@ import re
 from pathlib import Path
 
 from podium.cards.run_info import RunInfo, StageInfo, load_run
-from podium.data.records import write_text
-from podium.rundir import PLOTS_DIR, REPORT_MD
+from podium.data.records import temp_path, write_text
+from podium.rundir import PLOTS_DIR, REPORT_MD, require_run_dir
 
 STEP_SERIES = (("loss", "loss"), ("rewards/margins", "reward margin"))
 
@@ -33,7 +33,7 @@ def pyplot():
 def save_figure(plt, fig, path: Path) -> Path:
     """Lay out, write as PNG via a temporary name and a rename (readers never see half a file), and close."""
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temp_path(path)
     fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     os.replace(tmp, path)
@@ -140,8 +140,11 @@ def stage_table(run: RunInfo) -> str:
 
 
 def write_report(run_dir: str | os.PathLike) -> Path:
-    """Write RUN_DIR/report.md and its plots (RUN_DIR/report/*.png); returns the report's path."""
-    run = load_run(run_dir)
+    """Write RUN_DIR/report.md and its plots (RUN_DIR/report/*.png); returns the report's path.
+
+    Only into a podium run dir: another folder's report.md is not overwritten (podium.rundir.require_run_dir).
+    """
+    run = load_run(require_run_dir(run_dir, "write report.md"))
     plots_dir = run.run_dir / PLOTS_DIR
     plots_dir.mkdir(exist_ok=True)
     lines = [f"# Run report: {run.run_dir.resolve().name}", ""]

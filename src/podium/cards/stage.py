@@ -13,7 +13,6 @@ results.json and leaderboard_v*.json.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from pydantic import Field
@@ -21,6 +20,7 @@ from pydantic import Field
 from podium.cards.model_card import build_card
 from podium.cards.report import write_report
 from podium.cards.run_info import load_run
+from podium.data.records import write_text
 from podium.errors import ConfigError
 from podium.refs import DataRef, ModelRef
 from podium.stages import StageConfig, StageContext, stage
@@ -51,7 +51,8 @@ def card(cfg: CardConfig, ctx: StageContext) -> dict[str, float]:
     if cfg.copy_to_model:
         if not cfg.model or not Path(cfg.model).is_dir():
             raise ConfigError(f"card.copy_to_model: `model` must be a model folder, got {cfg.model!r}")
-        shutil.copyfile(out, Path(cfg.model) / "README.md")
+        # A new file renamed into place: the model folder may share its files (hard links) with another seed's.
+        write_text(Path(cfg.model) / "README.md", out.read_text())
     if cfg.report:
         write_report(run_dir)
     return {"eval_results": float(len(model_card.data.eval_results or []))}

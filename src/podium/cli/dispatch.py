@@ -21,7 +21,9 @@ from podium.stages import STAGES, load_all_stages
 # command -> (module with `main(argv) -> int`, one line of help). Any other stage kind runs alone
 # through podium.cli.stage (`podium sft CONFIG.yaml`).
 COMMANDS = {
-    "run": ("podium.cli.run", "run a recipe: podium run RECIPE.yaml [--output DIR] [--dry-run] [key=value ...]"),
+    "run": ("podium.cli.run", "run a recipe: podium run RECIPE.yaml [--output DIR] [--seeds 0,1,2] [--dry-run] "
+            "[key=value ...]"),
+    "compare": ("podium.cli.compare", "means and 95 % CIs across seeds: podium compare RUN_DIR... [--output DIR]"),
     "stage": ("podium.cli.stage", "run one stage kind alone: podium stage KIND CONFIG.yaml [--output DIR] [key=value ...]"),
     "merge": ("podium.cli.merge", "merge models from a mergekit YAML: podium merge CONFIG.yml OUTPUT_DIR"),
     "eval": ("podium.cli.eval",
@@ -39,6 +41,29 @@ EXTRAS = {
     "deepspeed": ("deepspeed", "gpu"),
     "llm_blender": ("llm-blender", "pairrm"),
 }
+
+
+# What is true after Ctrl-C, per command: only a recipe's stages, training checkpoints and finished self-play
+# iterations are kept; everything else starts over when the command is run again.
+INTERRUPTED = {
+    "run": "interrupted; run the same command again to continue: finished stages are kept, a training stage "
+           "resumes from its last checkpoint (save_steps), self-play from its last finished iteration, and any "
+           "other interrupted stage starts over",
+    "sft": "interrupted; run the same command again to continue from the last checkpoint (written every "
+           "save_steps; without one, training starts over)",
+    "selfplay": "interrupted; run the same command again to continue after the last finished iteration (the "
+                "interrupted iteration's training resumes from its last checkpoint, if save_steps wrote one)",
+    "merge": "interrupted; a merge does not resume: run the same command again to start it over",
+}
+INTERRUPTED["train"] = INTERRUPTED["sft"]
+INTERRUPTED_DEFAULT = "interrupted; nothing resumes: run the same command again to start over"
+
+
+def interrupted_message(cmd: str, argv: list[str]) -> str:
+    """The Ctrl-C message of `podium CMD ARGV`: what running it again will do."""
+    if cmd == "stage" and argv:  # podium stage KIND CONFIG
+        cmd = argv[0]
+    return INTERRUPTED.get(cmd, INTERRUPTED_DEFAULT)
 
 
 def missing_dependency(command: str, e: ModuleNotFoundError) -> str | None:
@@ -104,5 +129,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; run the same command again to resume", file=sys.stderr)
+        print(interrupted_message(cmd, rest), file=sys.stderr)
         return 130

@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from pathlib import Path
 
 from podium.errors import PodiumError
 from podium.merging.config import load_config
 from podium.merging.executor import merge_lora, run_merge
+from podium.run_lock import RunDirLock
 
 
 def parse_size(text: str) -> int:
@@ -31,17 +33,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="seed for DARE's random drop (default: random_seed or 0)")
     parser.add_argument("--max-shard-size", type=parse_size, default="2GB")
     args = parser.parse_args(argv)
+    if args.lora_adapter or args.lora_base:
+        if not (args.lora_adapter and args.lora_base) or args.config:
+            parser.error("a LoRA merge takes --lora-adapter, --lora-base and OUTPUT_DIR, no CONFIG")
+    elif not args.config:
+        parser.error("CONFIG is required")
     try:
-        if args.lora_adapter or args.lora_base:
-            if not (args.lora_adapter and args.lora_base) or args.config:
-                parser.error("a LoRA merge takes --lora-adapter, --lora-base and OUTPUT_DIR, no CONFIG")
-            metrics = merge_lora(args.lora_base, args.lora_adapter, args.output_dir, dtype=args.dtype,
-                                 max_shard_size=args.max_shard_size)
-        else:
-            if not args.config:
-                parser.error("CONFIG is required")
-            metrics = run_merge(load_config(args.config), args.output_dir, seed=args.seed,
-                                max_shard_size=args.max_shard_size)
+        # One merge per output folder at a time (locked from beside it: the folder is replaced when published).
+        with RunDirLock(Path(args.output_dir).resolve(), "merge output", beside=True):
+            if args.lora_adapter:
+                metrics = merge_lora(args.lora_base, args.lora_adapter, args.output_dir, dtype=args.dtype,
+                                     max_shard_size=args.max_shard_size)
+            else:
+                metrics = run_merge(load_config(args.config), args.output_dir, seed=args.seed,
+                                    max_shard_size=args.max_shard_size)
     except PodiumError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

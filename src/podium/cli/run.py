@@ -1,4 +1,8 @@
-"""`podium run RECIPE.yaml [--output DIR] [--dry-run] [--until STAGE] [key=value ...]`."""
+"""`podium run RECIPE.yaml [--output DIR] [--seeds 0,1,2] [--dry-run] [--until STAGE] [key=value ...]`.
+
+With `--seeds` (or `seeds:` in the recipe) the recipe runs once per seed into DIR/seed-N and
+DIR/compare.md compares them (podium.multiseed).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ from rich.console import Console
 from rich.table import Table
 
 from podium.cards.report import fmt, write_report
-from podium.pipeline import RunPlan, make_plan, run_plan
+from podium.errors import PodiumError
+from podium.multiseed import SeedPlans, SeedsResult, check_seed_plans, make_seed_plans, parse_seeds, run_seeds
+from podium.pipeline import RunPlan, check_plan, make_plan, run_plan
 
 # What a practitioner looks at first, in this order; the full set is in report.json and report.md.
 HEADLINE_KEYS = ("accuracy", "win_rate", "baseline_accuracy", "train_loss", "loss", "rewards/margins",
@@ -45,18 +51,66 @@ def print_report(report: dict) -> None:
     Console().print(table)
 
 
+def print_seed_plans(seed_plans: SeedPlans, console=None) -> None:
+    """One row per stage, one column per seed: its status (reuse: copied from the seed named) and key."""
+    console = console or Console()
+    plans = seed_plans.plans
+    first = next(iter(plans.values()))
+    table = Table(title=f"{first.recipe.name or first.path} -> {seed_plans.run_dir}/seed-N")
+    for col in ("#", "stage", "kind", *(f"seed {s}" for s in plans)):
+        table.add_column(col)
+    for i, s in enumerate(first.stages):
+        cells = []
+        for plan in plans.values():
+            ps = plan.stages[i]
+            shared = f" <- {ps.shared_from.parent.name}" if ps.status == "reuse" and ps.shared_from else ""
+            cells.append(f"{ps.status}{shared} {ps.key[:8]}")
+        table.add_row(str(i + 1), s.name, s.kind, *cells)
+    console.print(table)
+
+
+def print_seeds_result(result: SeedsResult) -> None:
+    for report in result.reports.values():
+        print_report(report)
+    if result.compare:
+        log.info(f"compare: {result.compare.get('markdown')}")
+        print((result.run_dir / "compare.md").read_text())
+    for seed, error in result.failed.items():
+        log.error(f"seed {seed} failed: {error}")
+
+
+def run_with_seeds(args, seeds: list[int], run_dir) -> int:
+    seed_plans = make_seed_plans(args.recipe, seeds, args.overrides, run_dir, until=args.until)
+    print_seed_plans(seed_plans)
+    check_seed_plans(seed_plans)
+    if args.dry_run:
+        return 0
+    result = run_seeds(seed_plans, show_progress=not args.no_progress)
+    print_seeds_result(result)
+    if result.failed:
+        raise PodiumError(f"seed(s) {', '.join(map(str, result.failed))} failed; the others are in {run_dir} "
+                          "(run the same command again: finished stages are kept)")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="podium run", description="Run a recipe (a YAML list of stages).")
     p.add_argument("recipe")
     p.add_argument("--output", "-o", help="run directory (default: the recipe's output_dir or runs/<name>)")
+    p.add_argument("--seeds", help="run once per seed into OUTPUT/seed-N and compare them, e.g. 0,1,2 or 0-4 "
+                   "(default: the recipe's `seeds:`)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (stages, inputs, cached) and run nothing")
     p.add_argument("--until", metavar="STAGE", help="run the stages up to and including STAGE, and stop there")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("overrides", nargs="*", help="key=value, e.g. sft.max_steps=10")
     args = p.parse_intermixed_args(argv)
     plan = make_plan(args.recipe, args.overrides, args.output, until=args.until)
+    seeds = parse_seeds(args.seeds) if args.seeds else plan.recipe.seeds
+    if seeds:
+        return run_with_seeds(args, seeds, plan.run_dir)
     print_plan(plan)
     if args.dry_run:
+        check_plan(plan)  # what would stop the run (run_plan checks it too)
         return 0
     report = run_plan(plan, show_progress=not args.no_progress)
     log.info(f"report: {write_report(plan.run_dir)}")

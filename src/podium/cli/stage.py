@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from contextlib import nullcontext
+from pathlib import Path
 
 from podium.config import load_stage_config
 from podium.errors import PodiumError
+from podium.run_lock import RunDirLock
 from podium.stages import get_stage, run_stage
 
 
@@ -26,7 +30,12 @@ def stage_command(kind: str | None, argv: list[str]) -> int:
     out = args.output or output_dir
     if not out:
         raise PodiumError(f"{args.config}: set output_dir in the config or pass --output DIR")
-    metrics = run_stage(kind, cfg, out)
+    # One podium per output folder (checkpoints, metrics.jsonl, renames); under `accelerate launch` the
+    # processes of one job share it, and rank 0 holds the lock for them.
+    main_rank = os.environ.get("RANK", "0") in ("", "0")
+    lock = RunDirLock(Path(out).resolve(), "stage folder", beside=True) if main_rank else nullcontext()
+    with lock:
+        metrics = run_stage(kind, cfg, out)
     print(json.dumps(metrics, default=str))
     return 0
 

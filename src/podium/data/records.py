@@ -53,11 +53,17 @@ def decode_line(raw: bytes, path, lineno: int) -> str:
                         "save the file as UTF-8") from None
 
 
+def temp_path(path: Path) -> Path:
+    """The temporary name `path` is written under before its rename: hidden, and unique per process, so two
+    processes writing the same file never write into one temporary file."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
     """Write rows to `path` via a temporary file and a rename, so readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temp_path(path)
     with open(tmp, "w", encoding="utf-8") as f:
         f.writelines(json.dumps({k: v for k, v in row.items() if k != "_source"}, ensure_ascii=False) + "\n" for row in rows)
     os.replace(tmp, path)
@@ -65,10 +71,10 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write `text` to `path` via `<name>.tmp` and a rename, so readers never see half a file."""
+    """Write `text` to `path` via a temporary file (`temp_path`) and a rename, so readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temp_path(path)
     tmp.write_text(text)
     os.replace(tmp, path)
     return path

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
+from podium.config import invalid
 from podium.errors import ConfigError
 from podium.merging.config import load_config, parse_config
 from podium.merging.executor import merge_lora, run_merge
@@ -38,7 +40,7 @@ class MergeStageConfig(StageConfig):
     lora_base: ModelRef | None = None
     dtype: str | None = None  # for a LoRA merge; a mergekit config has its own `dtype`
     seed: int | None = None  # DARE's random drop; default: the config's random_seed, else 0
-    max_shard_size_mb: int = 2048
+    max_shard_size_mb: int = Field(2048, ge=1)
 
     @model_validator(mode="after")
     def one_source(self):
@@ -47,6 +49,15 @@ class MergeStageConfig(StageConfig):
             raise ValueError("give exactly one of `config`, `config_file` or `lora_adapter` (+ `lora_base`)")
         if (self.lora_adapter is None) != (self.lora_base is None):
             raise ValueError("`lora_adapter` and `lora_base` go together")
+        # The mergekit config is checked now (method, parameters, ranges), so --dry-run finds its mistakes.
+        try:
+            if self.config is not None:
+                parse_config(self.config, origin="config")
+            elif self.config_file is not None and Path(self.config_file).is_file():
+                load_config(self.config_file)
+        except ConfigError as e:
+            key = "config" if self.config is not None else "config_file"
+            raise invalid((key,), str(e), getattr(self, key)) from None
         return self
 
 

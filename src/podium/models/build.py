@@ -14,8 +14,8 @@ class TinyModelConfig(StageConfig):
     intermediate_size: int = Field(384, ge=8)
     num_layers: int = Field(4, ge=1)
     num_heads: int = Field(4, ge=1)
-    num_kv_heads: int | None = None
-    max_position_embeddings: int = 512
+    num_kv_heads: int | None = Field(None, ge=1)
+    max_position_embeddings: int = Field(512, ge=1)
     tie_word_embeddings: bool = False
     seed: int = 0
 

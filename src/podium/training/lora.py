@@ -13,7 +13,7 @@ class LoraSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     r: int = Field(16, ge=1)
-    alpha: float = 16
+    alpha: float = Field(16, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
     target_modules: str | list[str] = "all-linear"
     merge: bool = Field(True, description="also save the adapter merged into the base weights")

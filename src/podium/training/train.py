@@ -78,7 +78,7 @@ class TrainConfig(TrainSettings):
     # The default is the objective's (LossSpec.defaults, TRL's 1e-6 for DPO); the loop's own suits SFT.
     learning_rate: float = Field(TRAINING_DEFAULTS["learning_rate"], gt=0)
     # Data and forward.
-    max_length: int | None = 1024
+    max_length: int | None = Field(1024, ge=8)
     lora: LoraSettings | None = None
     prefix_sharing: bool = True
     padding_free: bool = False
@@ -86,7 +86,7 @@ class TrainConfig(TrainSettings):
     attn_implementation: AttnImplementation = None
     router_aux_loss_coef: float | None = Field(
         None, ge=0, description="MoE router loss weight; unset: the model config's (as TRL), 0: off")
-    reference_batch_size: int = 8
+    reference_batch_size: int = Field(8, ge=1)
     reference_cache_dir: str | None = None
 
     @model_validator(mode="before")
