@@ -44,7 +44,8 @@ def run(objective: str, lambda_: float, work: Path, steps: int, model_dir: Path,
     from podium.stages import run_stage
 
     out = work / objective
-    cfg = {"objective": objective, "model": str(model_dir), "data": str(data), "beta": BETA, "lambda": lambda_,
+    cfg = {"objective": objective, "model": str(model_dir), "data": str(data), "beta": BETA,
+           **({"lambda": lambda_} if objective == "dpop" else {}),  # plain DPO takes no lambda
            "learning_rate": 1e-3, "optimizer": "adamw", "lr_scheduler": "constant", "batch_size": 16,
            "max_steps": steps, "seed": 0, "max_length": 128, "max_grad_norm": None,
            "reference_cache_dir": str(work / "cache")}
