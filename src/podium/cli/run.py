@@ -9,6 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 from podium.cards.report import fmt, write_report
+from podium.distributed.follow import follow_plan, machine_rank
+from podium.distributed.launcher import format_command, launch_command
+from podium.distributed.spec import check_environment, environment_problems
 from podium.pipeline import RunPlan, make_plan, run_plan
 
 # What a practitioner looks at first, in this order; the full set is in report.json and report.md.
@@ -36,6 +39,20 @@ def print_plan(plan: RunPlan, console=None) -> None:
     console.print(table)
 
 
+def print_launches(plan: RunPlan, show_progress: bool = True, console=None) -> None:
+    """The exact `accelerate launch` command of each distributed stage that will run, and what stops it here."""
+    console = console or Console()
+    for s in plan.stages:
+        if s.launch is None or s.status == "cached":
+            continue
+        argv, env = launch_command(s.launch, s.out_dir, plan.run_dir, trust_remote_code=plan.recipe.trust_remote_code,
+                                   allow_pickle=plan.recipe.allow_pickle, show_progress=show_progress)
+        console.print(f"[{s.name}] {s.launch.num_processes} processes: {format_command(argv, env)}",
+                      markup=False, highlight=False, soft_wrap=True)
+        for problem in environment_problems(s.launch):
+            console.print(f"  cannot start on this machine: {problem}", markup=False, highlight=False, soft_wrap=True)
+
+
 def print_report(report: dict) -> None:
     table = Table(title=f"{report['run_dir']}: report.md, report.json")
     for col in ("stage", "kind", "status", "seconds", "headline metrics"):
@@ -56,7 +73,12 @@ def main(argv: list[str]) -> int:
     args = p.parse_intermixed_args(argv)
     plan = make_plan(args.recipe, args.overrides, args.output, until=args.until)
     print_plan(plan)
+    print_launches(plan, show_progress=not args.no_progress)
     if args.dry_run:
+        return 0
+    if machine_rank(plan.stages) > 0:  # a multi-node run, seen from another machine than 0
+        check_environment([s.launch for s in plan.stages if s.launch is not None and s.status != "cached"])
+        follow_plan(plan, show_progress=not args.no_progress)
         return 0
     report = run_plan(plan, show_progress=not args.no_progress)
     log.info(f"report: {write_report(plan.run_dir)}")

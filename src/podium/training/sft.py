@@ -80,7 +80,7 @@ def tokenize_dataset(rows: list[dict], tokenizer, max_length: int) -> tuple[list
     return examples, dropped, truncated
 
 
-@stage("sft", SFTConfig, outputs={"model": "."})
+@stage("sft", SFTConfig, outputs={"model": "."}, distributed="train")
 def sft(cfg: SFTConfig, ctx: StageContext) -> dict:
     """Supervised fine-tuning (completion-only loss) on a dataset mixture."""
     tokenizer = load_tokenizer(cfg.model)

@@ -1,0 +1,51 @@
+"""`podium run` on a machine whose `machine_rank` is not 0: a multi-node run, seen from the other machines.
+
+Machine 0 runs the recipe as usual: light stages in-process, each distributed stage as an `accelerate
+launch` child, completion markers and report.json. Every other machine runs the same command with its
+own `launch.machine_rank=N` and follows: for each stage that spans machines (`num_machines > 1`) it
+waits until machine 0 has written the stage's stage.json, starts its own ranks with the same launch
+(they join machine 0's over `main_process_ip:main_process_port`), and waits for the stage's
+completion marker; every other stage it leaves to machine 0 and waits for its marker. The run
+directory must be on a filesystem all machines share, at the same path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from podium.distributed.launcher import run_distributed
+from podium.rundir import read_done, read_stage_record
+
+log = logging.getLogger("podium")
+
+
+def machine_rank(stages) -> int:
+    """This machine's rank in the plan's launches (0 when nothing is launched)."""
+    return max((ps.launch.machine_rank for ps in stages if ps.launch is not None), default=0)
+
+
+def wait_until(ready: Callable[[], bool], what: str, poll: float = 1.0, say_every: float = 60.0) -> None:
+    start = last = time.monotonic()
+    while not ready():
+        time.sleep(poll)
+        if time.monotonic() - last >= say_every:
+            last = time.monotonic()
+            log.info(f"still waiting for machine 0: {what} ({last - start:.0f}s)")
+
+
+def follow_plan(plan, show_progress: bool = True) -> None:
+    """Take this machine's part in every stage of `plan` (a podium.pipeline.RunPlan) that machine 0 launches."""
+    rank = machine_rank(plan.stages)
+    for ps in plan.stages:
+        if ps.status == "cached":
+            continue
+        if ps.launch is not None and ps.launch.num_machines > 1:
+            wait_until(lambda ps=ps: getattr(read_stage_record(ps.out_dir), "key", None) == ps.key,
+                       f"stage {ps.name!r} to start")
+            log.info(f"[{ps.name}] machine {rank}: starting this machine's ranks")
+            run_distributed(ps.launch, ps.out_dir, plan.run_dir, log=log, show_progress=show_progress,
+                            trust_remote_code=plan.recipe.trust_remote_code, allow_pickle=plan.recipe.allow_pickle)
+        wait_until(lambda ps=ps: (read_done(ps.out_dir) or {}).get("key") == ps.key, f"stage {ps.name!r} to finish")
+        log.info(f"[{ps.name}] done on machine 0")
