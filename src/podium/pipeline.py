@@ -240,7 +240,8 @@ def run_plan(plan: RunPlan, show_progress: bool = True) -> dict:
             ctx = StageContext(name=ps.name, out_dir=ps.out_dir, run_dir=plan.run_dir, kind=ps.kind,
                                show_progress=show_progress)
             if ps.launch is not None:  # every rank runs the stage from its stage.json (podium.distributed)
-                metrics = run_distributed(ps.launch, ps.out_dir, plan.run_dir, log=log, show_progress=show_progress,
+                metrics = run_distributed(ps.launch, ps.kind, ps.config, ps.out_dir, plan.run_dir, log=log,
+                                          show_progress=show_progress,
                                           trust_remote_code=plan.recipe.trust_remote_code,
                                           allow_pickle=plan.recipe.allow_pickle)
             else:

@@ -1,11 +1,11 @@
 """`python -m podium.cli.worker STAGE_DIR`: one rank of a distributed stage, started by `accelerate launch`.
 
-`podium run` writes the stage folder's stage.json and starts
+`podium run` writes the stage folder's stage.json and .launch/config.json, then starts
 
     accelerate launch --num_processes 2 ... -m podium.cli.worker RUN_DIR/STAGE --run-dir RUN_DIR --timeout 1800
 
 (`podium run --dry-run` prints the exact command of each distributed stage). Every rank validates the
-config in stage.json and runs the stage; see podium.distributed.launcher for the protocol.
+config in .launch/config.json and runs the stage; see podium.distributed.launcher for the protocol.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class RankPrefix(logging.Filter):
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m podium.cli.worker", description="Run one rank of a distributed stage.")
-    p.add_argument("stage_dir", help="the stage folder podium run prepared (holds stage.json)")
+    p.add_argument("stage_dir", help="the stage folder podium run prepared (holds .launch/config.json)")
     p.add_argument("--run-dir", help="the run directory the stage belongs to")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds a rank may wait for the others")
     p.add_argument("--trust-remote-code", action="store_true")

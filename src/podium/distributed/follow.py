@@ -45,7 +45,7 @@ def follow_plan(plan, show_progress: bool = True) -> None:
             wait_until(lambda ps=ps: getattr(read_stage_record(ps.out_dir), "key", None) == ps.key,
                        f"stage {ps.name!r} to start")
             log.info(f"[{ps.name}] machine {rank}: starting this machine's ranks")
-            run_distributed(ps.launch, ps.out_dir, plan.run_dir, log=log, show_progress=show_progress,
+            run_distributed(ps.launch, ps.kind, ps.config, ps.out_dir, plan.run_dir, log=log, show_progress=show_progress,
                             trust_remote_code=plan.recipe.trust_remote_code, allow_pickle=plan.recipe.allow_pickle)
         wait_until(lambda ps=ps: (read_done(ps.out_dir) or {}).get("key") == ps.key, f"stage {ps.name!r} to finish")
         log.info(f"[{ps.name}] done on machine 0")

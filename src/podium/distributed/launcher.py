@@ -2,8 +2,9 @@
 
 The protocol between `podium run` (the parent) and the ranks, in files of the stage folder:
 
-    STAGE_DIR/stage.json               written by the parent before the launch: the resolved config the
-                                       workers validate and run (podium.rundir)
+    STAGE_DIR/stage.json               written by the parent before the launch (podium.rundir)
+    STAGE_DIR/.launch/config.json      {"name", "kind", "config"}: the stage's resolved config as set
+                                       (unset fields left out, so validation sees what the recipe said)
     STAGE_DIR/.launch/error-rank<R>.json   a rank that failed: {"rank", "world", "type", "message",
                                        "traceback", "time"}; the rank then exits at once
     STAGE_DIR/.launch/result.json      {"metrics", "world"}: written by rank 0 once every rank has returned
@@ -39,6 +40,7 @@ from podium.rundir import read_json_object
 WORKER_MODULE = "podium.cli.worker"
 LAUNCH_DIR = ".launch"
 RESULT_FILE = "result.json"
+CONFIG_FILE = "config.json"
 LOG_FILE = "launch.log"
 # Arguments written first, in this order, so commands read the same from run to run.
 ORDER = ("multi_gpu", "use_fsdp", "use_deepspeed", "num_processes", "num_machines", "machine_rank", "main_process_ip",
@@ -73,6 +75,7 @@ def launch_command(spec: LaunchSpec, stage_dir: Path, run_dir: Path, *, trust_re
         chosen = any(args.get(k) for k in ("multi_gpu", "use_fsdp", "use_deepspeed"))
         if not chosen and spec.num_processes > 1:
             args["multi_gpu"] = True
+        args.setdefault("num_machines", 1)
         args.setdefault("mixed_precision", "no")
         args.setdefault("dynamo_backend", "no")
     args.setdefault("num_processes", spec.num_processes)
@@ -118,7 +121,7 @@ def clear_launch_dir(folder: Path) -> None:
     if folder.is_symlink():
         folder.unlink()
     folder.mkdir(parents=True, exist_ok=True)
-    for p in list(folder.glob("error-rank*.json")) + [folder / RESULT_FILE]:
+    for p in list(folder.glob("error-rank*.json")) + [folder / RESULT_FILE, folder / CONFIG_FILE]:
         if p.is_file() or p.is_symlink():
             p.unlink()
 
@@ -188,9 +191,10 @@ def watch(argv: list[str], env: dict, log_path: Path, folder: Path, timeout: flo
     return proc.wait()
 
 
-def run_distributed(spec: LaunchSpec, stage_dir: Path, run_dir: Path, *, trust_remote_code: bool = False,
-                    allow_pickle: bool = False, show_progress: bool = True, log=None, echo=None) -> dict:
-    """Run the stage in `stage_dir` (its stage.json written) on every rank; returns rank 0's metrics.
+def run_distributed(spec: LaunchSpec, kind: str, config, stage_dir: Path, run_dir: Path, *,
+                    trust_remote_code: bool = False, allow_pickle: bool = False, show_progress: bool = True, log=None,
+                    echo=None) -> dict:
+    """Run stage `config` of `kind` in `stage_dir` (its stage.json written) on every rank; returns rank 0's metrics.
 
     On a machine whose `machine_rank` is not 0 this starts that machine's ranks only and returns {}
     (machine 0 collects the result and writes the completion marker).
@@ -202,6 +206,8 @@ def run_distributed(spec: LaunchSpec, stage_dir: Path, run_dir: Path, *, trust_r
     follower = spec.machine_rank > 0  # machine 0 prepared the folder; its rank 0 writes the result
     if not follower:
         clear_launch_dir(folder)
+        write_json_report(folder / CONFIG_FILE, {"name": spec.stage, "kind": kind,
+                                                 "config": config.model_dump(mode="json", by_alias=True, exclude_unset=True)})
     log_path = stage_dir / (LOG_FILE if not follower else f"launch-machine{spec.machine_rank}.log")
     argv, extra = launch_command(spec, stage_dir, run_dir, trust_remote_code=trust_remote_code,
                                  allow_pickle=allow_pickle, show_progress=show_progress)

@@ -1,6 +1,6 @@
 """One rank of a distributed stage (`python -m podium.cli.worker STAGE_DIR`, started by accelerate launch).
 
-Each rank re-reads the stage's resolved config from STAGE_DIR/stage.json (written by `podium run`),
+Each rank re-reads the stage's resolved config from STAGE_DIR/.launch/config.json (written by `podium run`),
 validates it with the stage kind's schema and runs the stage function, which splits its work by
 rank (podium.distributed.world). Rank 0 writes the metrics to `.launch/result.json` once every rank
 has returned; a rank that fails writes `.launch/error-rank<R>.json` and exits at once, without the
@@ -23,11 +23,11 @@ from accelerate import Accelerator, PartialState
 from accelerate.utils import InitProcessGroupKwargs
 from pydantic import ValidationError
 
-from podium.distributed.launcher import LAUNCH_DIR, RESULT_FILE, die_with_parent, write_json_report
+from podium.distributed.launcher import CONFIG_FILE, LAUNCH_DIR, RESULT_FILE, die_with_parent, write_json_report
 from podium.distributed.world import launched_world_size, uses_cpu
 from podium.errors import PodiumError
 from podium.models.io import security_policy
-from podium.rundir import read_stage_record
+from podium.rundir import read_json_object
 from podium.stages import StageContext, get_stage
 
 log = logging.getLogger("podium")
@@ -83,16 +83,17 @@ def run_worker(stage_dir: str | os.PathLike, run_dir: str | os.PathLike | None =
     rank, world = int(os.environ.get("RANK", "0")), launched_world_size()
     try:
         start_processes(timeout)
-        record = read_stage_record(stage_dir)
-        if record is None:
-            raise PodiumError(f"{stage_dir}: no stage.json; the worker runs a stage folder that podium run prepared")
-        spec = get_stage(record.kind)
+        record = read_json_object(folder / CONFIG_FILE)
+        if not isinstance(record.get("config"), dict) or record.get("kind") is None:
+            raise PodiumError(f"{folder / CONFIG_FILE}: missing or damaged; the worker runs a stage folder that "
+                              "podium run prepared")
+        spec = get_stage(record["kind"])
         try:
-            cfg = spec.config.model_validate(record.config)
+            cfg = spec.config.model_validate(record["config"])
         except ValidationError as e:
-            raise PodiumError(f"{stage_dir / 'stage.json'}: the stage's config does not validate: {e}") from None
-        ctx = StageContext(name=record.name, out_dir=stage_dir, run_dir=Path(run_dir) if run_dir else None,
-                           kind=record.kind, show_progress=show_progress and rank == 0)
+            raise PodiumError(f"{folder / CONFIG_FILE}: the stage's config does not validate: {e}") from None
+        ctx = StageContext(name=record["name"], out_dir=stage_dir, run_dir=Path(run_dir) if run_dir else None,
+                           kind=record["kind"], show_progress=show_progress and rank == 0)
         with security_policy(trust_remote_code, allow_pickle):
             metrics = spec.fn(cfg, ctx) or {}
         PartialState().wait_for_everyone()
