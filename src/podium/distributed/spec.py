@@ -296,7 +296,7 @@ def plan_launch(recipe_launch: Any, stage_raw: dict, *, kind: str, distributed: 
     spec = resolve_launch(recipe_launch, stage_raw, kind=kind, distributed=distributed is not None, located=located,
                           base=base, name=name)
     check = getattr(cfg, "launch_problem", None)
-    if check is not None and (problem := check(spec.num_processes if spec else 1)):
+    if check is not None and (problem := check(spec.num_processes if spec else 1, bool(spec and spec.sharded))):
         where = spec.where if spec else located.where(base)
         raise ConfigError(f"{where}: stage {name!r}: {problem}")
     return spec

@@ -19,7 +19,7 @@ import traceback
 from datetime import timedelta
 from pathlib import Path
 
-from accelerate import Accelerator, PartialState
+from accelerate import PartialState
 from accelerate.utils import InitProcessGroupKwargs
 from pydantic import ValidationError
 
@@ -59,11 +59,10 @@ def watch_parents(interval: float = 1.0) -> None:
 def start_processes(timeout: float) -> None:
     """Join the process group with a collective `timeout`; the loop's Accelerator shares this state.
 
-    The Accelerator is made before any model loads so that DeepSpeed ZeRO-3 (zero3_init_flag) and
-    FSDP (cpu_ram_efficient_loading) load the weights partitioned rather than whole on every rank.
+    No Accelerator is made here: under DeepSpeed ZeRO-3 every model transformers loads after the first
+    Accelerator is partitioned (zero3_init_flag), which suits the trained model but not a judge.
     """
     PartialState(cpu=uses_cpu(), **InitProcessGroupKwargs(timeout=timedelta(seconds=timeout)).to_kwargs())
-    Accelerator()
 
 
 def report_failure(folder: Path, rank: int, world: int, error: BaseException) -> None:

@@ -42,9 +42,16 @@ class SamplerBackend(StageConfig):
         return {"backend": self.backend, "tensor_parallel_size": self.tensor_parallel_size,
                 "data_parallel_size": self.data_parallel_size, "gpu_memory_utilization": self.gpu_memory_utilization}
 
-    def launch_problem(self, processes: int) -> str | None:
-        """Why a launch of `processes` processes cannot run this stage's sampling (None: it can)."""
+    def launch_problem(self, processes: int, sharded: bool = False) -> str | None:
+        """Why a launch of `processes` processes cannot run this stage's sampling (None: it can).
+
+        `sharded`: the launch is FSDP or DeepSpeed ZeRO-3, under which a model transformers loads is
+        partitioned (or whole on rank 0 only) and cannot sample on its own: sampling needs vLLM there.
+        """
         if self.backend != "vllm":
+            if sharded:
+                return ("sampling under an FSDP / DeepSpeed ZeRO-3 launch needs backend: vllm (a model "
+                        "transformers loads there is sharded and cannot sample alone)")
             return None
         tp, dp = self.tensor_parallel_size, self.data_parallel_size
         if processes == 1:

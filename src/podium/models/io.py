@@ -222,13 +222,18 @@ def _declared_tokenizer_class(name_or_path) -> str | None:
         return None
 
 
-def save_model(model, tokenizer, out_dir: str | os.PathLike, max_shard_size: str = "2GB") -> Path:
-    """Save model (safetensors) and tokenizer atomically: write to a temp folder, then rename."""
+def save_model(model, tokenizer, out_dir: str | os.PathLike, max_shard_size: str = "2GB",
+               state_dict: dict | None = None) -> Path:
+    """Save model (safetensors) and tokenizer atomically: write to a temp folder, then rename.
+
+    `state_dict`: the weights to write instead of the model's own (a sharded model's gathered weights).
+    """
     out = Path(out_dir)
     tmp = out.with_name(out.name + ".tmp-save")
     if tmp.exists():
         shutil.rmtree(tmp)
-    model.save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size)
+    extra = {"state_dict": state_dict} if state_dict is not None else {}
+    model.save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size, **extra)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
     # Old weight shards go (an old sharded model must not leave extra files); other artifacts stay.

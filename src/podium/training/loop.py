@@ -164,7 +164,8 @@ def train_loop(
 
     Writes `out_dir/metrics.jsonl` (one line per optimizer step), checkpoints under
     `out_dir/checkpoints/step-N` (complete once renamed into place) and, at the end,
-    the model via `save_final(model, out_dir)` (default: safetensors + tokenizer).
+    the model via `save_final(model, out_dir)` (default: safetensors + tokenizer). Under FSDP / ZeRO-3 the
+    weights are gathered first and passed on as `save_final(model, out_dir, state_dict=...)`.
     """
     from podium.models.io import check_vocab, save_model
 
@@ -309,8 +310,15 @@ def train_loop(
         progress.close()
     acc.wait_for_everyone()
     unwrapped = acc.unwrap_model(model)
+    # Sharded weights (FSDP, ZeRO-3) are gathered into one state dict; every rank takes part in the gather.
+    full_state = None if replicated else acc.get_state_dict(model)
     if acc.is_main_process:
-        (save_final or (lambda m, d: save_model(m, tokenizer, d)))(unwrapped, out)
+        if save_final is None:
+            save_model(unwrapped, tokenizer, out, state_dict=full_state)
+        elif full_state is None:
+            save_final(unwrapped, out)
+        else:
+            save_final(unwrapped, out, state_dict=full_state)
         if ckpt_dir.exists():
             shutil.rmtree(ckpt_dir)
     acc.wait_for_everyone()

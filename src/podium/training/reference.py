@@ -195,10 +195,12 @@ def files_hash(model: str | Path) -> str:
     return h.hexdigest()
 
 
-def prepare_for_inference(model):
-    """Shard a frozen model for inference the way the launch trains: FSDP wrapping, or a DeepSpeed ZeRO-3
-    engine without optimizer (as TRL prepares its reference model)."""
+def prepare_for_inference(load_model):
+    """`load_model()` sharded for inference the way the launch trains: FSDP wrapping, or a DeepSpeed ZeRO-3
+    engine without optimizer (as TRL prepares its reference model). The Accelerator comes first, so
+    ZeRO-3 (zero3_init_flag) loads the weights partitioned."""
     acc = Accelerator()
+    model = load_model()
     kind = getattr(acc.distributed_type, "value", str(acc.distributed_type))
     for p in model.parameters():
         p.requires_grad_(False)
@@ -230,7 +232,7 @@ def sharded_reference_logps(load_reference, weights: str | Path, examples: list[
     path = Path(cache_dir or default_cache_dir()) / f"{key}.safetensors"
 
     def compute():
-        model = prepare_for_inference(load_reference())
+        model = prepare_for_inference(load_reference)
         try:
             return split_pass(model, examples, pad_token_id, world, equal_forwards=True, batch_size=batch_size,
                               **kwargs)

@@ -20,7 +20,7 @@ from podium.data.collate import pack_batch, pad_batch
 from podium.data.mixture import Mixture, build_mixture
 from podium.data.records import write_json
 from podium.errors import DataError
-from podium.models.io import AttnImplementation, load_model, load_tokenizer, save_model
+from podium.models.io import AttnImplementation, load_model, load_tokenizer
 from podium.refs import ModelRef
 from podium.stages import StageContext, stage
 from podium.training.attention_masks import check_causal, padding_free_problem
@@ -103,12 +103,12 @@ def sft(cfg: SFTConfig, ctx: StageContext) -> dict:
     save_final = None
     if cfg.lora:
         model = apply_lora(model, cfg.lora)
-        save_final = lambda m, d: save_lora(m, tokenizer, d, cfg.lora)
+        save_final = lambda m, d, **kw: save_lora(m, tokenizer, d, cfg.lora, base=cfg.model, **kw)
     collate = partial(pack_batch if packing else pad_batch, pad_id=tokenizer.pad_token_id)
     objective = partial(sft_objective, router_aux_loss_coef=router_coef)
     summary = train_loop(
         model, objective, examples, collate, cfg, ctx.out_dir, tokenizer=tokenizer,
-        save_final=save_final or (lambda m, d: save_model(m, tokenizer, d)), log=ctx.log,
+        save_final=save_final, log=ctx.log,
         show_progress=ctx.show_progress,
     )
     return {"train_loss": summary.get("loss"), "steps": summary["steps"], "examples": len(examples),

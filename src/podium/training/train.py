@@ -184,7 +184,8 @@ def build_preference(cfg: TrainConfig, ctx: StageContext) -> TrainParts:
     collate = make_collate(tokenizer.pad_token_id, ref_logps, prefix_sharing=prefix_sharing,
                            padding_free=padding_free)
     metrics = {**stats.as_metrics(), "reference/cache_hit": float(hit)}
-    save_final = (lambda m, d: save_lora(m, tokenizer, d, cfg.lora)) if cfg.lora is not None else None
+    save_final = ((lambda m, d, **kw: save_lora(m, tokenizer, d, cfg.lora, base=cfg.model, **kw))
+                  if cfg.lora is not None else None)
     return TrainParts(model, tokenizer, objective, examples, collate, metrics, save_final)
 
 
