@@ -106,7 +106,7 @@ def test_recipe_on_two_processes_equals_one(tmp_path):
     two, one = (read_jsonl(run / s / "generate" / "samples.jsonl") for s in ("sgd", "sgd_1p"))
     assert [r["responses"] for r in two] == [r["responses"] for r in one]
     assert [r["logps"] for r in two] == pytest.approx([r["logps"] for r in one], rel=1e-6)
-    for name in ("iter1/pairs.jsonl", "iter1/done.json"):
+    for name in ("iter1/pairs.jsonl", "iter1/generate/samples.jsonl", "iter1/done.json"):
         assert (run / "selfplay" / name).read_text() == (run / "selfplay_1p" / name).read_text(), name
     assert "reference log-probs computed for" in (run / "train" / "launch.log").read_text()
     assert "on 2 processes" in (run / "train" / "launch.log").read_text()
