@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -105,7 +106,7 @@ def test_recipe_on_two_processes_equals_one(tmp_path):
     assert (run / "sgd" / "pairs.jsonl").read_bytes() == (run / "sgd_1p" / "pairs.jsonl").read_bytes()
     two, one = (read_jsonl(run / s / "generate" / "samples.jsonl") for s in ("sgd", "sgd_1p"))
     assert [r["responses"] for r in two] == [r["responses"] for r in one]
-    assert [r["logps"] for r in two] == pytest.approx([r["logps"] for r in one], rel=1e-6)
+    assert [x for r in two for x in r["logps"]] == pytest.approx([x for r in one for x in r["logps"]], rel=1e-6)
     for name in ("iter1/pairs.jsonl", "iter1/generate/samples.jsonl", "iter1/done.json"):
         assert (run / "selfplay" / name).read_text() == (run / "selfplay_1p" / name).read_text(), name
     assert "reference log-probs computed for" in (run / "train" / "launch.log").read_text()
@@ -200,3 +201,38 @@ def test_dry_run_prints_the_launch_of_each_distributed_stage(tmp_path):
     done = podium_run(recipe, tmp_path / "run", "--dry-run")
     assert done.stdout.count("-m podium.cli.worker") == 6
     assert not (tmp_path / "run").exists()
+
+
+MULTI = """\
+name: two-machines
+launch: {{num_processes: 2, num_machines: 2, main_process_ip: 127.0.0.1, main_process_port: {port}, same_network: true,
+         timeout: 300}}
+stages:
+  - {{name: base, kind: tiny_model, hidden_size: 16, intermediate_size: 32, num_layers: 1, num_heads: 2}}
+  - &sft {{name: sft, kind: sft, model: "@base", data: [{{task: arithmetic, count: 32}}], batch_size: 4, max_steps: 3,
+          max_length: 48, learning_rate: 1.0e-3}}
+  - {{<<: *sft, name: sft_1p, gradient_accumulation_steps: 2, launch: null}}
+  - {{name: eval, kind: eval, model: "@sft", task: arithmetic, count: 4}}
+"""
+
+
+def test_two_machines_with_the_same_command(tmp_path):
+    """Two `podium run`s on one host stand in for two machines: machine 1 joins machine 0's launch."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    recipe = tmp_path / "multi.yaml"
+    recipe.write_text(MULTI.format(port=port))
+    cmd = [*PODIUM, "run", str(recipe), "-o", str(tmp_path / "run"), "--no-progress"]
+    machine0 = subprocess.Popen(cmd, env=env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    machine1 = subprocess.Popen([*cmd, "launch.machine_rank=1"], env=env(), cwd=tmp_path, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    out0, _ = machine0.communicate(timeout=600)
+    out1, _ = machine1.communicate(timeout=120)
+    assert machine0.returncode == 0, out0[-3000:]
+    assert machine1.returncode == 0, out1[-3000:]
+    assert "machine 1: starting this machine's ranks" in out1 and "[eval] done on machine 0" in out1
+    assert "--machine_rank 1" in out1 and "--num_machines 2" in out1
+    assert (tmp_path / "run" / "sft" / "launch-machine1.log").exists()
+    assert max_diff(tmp_path / "run" / "sft", tmp_path / "run" / "sft_1p") <= 1e-5
+    assert not (tmp_path / "run" / "eval" / "launch.log").exists()
