@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from tests.loop_helpers import tiny_run
@@ -40,3 +41,15 @@ def test_missing_tracker_package_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
     with pytest.raises(PodiumError, match=r"wandb not installed \(pip install wandb\)"):
         tiny_run(tmp_path / "sft", report_to=["wandb"])
+
+
+def test_wandb_runs_offline_without_an_api_key(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "")  # unset for podium's check; restored after the test
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "dpo"
+    tiny_run(out, report_to=["wandb"], max_steps=2)
+    assert os.environ["WANDB_MODE"] == "offline"
+    runs = list((out / "tracking" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb")), runs

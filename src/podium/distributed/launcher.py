@@ -9,6 +9,8 @@ The protocol between `podium run` (the parent) and the ranks, in files of the st
                                        "traceback", "time"}; the rank then exits at once
     STAGE_DIR/.launch/result.json      {"metrics", "world"}: written by rank 0 once every rank has returned
                                        from the stage function
+    STAGE_DIR/.launch/failed.json      {"message", "time"}: written by machine 0 when the stage failed, so
+                                       the other machines of a multi-node run stop too (podium.distributed.follow)
     STAGE_DIR/launch.log               everything the ranks printed (also streamed to the console)
 
 The stage is done when the launcher exits 0 and result.json is there; the parent then writes the
@@ -41,6 +43,7 @@ WORKER_MODULE = "podium.cli.worker"
 LAUNCH_DIR = ".launch"
 RESULT_FILE = "result.json"
 CONFIG_FILE = "config.json"
+FAILED_FILE = "failed.json"  # machine 0's verdict when a stage failed, for the other machines
 LOG_FILE = "launch.log"
 # Arguments written first, in this order, so commands read the same from run to run.
 ORDER = ("multi_gpu", "use_fsdp", "use_deepspeed", "num_processes", "num_machines", "machine_rank", "main_process_ip",
@@ -81,6 +84,8 @@ def launch_command(spec: LaunchSpec, stage_dir: Path, run_dir: Path, *, trust_re
     args.setdefault("num_processes", spec.num_processes)
     if spec.num_machines == 1 and spec.setting("main_process_port") is None:
         args["main_process_port"] = 0
+    if spec.num_machines > 1:  # accelerate needs every machine's rank, 0 included
+        args["num_machines"], args["machine_rank"] = spec.num_machines, spec.machine_rank
     actions = launch_arguments()
     argv = [*accelerate_executable(), "launch"]
     if spec.config_file is not None:
@@ -121,7 +126,7 @@ def clear_launch_dir(folder: Path) -> None:
     if folder.is_symlink():
         folder.unlink()
     folder.mkdir(parents=True, exist_ok=True)
-    for p in list(folder.glob("error-rank*.json")) + [folder / RESULT_FILE, folder / CONFIG_FILE]:
+    for p in list(folder.glob("error-rank*.json")) + [folder / n for n in (RESULT_FILE, CONFIG_FILE, FAILED_FILE)]:
         if p.is_file() or p.is_symlink():
             p.unlink()
 
@@ -168,8 +173,16 @@ def pump(stream, log_path: Path, echo) -> None:
                 echo.flush()
 
 
+def machine0_failed(folder: Path, since: float) -> str | None:
+    """Machine 0's failure message for this stage, when written after `since` (a time.time())."""
+    failed = read_json_object(folder / FAILED_FILE)
+    return failed.get("message") if failed.get("time", 0) >= since else None
+
+
 def watch(argv: list[str], env: dict, log_path: Path, folder: Path, timeout: float, echo) -> int:
-    """Run the launcher; returns its exit status. Ends it `timeout` s after a rank's error if it still runs."""
+    """Run the launcher; returns its exit status. Ends it `timeout` s after a rank's error if it still runs,
+    at once when machine 0 reports the stage failed."""
+    started = time.time()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True, preexec_fn=die_with_parent)
     reader = threading.Thread(target=pump, args=(proc.stdout, log_path, echo), daemon=True)
@@ -179,7 +192,7 @@ def watch(argv: list[str], env: dict, log_path: Path, folder: Path, timeout: flo
         while proc.poll() is None:
             if failed_at is None and any(folder.glob("error-rank*.json")):
                 failed_at = time.monotonic()
-            if failed_at is not None and time.monotonic() - failed_at > timeout:
+            if failed_at is not None and time.monotonic() - failed_at > timeout or machine0_failed(folder, started):
                 stop_group(proc)
                 break
             time.sleep(0.1)
@@ -217,17 +230,22 @@ def run_distributed(spec: LaunchSpec, kind: str, config, stage_dir: Path, run_di
            "COLUMNS": os.environ.get("COLUMNS", str(shutil.get_terminal_size().columns))}
     status = watch(argv, env, log_path, folder, spec.timeout,
                    echo if echo is not None else getattr(sys.stdout, "buffer", None))
-    errors = read_errors(folder)
-    if errors:
-        raise PodiumError(failure_message(spec.stage, errors, log_path))
-    if follower and status == 0:
-        return {}
-    result = read_json_object(folder / RESULT_FILE)
-    if status != 0 or not isinstance(result.get("metrics"), dict):
-        tail = log_path.read_text(errors="replace").splitlines()[-5:] if log_path.exists() else []
-        raise PodiumError(f"stage {spec.stage!r}: accelerate launch exited with status {status} and no rank "
-                          f"reported an error; last lines of {log_path}:\n" + "\n".join(tail))
-    return result["metrics"]
+    try:
+        errors = read_errors(folder)
+        if errors:
+            raise PodiumError(failure_message(spec.stage, errors, log_path))
+        if follower and status == 0:
+            return {}
+        result = read_json_object(folder / RESULT_FILE)
+        if status != 0 or not isinstance(result.get("metrics"), dict):
+            tail = log_path.read_text(errors="replace").splitlines()[-5:] if log_path.exists() else []
+            raise PodiumError(f"stage {spec.stage!r}: accelerate launch exited with status {status} and no rank "
+                              f"reported an error; last lines of {log_path}:\n" + "\n".join(tail))
+        return result["metrics"]
+    except PodiumError as e:
+        if not follower:
+            write_json_report(folder / FAILED_FILE, {"message": str(e), "time": time.time()})
+        raise
 
 
 def write_json_report(path: Path, obj: dict) -> None:

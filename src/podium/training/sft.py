@@ -19,6 +19,7 @@ from podium.data.chat import IGNORE, tokenize_sft, truncate_sft
 from podium.data.collate import pack_batch, pad_batch
 from podium.data.mixture import Mixture, build_mixture
 from podium.data.records import write_json
+from podium.distributed.world import current_world
 from podium.errors import DataError
 from podium.models.io import AttnImplementation, load_model, load_tokenizer
 from podium.refs import ModelRef
@@ -86,8 +87,9 @@ def sft(cfg: SFTConfig, ctx: StageContext) -> dict:
     tokenizer = load_tokenizer(cfg.model)
     rows, counts = build_mixture(cfg.data, seed=cfg.seed, shuffle=cfg.shuffle, log=ctx.log)
     examples, dropped, truncated = tokenize_dataset(rows, tokenizer, cfg.max_length)
-    write_json(ctx.out_dir / "data_counts.json",
-               {"sources": counts, "examples": len(examples), "dropped": dropped, "truncated": truncated})
+    # Once, by the main process, when the stage runs on several (two writers would share a temporary name).
+    current_world().on_main(write_json, ctx.out_dir / "data_counts.json",
+                            {"sources": counts, "examples": len(examples), "dropped": dropped, "truncated": truncated})
     ctx.log.info(f"SFT data: {len(examples)} examples from {counts} ({dropped} dropped: no completion left)")
     if truncated:
         ctx.log.warning(f"SFT data: {truncated} of {len(examples)} completions truncated to max_length="
