@@ -47,7 +47,8 @@ def print_launches(plan: RunPlan, show_progress: bool = True, console=None) -> N
             continue
         argv, env = launch_command(s.launch, s.out_dir, plan.run_dir, trust_remote_code=plan.recipe.trust_remote_code,
                                    allow_pickle=plan.recipe.allow_pickle, show_progress=show_progress)
-        console.print(f"[{s.name}] {s.launch.num_processes} processes: {format_command(argv, env)}",
+        n = s.launch.num_processes
+        console.print(f"[{s.name}] {n} process{'es' if n != 1 else ''}: {format_command(argv, env)}",
                       markup=False, highlight=False, soft_wrap=True)
         for problem in environment_problems(s.launch):
             console.print(f"  cannot start on this machine: {problem}", markup=False, highlight=False, soft_wrap=True)

@@ -225,7 +225,8 @@ def run_distributed(spec: LaunchSpec, kind: str, config, stage_dir: Path, run_di
     argv, extra = launch_command(spec, stage_dir, run_dir, trust_remote_code=trust_remote_code,
                                  allow_pickle=allow_pickle, show_progress=show_progress)
     if log:
-        log.info(f"[{spec.stage}] {spec.num_processes} processes: {format_command(argv, extra)}")
+        n = spec.num_processes
+        log.info(f"[{spec.stage}] {n} process{'es' if n != 1 else ''}: {format_command(argv, extra)}")
     env = {**os.environ, **extra, "PODIUM_PARENT_PID": str(os.getpid()),
            "COLUMNS": os.environ.get("COLUMNS", str(shutil.get_terminal_size().columns))}
     status = watch(argv, env, log_path, folder, spec.timeout,

@@ -323,7 +323,9 @@ def train_loop(
             shutil.rmtree(ckpt_dir)
     acc.wait_for_everyone()
     if s.report_to:
-        acc.end_training()
+        # Not acc.end_training(): it also ends the process group, which the stage may still need.
+        for tracker in acc.trackers:
+            tracker.finish()
     summary = {k: v for k, v in last.items() if k not in ("step", "epoch")}
     summary.update({"steps": total_steps, "train_seconds": time.perf_counter() - t_run})
     return summary
