@@ -45,7 +45,7 @@ stages:
   - &sgd {name: sgd, kind: sgd, model: "@sft", task: arithmetic, count: 12, num_samples: 3, max_new_tokens: 6, batch_size: 8}
   - {<<: *sgd, name: sgd_1p, batch_size: 5, launch: null}
   - &train {name: train, kind: train, model: "@sft", data: "@sgd", batch_size: 2, max_steps: 3, max_length: 48,
-            learning_rate: 1.0e-3, reference_cache_dir: cache}
+            learning_rate: 1.0e-3, reference_cache_dir: cache, report_to: tensorboard}
   - {<<: *train, name: train_1p, gradient_accumulation_steps: 2, launch: null}
   - &rm {name: rm, kind: train, objective: reward, model: "@sft", data: "@sgd", batch_size: 2, max_steps: 2,
          max_length: 48, learning_rate: 1.0e-3}
@@ -110,6 +110,8 @@ def test_recipe_on_two_processes_equals_one(tmp_path):
     for name in ("iter1/pairs.jsonl", "iter1/generate/samples.jsonl", "iter1/done.json"):
         assert (run / "selfplay" / name).read_text() == (run / "selfplay_1p" / name).read_text(), name
     assert "reference log-probs computed for" in (run / "train" / "launch.log").read_text()
+    # TensorBoard: written by the main process only.
+    assert len(list((run / "train" / "tracking" / "train").glob("events.out.tfevents.*"))) == 1
     assert "on 2 processes" in (run / "train" / "launch.log").read_text()
     # The rerun finds every stage done.
     again = podium_run(recipe, run)
