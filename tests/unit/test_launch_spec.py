@@ -42,6 +42,10 @@ def gen(launch: str = "", stage_launch: str = "") -> str:
     return GEN.format(launch=launch, stage_launch=stage_launch)
 
 
+def train_only(launch: str) -> str:
+    return f"name: t\n{launch}\nstages:\n  - {{name: dpo, kind: train, model: m, data: pairs.jsonl}}\n"
+
+
 def test_recipe_launch_applies_to_distributed_kinds_only(tmp_path):
     p = plan(tmp_path, gen("launch: {num_processes: 2}"))
     by_name = {s.name: s for s in p.stages}
@@ -99,8 +103,17 @@ def test_config_file_fields_are_accelerates(tmp_path):
 
 def test_every_shipped_accelerate_config_validates(tmp_path):
     for f in sorted(CONFIGS.glob("*.yaml")):
-        p = plan(tmp_path, gen(f"launch: {{config_file: {f}}}"))
+        p = plan(tmp_path, train_only(f"launch: {{config_file: {f}}}"))
         assert p.stages[0].launch.num_processes >= 2, f
+
+
+def test_sampling_under_sharded_launches_needs_vllm(tmp_path):
+    for name in ("fsdp.yaml", "deepspeed_zero3.yaml"):
+        with pytest.raises(ConfigError, match="r.yaml:2: stage 'gen': sampling under an FSDP / DeepSpeed ZeRO-3 launch "
+                                              "needs backend: vllm"):
+            plan(tmp_path, gen(f"launch: {{config_file: {CONFIGS / name}}}"))
+    ok = plan(tmp_path, gen(f"launch: {{config_file: {CONFIGS / 'multi_gpu_ddp.yaml'}}}"))
+    assert ok.stages[0].launch.sharded is False
 
 
 def test_launch_on_a_light_stage_or_a_machine_rank_on_a_stage_is_refused(tmp_path):
@@ -161,7 +174,7 @@ def test_environment_problems(tmp_path, monkeypatch):
     (problem,) = environment_problems(too_many)
     assert "r.yaml:2: stage 'gen'" in problem and "8 processes per machine" in problem and "2 CPU cores" in problem
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
-    ds = plan(tmp_path, gen(f"launch: {{config_file: {CONFIGS / 'deepspeed_zero3.yaml'}, num_processes: 2}}"))
+    ds = plan(tmp_path, train_only(f"launch: {{config_file: {CONFIGS / 'deepspeed_zero3.yaml'}, num_processes: 2}}"))
     problems = environment_problems(ds.stages[0].launch)
     assert any("uses DeepSpeed, which is not installed: pip install 'podium[gpu]'" in p for p in problems)
     assert any("DEEPSPEED runs on GPUs only" in p for p in problems)
