@@ -30,6 +30,8 @@ from pydantic_core import PydanticCustomError
 
 from podium.cards.report import write_report
 from podium.config import Located, format_validation_error, load_yaml, parse_override, set_in, validate
+from podium.distributed.launcher import run_distributed
+from podium.distributed.spec import LaunchSpec, check_environment, plan_launch
 from podium.errors import ConfigError, PodiumError
 from podium.hub import REPO_ID, check_hub_inputs
 from podium.models.io import security_policy
@@ -81,6 +83,8 @@ class Recipe(BaseModel):
     output_dir: str | None = None
     trust_remote_code: bool = False
     allow_pickle: bool = False
+    # Default `launch:` of the stages that can run on several processes (podium.distributed.spec).
+    launch: dict | None = None
     stages: list[dict] = Field(min_length=1)
 
     @field_validator("name")
@@ -116,6 +120,7 @@ class PlannedStage:
     missing: list[str] = field(default_factory=list)
     shared_from: Path | None = None
     status: str = "run"
+    launch: LaunchSpec | None = None  # run as an `accelerate launch` child (None: in-process)
 
 
 @dataclass
@@ -244,7 +249,7 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
         if kind not in STAGES:
             raise ConfigError(f"{located.where(base + ('kind',))}: unknown stage kind {kind!r}; known kinds: "
                               f"{', '.join(sorted(STAGES))}")
-        settings = {k: v for k, v in raw.items() if k not in ("name", "kind")}
+        settings = {k: v for k, v in raw.items() if k not in ("name", "kind", "launch")}
         spec = STAGES[kind]
         deps, hashed = [], []
         settings, missing = apply_run_seed(spec, settings, recipe.seed), []
@@ -254,6 +259,8 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
             cfg = spec.config.model_validate(resolved)
         except ValidationError as e:
             raise ConfigError(format_validation_error(e, located, base, f"stage {name!r}")) from None
+        launch = plan_launch(recipe.launch, raw, kind=kind, distributed=spec.distributed, cfg=cfg, located=located,
+                             base=base, name=name)
         # Upstream outputs enter the key by their stage's key, not their path, so a run dir can move.
         config_text = cfg.model_dump_json()
         for dep in deps:
@@ -261,8 +268,10 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
         # `inputs` holds each upstream stage's key and each local file's fingerprint.
         key_src = {"kind": kind, "config": json.loads(config_text), "inputs": sorted(hashed),
                    "policy": [recipe.trust_remote_code, recipe.allow_pickle]}
+        if launch is not None and spec.distributed == "train":
+            key_src["launch"] = launch.key_part()  # the global batch counts the processes
         key = hashlib.sha256(json.dumps(key_src, sort_keys=True, default=str).encode()).hexdigest()
-        ps = PlannedStage(name, kind, cfg, key, run_dir / name, deps)
+        ps = PlannedStage(name, kind, cfg, key, run_dir / name, deps, launch=launch)
         done, record = read_done(ps.out_dir), read_stage_record(ps.out_dir)
         if done is not None and done.get("key") == key:
             ps.status = "cached"
@@ -334,6 +343,7 @@ def run_plan(plan: RunPlan, show_progress: bool = True) -> dict:
     check_plan(plan)
     check_hub_inputs([(ps.name, ps.kind, json.loads(ps.config.model_dump_json(by_alias=True))) for ps in plan.stages
                       if ps.status != "cached"])
+    check_environment([ps.launch for ps in plan.stages if ps.status != "cached" and ps.launch is not None])
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     with RunDirLock(plan.run_dir, "run dir"):
         for ps in plan.stages:
@@ -363,8 +373,14 @@ def run_stages(plan: RunPlan, show_progress: bool = True) -> dict:
             t0 = time.perf_counter()
             ctx = StageContext(name=ps.name, out_dir=ps.out_dir, run_dir=plan.run_dir, kind=ps.kind,
                                show_progress=show_progress)
-            with security_policy(plan.recipe.trust_remote_code, plan.recipe.allow_pickle):
-                metrics = STAGES[ps.kind].fn(ps.config, ctx) or {}
+            if ps.launch is not None:  # every rank runs the stage from its stage.json (podium.distributed)
+                metrics = run_distributed(ps.launch, ps.kind, ps.config, ps.out_dir, plan.run_dir, log=log,
+                                          show_progress=show_progress,
+                                          trust_remote_code=plan.recipe.trust_remote_code,
+                                          allow_pickle=plan.recipe.allow_pickle)
+            else:
+                with security_policy(plan.recipe.trust_remote_code, plan.recipe.allow_pickle):
+                    metrics = STAGES[ps.kind].fn(ps.config, ctx) or {}
             seconds = time.perf_counter() - t0
             metrics = {k: v for k, v in metrics.items() if v is not None}
             write_stage_done(ps.out_dir, ps.key, seconds, metrics)

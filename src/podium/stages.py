@@ -57,13 +57,19 @@ class StageSpec:
     fn: Callable[[Any, StageContext], dict | None]
     outputs: dict[str, str]
     doc: str = ""
+    # Whether the kind can run on several processes (a recipe's `launch:`, podium.distributed), and how:
+    # "data" splits work by item and writes what one process writes (generation); "train" runs the
+    # training loop on every rank, so the global batch counts the processes. None: in-process only.
+    distributed: str | None = None
 
 
 STAGES: dict[str, StageSpec] = {}
 
 
-def stage(kind: str, config: type[StageConfig], outputs: dict[str, str] | None = None):
-    """Register `fn(cfg, ctx) -> metrics` as stage kind `kind`."""
+def stage(kind: str, config: type[StageConfig], outputs: dict[str, str] | None = None, distributed: str | None = None):
+    """Register `fn(cfg, ctx) -> metrics` as stage kind `kind` (`distributed`: see StageSpec)."""
+    if distributed not in (None, "data", "train"):
+        raise ValueError(f"distributed must be None, 'data' or 'train', got {distributed!r}")
 
     def register(fn):
         for name, rel in (outputs or {}).items():
@@ -72,7 +78,8 @@ def stage(kind: str, config: type[StageConfig], outputs: dict[str, str] | None =
                 raise RuntimeError(f"stage kind {kind!r}: output {name!r} = {rel!r} leaves the stage folder")
         if kind in STAGES and STAGES[kind].fn is not fn:
             raise RuntimeError(f"stage kind {kind!r} registered twice")
-        STAGES[kind] = StageSpec(kind, config, fn, dict(outputs or {"output": "."}), (fn.__doc__ or "").strip())
+        STAGES[kind] = StageSpec(kind, config, fn, dict(outputs or {"output": "."}), (fn.__doc__ or "").strip(),
+                                 distributed)
         return fn
 
     return register

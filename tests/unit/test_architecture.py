@@ -25,7 +25,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "podium.evaluation.leaderboard", "podium.evaluation.suites")),
     ("components", ("podium.data", "podium.models", "podium.tasks", "podium.generation", "podium.training",
                     "podium.judging", "podium.selfplay.targets", "podium.pairs.dpop", "podium.evaluation",
-                    "podium.merging", "podium.cards", "podium.rundir", "podium.run_lock", "podium.hub")),
+                    "podium.merging", "podium.cards", "podium.rundir", "podium.run_lock", "podium.hub",
+                    "podium.distributed")),
     ("stages", ("podium.models.build", "podium.tasks.stage", "podium.training.sft", "podium.training.train",
                 "podium.evaluation.stage", "podium.generation.stage", "podium.selfplay.sgd", "podium.pairs.stage",
                 "podium.selfplay.sppo", "podium.merging.stage", "podium.cards.stage")),
@@ -39,7 +40,7 @@ LAZY_PACKAGES = {"vllm", "lm_eval", "llm_blender", "matplotlib", "datasets", "pe
 # Other function-level imports, each with its reason (module, imported module).
 KNOWN_LAZY = {
     ("podium.training.loop", "accelerate"): "accelerate starts only with a training run (training/loop.py, harden)",
-    ("podium.training.reference", "accelerate"): "as in loop.py (training/reference.py, harden)",
+    ("podium.training.loop", "accelerate.utils"): "as accelerate above: the trackers' ProjectConfiguration (cluster)",
     ("podium.training.loop", "podium.models.io"): "to be moved up by the loop's owner (harden)",
     ("podium.training.loop", "tqdm.auto"): "to be moved up by the loop's owner (harden)",
     ("podium.generation.hf_sampler", "tqdm.auto"): "to be moved up by the sampler's owner (families)",

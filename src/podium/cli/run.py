@@ -13,6 +13,9 @@ from rich.console import Console
 from rich.table import Table
 
 from podium.cards.report import fmt, write_report
+from podium.distributed.follow import follow_plan, machine_rank
+from podium.distributed.launcher import format_command, launch_command
+from podium.distributed.spec import check_environment, environment_problems
 from podium.errors import PodiumError
 from podium.multiseed import SeedPlans, SeedsResult, check_seed_plans, make_seed_plans, parse_seeds, run_seeds
 from podium.pipeline import RunPlan, check_plan, make_plan, run_plan
@@ -40,6 +43,21 @@ def print_plan(plan: RunPlan, console=None) -> None:
     for i, s in enumerate(plan.stages, 1):
         table.add_row(str(i), s.name, s.kind, s.status, ", ".join(s.deps) or "-", s.key[:12])
     console.print(table)
+
+
+def print_launches(plan: RunPlan, show_progress: bool = True, console=None) -> None:
+    """The exact `accelerate launch` command of each distributed stage that will run, and what stops it here."""
+    console = console or Console()
+    for s in plan.stages:
+        if s.launch is None or s.status == "cached":
+            continue
+        argv, env = launch_command(s.launch, s.out_dir, plan.run_dir, trust_remote_code=plan.recipe.trust_remote_code,
+                                   allow_pickle=plan.recipe.allow_pickle, show_progress=show_progress)
+        n = s.launch.num_processes
+        console.print(f"[{s.name}] {n} process{'es' if n != 1 else ''}: {format_command(argv, env)}",
+                      markup=False, highlight=False, soft_wrap=True)
+        for problem in environment_problems(s.launch):
+            console.print(f"  cannot start on this machine: {problem}", markup=False, highlight=False, soft_wrap=True)
 
 
 def print_report(report: dict) -> None:
@@ -82,7 +100,12 @@ def print_seeds_result(result: SeedsResult) -> None:
 def run_with_seeds(args, seeds: list[int], run_dir) -> int:
     seed_plans = make_seed_plans(args.recipe, seeds, args.overrides, run_dir, until=args.until)
     print_seed_plans(seed_plans)
+    for plan in seed_plans.plans.values():
+        print_launches(plan, show_progress=not args.no_progress)
     check_seed_plans(seed_plans)
+    if any(machine_rank(plan.stages) > 0 for plan in seed_plans.plans.values()):
+        raise PodiumError("--seeds runs on one machine: a multi-node run (launch.machine_rank > 0) takes one seed at "
+                          "a time (run each seed with `seed=N --output DIR/seed-N` on every machine)")
     if args.dry_run:
         return 0
     result = run_seeds(seed_plans, show_progress=not args.no_progress)
@@ -109,8 +132,13 @@ def main(argv: list[str]) -> int:
     if seeds:
         return run_with_seeds(args, seeds, plan.run_dir)
     print_plan(plan)
+    print_launches(plan, show_progress=not args.no_progress)
     if args.dry_run:
         check_plan(plan)  # what would stop the run (run_plan checks it too)
+        return 0
+    if machine_rank(plan.stages) > 0:  # a multi-node run, seen from another machine than 0
+        check_environment([s.launch for s in plan.stages if s.launch is not None and s.status != "cached"])
+        follow_plan(plan, show_progress=not args.no_progress)
         return 0
     report = run_plan(plan, show_progress=not args.no_progress)
     log.info(f"report: {write_report(plan.run_dir)}")

@@ -132,9 +132,10 @@ class TransformersSampler:
         return next(self.model.parameters()).device
 
     def generate(
-        self, prompts: list[Prompt], n: int, params: SamplingParams, seed: int = 0
+        self, prompts: list[Prompt], n: int, params: SamplingParams, seed: int = 0, indices: list[int] | None = None
     ) -> list[list[Completion]]:
-        """`n` completions for each prompt, in prompt order; see `podium.generation.sampler`."""
+        """`n` completions for each prompt, in prompt order; see `podium.generation.sampler` (`indices` too)."""
+        seed_index = list(range(len(prompts))) if indices is None else list(indices)
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         prompt_ids = encode_prompts(self.tokenizer, prompts)
@@ -155,7 +156,7 @@ class TransformersSampler:
             with bar:
                 for start in range(0, len(rows), self.batch_size):
                     chunk = rows[start : start + self.batch_size]
-                    for row, completion in zip(chunk, self._decode(chunk, prompt_ids, params, seed)):
+                    for row, completion in zip(chunk, self._decode(chunk, prompt_ids, params, seed, seed_index)):
                         results[row] = completion
                     if hasattr(bar, "update"):
                         bar.update(len(chunk))
@@ -167,9 +168,10 @@ class TransformersSampler:
 
     @torch.inference_mode()
     def _decode(
-        self, rows: list[tuple[int, int]], prompt_ids: list[list[int]], params: SamplingParams, seed: int
+        self, rows: list[tuple[int, int]], prompt_ids: list[list[int]], params: SamplingParams, seed: int,
+        seed_index: list[int],
     ) -> list[Completion]:
-        """Decode one micro-batch of (prompt index, sample index) rows."""
+        """Decode one micro-batch of (prompt index, sample index) rows; prompt i seeds as `seed_index[i]`."""
         device = self.device
         unique = list(dict.fromkeys(i for i, _ in rows))
         slot = {i: s for s, i in enumerate(unique)}
@@ -205,7 +207,7 @@ class TransformersSampler:
         if not params.greedy:
             streams = []
             for i, k in rows:
-                g = torch.Generator().manual_seed(sequence_seed(seed, i, k))
+                g = torch.Generator().manual_seed(sequence_seed(seed, seed_index[i], k))
                 # 1 - U[0,1) lies in (0, 1], which inverse-CDF sampling needs.
                 streams.append(1.0 - torch.rand(max_new, generator=g, dtype=torch.float64))
             uniforms = torch.stack(streams).to(device)

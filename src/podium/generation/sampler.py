@@ -80,8 +80,11 @@ class Sampler(Protocol):
     """Anything that turns prompts into `n` completions each, reproducibly from `seed`."""
 
     def generate(
-        self, prompts: list[Prompt], n: int, params: SamplingParams, seed: int = 0
-    ) -> list[list[Completion]]: ...
+        self, prompts: list[Prompt], n: int, params: SamplingParams, seed: int = 0, indices: list[int] | None = None
+    ) -> list[list[Completion]]:
+        """`indices[j]`: prompt j's index in the whole prompt list (default j); seeds derive from it, so a
+        shard of the prompts (one process of a distributed stage) samples what the whole list would."""
+        ...
 
 
 def render_prompt(tokenizer, prompt: Prompt) -> str:

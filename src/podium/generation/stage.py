@@ -10,28 +10,35 @@ per prompt (docs: ../shared/DESIGN.md, Records):
 
 `logps[k]` is the mean over the response's tokens (EOS included when emitted) of the
 model's own log-prob at temperature 1; see `podium.generation.sampler`.
+
+On several processes (a recipe's `launch:`), prompt i is sampled by rank i % world (by vLLM replica
+i % replicas, podium.generation.backend), each rank writes its shard to `.shards/`, and the main
+process merges them by prompt index into samples.jsonl: the file is the one a single process
+writes, since every sample is seeded by (seed, prompt index, sample index).
 """
 
 from __future__ import annotations
 
+import shutil
 import time
-from typing import Literal
+from pathlib import Path
 
-import torch
 from pydantic import Field
 
 from podium.data.records import read_jsonl, write_jsonl
+from podium.distributed.world import World, all_gather_json, current_world, device
 from podium.errors import DataError
+from podium.generation.backend import SamplerBackend
 from podium.generation.hf_sampler import TransformersSampler
 from podium.generation.sampler import SamplingParams
 from podium.generation.vllm_sampler import VLLMSampler  # imports vllm itself only when a sampler is built
 from podium.models.io import AttnImplementation, load_model, load_tokenizer
 from podium.refs import DataRef, ModelRef
-from podium.stages import StageConfig, StageContext, stage
+from podium.stages import StageContext, stage
 
 
-class GenerateConfig(StageConfig):
-    """Settings of the `generate` stage."""
+class GenerateConfig(SamplerBackend):
+    """Settings of the `generate` stage (the backend's: podium.generation.backend)."""
 
     model: ModelRef
     prompts: DataRef = Field(description="JSONL of records with `prompt` (a string or chat messages)")
@@ -41,7 +48,6 @@ class GenerateConfig(StageConfig):
     top_k: int = Field(0, ge=0, description="0 = off")
     max_new_tokens: int = Field(256, ge=1)
     seed: int = 0
-    backend: Literal["transformers", "vllm"] = "transformers"
     batch_size: int = Field(32, ge=1, description="sequences decoded together (transformers backend)")
     dtype: str = Field("auto", description="auto = float32 on CPU, bfloat16 on GPU (vLLM: the model's own)")
     device: str = "auto"
@@ -58,13 +64,18 @@ class GenerateConfig(StageConfig):
         )
 
 
-def load_sampler(cfg: GenerateConfig, progress: bool = True):
-    """Build the configured backend's sampler (models load through podium.models.io)."""
+def load_sampler(cfg: GenerateConfig, progress: bool = True, world: World | None = None):
+    """Build the configured backend's sampler (models load through podium.models.io).
+
+    Inside a launch each rank samples on its own device (its GPU, or the CPU).
+    """
+    launched = world is not None and world.size > 1
     if cfg.backend == "vllm":
-        return VLLMSampler(cfg.model, dtype=cfg.dtype, progress=progress)
-    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = cfg.dtype if cfg.dtype != "auto" else ("float32" if device == "cpu" else "bfloat16")
-    model = load_model(cfg.model, dtype=dtype, device=device, attn_implementation=cfg.attn_implementation)
+        return VLLMSampler(cfg.model, dtype=cfg.dtype, progress=progress, tensor_parallel_size=cfg.tensor_parallel_size,
+                           gpu_memory_utilization=cfg.gpu_memory_utilization, external_launcher=launched, seed=cfg.seed)
+    where = cfg.device if cfg.device != "auto" else str(device())
+    dtype = cfg.dtype if cfg.dtype != "auto" else ("float32" if where.startswith("cpu") else "bfloat16")
+    model = load_model(cfg.model, dtype=dtype, device=where, attn_implementation=cfg.attn_implementation)
     tokenizer = load_tokenizer(cfg.model)
     return TransformersSampler(model, tokenizer, batch_size=cfg.batch_size, progress=progress)
 
@@ -118,24 +129,69 @@ def samples_records(rows: list[dict], completions, cfg: GenerateConfig, backend:
     return out
 
 
-@stage("generate", GenerateConfig, outputs={"samples": "samples.jsonl"})
+@stage("generate", GenerateConfig, outputs={"samples": "samples.jsonl"}, distributed="data")
 def generate(cfg: GenerateConfig, ctx: StageContext) -> dict[str, float]:
     """Sample `n` responses per prompt and write samples records with provenance."""
     rows = read_prompts(cfg.prompts, cfg.limit)
-    sampler = load_sampler(cfg, progress=ctx.show_progress)
+    world = current_world()
+    group = cfg.tensor_parallel_size if cfg.backend == "vllm" and world.size > 1 else 1
+    mine = world.shard(len(rows), group)
+    sampler = load_sampler(cfg, progress=ctx.show_progress, world=world)
     t0 = time.perf_counter()
-    completions = sampler.generate([r["prompt"] for r in rows], cfg.n, cfg.sampling_params(), cfg.seed)
+    completions = sampler.generate([rows[i]["prompt"] for i in mine], cfg.n, cfg.sampling_params(), cfg.seed,
+                                   indices=mine)
     seconds = time.perf_counter() - t0
-    write_jsonl(ctx.out_dir / "samples.jsonl", samples_records(rows, completions, cfg, sampler.backend))
+    if hasattr(sampler, "close"):
+        sampler.close()
+    records = samples_records([rows[i] for i in mine], completions, cfg, sampler.backend)
     flat = [c for comps in completions for c in comps]
-    tokens = sum(c.num_tokens for c in flat)
-    ctx.log.info("generate: %d prompts x %d samples, %d tokens in %.1fs", len(rows), cfg.n, tokens, seconds)
-    return {
+    stats = {"tokens": sum(c.num_tokens for c in flat), "samples": len(flat),
+             "stopped": sum(c.finish_reason == "stop" for c in flat), "seconds": seconds}
+    out = ctx.out_dir / "samples.jsonl"
+    if world.size == 1:
+        write_jsonl(out, records)
+    else:
+        leader = world.rank % group == 0  # one rank per vLLM replica writes its shard
+        stats = merge_shards(out, mine, records if leader else None, len(rows), world, group,
+                             stats if leader else {"tokens": 0, "samples": 0, "stopped": 0, "seconds": seconds})
+    ctx.log.info("generate: %d prompts x %d samples, %d tokens in %.1fs%s", len(rows), cfg.n, stats["tokens"],
+                 stats["seconds"], f" on {world.size} processes" if world.size > 1 else "")
+    samples = max(1, stats["samples"])
+    metrics = {
         "prompts": len(rows),
-        "samples": len(flat),
-        "generated_tokens": tokens,
-        "mean_response_tokens": tokens / len(flat),
-        "stopped_at_eos": sum(c.finish_reason == "stop" for c in flat) / len(flat),
-        "seconds": seconds,
-        "tokens_per_second": tokens / seconds if seconds > 0 else 0.0,
+        "samples": stats["samples"],
+        "generated_tokens": stats["tokens"],
+        "mean_response_tokens": stats["tokens"] / samples,
+        "stopped_at_eos": stats["stopped"] / samples,
+        "seconds": stats["seconds"],
+        "tokens_per_second": stats["tokens"] / stats["seconds"] if stats["seconds"] > 0 else 0.0,
     }
+    if world.size > 1:
+        metrics["processes"] = world.size
+    return metrics
+
+
+def merge_shards(out: Path, mine: list[int], records: list[dict] | None, n: int, world: World, group: int,
+                 stats: dict) -> dict:
+    """Write this rank's shard, let the main process merge every shard into `out` by prompt index.
+
+    Returns the run's totals (tokens, samples, stopped summed; seconds of the slowest rank), on every rank.
+    """
+    shards = out.parent / ".shards"
+    shards.mkdir(parents=True, exist_ok=True)
+    if records is not None:
+        write_jsonl(shards / f"{out.stem}.{world.rank // group}.jsonl",
+                    [{"index": i, "record": r} for i, r in zip(mine, records)])
+    world.barrier()
+    if world.is_main:
+        merged: dict[int, dict] = {}
+        for replica in range(world.size // group):
+            for row in read_jsonl(shards / f"{out.stem}.{replica}.jsonl"):
+                merged[int(row["index"])] = row["record"]
+        if sorted(merged) != list(range(n)):
+            raise DataError(f"{shards}: the shards hold prompts {len(merged)} of {n}; the merge is incomplete")
+        write_jsonl(out, [merged[i] for i in range(n)])
+        shutil.rmtree(shards)
+    totals = all_gather_json(stats, world)  # also the barrier after which every rank may read `out`
+    return {"tokens": sum(t["tokens"] for t in totals), "samples": sum(t["samples"] for t in totals),
+            "stopped": sum(t["stopped"] for t in totals), "seconds": max(t["seconds"] for t in totals)}

@@ -4,9 +4,14 @@
 without it (`pip install podium[gpu]`).
 
 Differences from the transformers backend, stated so nobody is surprised:
-- Reproducibility comes from vLLM's per-request seed (`seed` + prompt index); samples of
-  one prompt share that request. Outputs are reproducible for the same settings on the
-  same GPU, but do not match the transformers backend token for token.
+- Reproducibility comes from vLLM's per-request seed (`seed` + the prompt's index in the whole
+  prompt list, so a shard of the prompts samples what the whole list would); samples of one
+  prompt share that request. Outputs are reproducible for the same settings on the same GPU,
+  but do not match the transformers backend token for token.
+- Parallelism: `tensor_parallel_size` GPUs per engine. Inside a distributed stage (`launch:`,
+  podium.distributed) the engine joins the ranks the launcher started (vLLM's
+  `external_launcher` executor, as TRL's colocated mode): each group of `tensor_parallel_size`
+  consecutive ranks is one data-parallel replica and samples its own shard of the prompts.
 - Log-probs are vLLM's `logprobs=0` values for the sampled tokens. vLLM >= 0.10 (V1
   engine) returns the raw model log-probs, i.e. temperature 1 and no top-k/top-p
   filtering, which is what the transformers backend records; older V0 engines
@@ -14,6 +19,10 @@ Differences from the transformers backend, stated so nobody is surprised:
 """
 
 from __future__ import annotations
+
+import gc
+
+import torch
 
 from podium.errors import PodiumError
 from podium.generation.sampler import Completion, Prompt, SamplingParams, encode_prompts
@@ -34,6 +43,8 @@ class VLLMSampler:
         max_model_len: int | None = None,
         tensor_parallel_size: int = 1,
         progress: bool = False,
+        external_launcher: bool = False,
+        seed: int = 0,
     ):
         try:
             from vllm import LLM  # optional extra (podium[gpu]), GPU only
@@ -50,14 +61,17 @@ class VLLMSampler:
             gpu_memory_utilization=gpu_memory_utilization,
             max_model_len=max_model_len,
             tensor_parallel_size=tensor_parallel_size,
+            # Under accelerate launch every rank of a tensor-parallel group runs this same engine.
+            **({"distributed_executor_backend": "external_launcher", "seed": seed} if external_launcher else {}),
         )
         self.tokenizer = self.llm.get_tokenizer()
         self.progress = progress
 
     def generate(
-        self, prompts: list[Prompt], n: int, params: SamplingParams, seed: int = 0
+        self, prompts: list[Prompt], n: int, params: SamplingParams, seed: int = 0, indices: list[int] | None = None
     ) -> list[list[Completion]]:
-        """`n` completions for each prompt, in prompt order; see `podium.generation.sampler`."""
+        """`n` completions for each prompt, in prompt order; see `podium.generation.sampler` (`indices` too)."""
+        seed_index = list(range(len(prompts))) if indices is None else list(indices)
         from vllm import SamplingParams as VSamplingParams  # optional extra, see __init__
 
         prompt_ids = encode_prompts(self.tokenizer, prompts)
@@ -69,7 +83,7 @@ class VLLMSampler:
                 top_p=params.top_p,
                 top_k=params.top_k if params.top_k > 0 else -1,
                 max_tokens=params.max_new_tokens,
-                seed=seed + i,
+                seed=seed + seed_index[i],
                 logprobs=0,
                 skip_special_tokens=True,
             )
@@ -93,3 +107,10 @@ class VLLMSampler:
                 )
             results.append(row)
         return results
+
+    def close(self) -> None:
+        """Free the engine's GPU memory (a self-play stage trains on the same GPUs next)."""
+        self.llm = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -214,14 +214,18 @@ def _declared_tokenizer_class(name_or_path) -> str | None:
         return None
 
 
-def save_model(model, tokenizer, out_dir: str | os.PathLike, max_shard_size: str = "2GB") -> Path:
+def save_model(model, tokenizer, out_dir: str | os.PathLike, max_shard_size: str = "2GB",
+               state_dict: dict | None = None) -> Path:
     """Save model (safetensors) and tokenizer atomically (`publish.staging`).
+
+    `state_dict`: the weights to write instead of the model's own (a sharded model's gathered weights).
 
     The old model's files (weights, config, tokenizer) are replaced as a set; other files in
     `out_dir` (a stage folder's stage.json, metrics.jsonl, ...) stay.
     """
+    extra = {"state_dict": state_dict} if state_dict is not None else {}
     with staging(out_dir, stale_globs=MODEL_FILES) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size)
+        model.save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size, **extra)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
     return Path(out_dir)

@@ -18,7 +18,9 @@ from pydantic import Field
 from podium.data.chat import as_messages
 from podium.data.prompt_source import PromptSource
 from podium.data.records import read_jsonl, write_json, write_jsonl
+from podium.distributed.world import current_world
 from podium.errors import DataError
+from podium.generation.backend import SamplerBackend
 from podium.models.io import AttnImplementation
 from podium.refs import ModelRef
 from podium.stages import StageContext, run_stage, stage
@@ -73,8 +75,12 @@ def build_sgd_pairs(samples: list[dict], *, pairs_per_prompt: int = 1, dedupe: b
     return pairs, counts
 
 
-class SGDConfig(PromptSource):
-    """Prompts with gold answers (`prompts` of task items {prompt, answer, task}, or the task's train split)."""
+class SGDConfig(PromptSource, SamplerBackend):
+    """Prompts with gold answers (`prompts` of task items {prompt, answer, task}, or the task's train split).
+
+    Sampling runs on the configured backend (podium.generation.backend); on several processes each
+    samples its share of the prompts and the pairs are built once from the merged samples.
+    """
 
     model: ModelRef
     count: int = Field(500, ge=1, description="how many task items")
@@ -89,7 +95,7 @@ class SGDConfig(PromptSource):
     attn_implementation: AttnImplementation = None
 
 
-@stage("sgd", SGDConfig, outputs={"pairs": "pairs.jsonl", "samples": "generate/samples.jsonl"})
+@stage("sgd", SGDConfig, outputs={"pairs": "pairs.jsonl", "samples": "generate/samples.jsonl"}, distributed="data")
 def sgd(cfg: SGDConfig, ctx: StageContext) -> dict:
     """Rhea's Self-Generated Dataset: gold answer chosen, the model's failed generation rejected."""
     items = cfg.prompt_rows() if cfg.prompts else cfg.task_items("train")
@@ -98,18 +104,21 @@ def sgd(cfg: SGDConfig, ctx: StageContext) -> dict:
         where = items[missing[0]].get("_source", f"item {missing[0]}")
         raise DataError(f"{where}: SGD needs task items with 'answer' and 'task' fields")
     # Task prompts are user turns: the sampler renders message lists with the chat template.
-    prompts_file = write_jsonl(ctx.out_dir / "prompts.jsonl", [{**it, "prompt": as_messages(it["prompt"])} for it in items])
+    world = current_world()
+    prompts_file = world.on_main(write_jsonl, ctx.out_dir / "prompts.jsonl",
+                                 [{**it, "prompt": as_messages(it["prompt"])} for it in items])
     run_stage("generate", {
         "model": cfg.model, "prompts": str(prompts_file), "n": cfg.num_samples, "logps": True,
         "temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens,
         "batch_size": cfg.batch_size, "seed": cfg.seed, "attn_implementation": cfg.attn_implementation,
+        **cfg.backend_settings(),
     }, ctx.out_dir / "generate")
     samples = read_jsonl(Path(ctx.out_dir / "generate" / "samples.jsonl"))
     pairs, counts = build_sgd_pairs(samples, pairs_per_prompt=cfg.pairs_per_prompt, dedupe=cfg.dedupe,
                                     select=cfg.select, seed=cfg.seed)
     if not pairs:
         raise DataError(f"SGD built no pairs: every one of {counts['samples']} generations was correct or dropped")
-    write_jsonl(ctx.out_dir / "pairs.jsonl", pairs)
-    write_json(ctx.out_dir / "counts.json", counts)
+    world.on_main(write_jsonl, ctx.out_dir / "pairs.jsonl", pairs)
+    world.on_main(write_json, ctx.out_dir / "counts.json", counts)
     counts["sample_accuracy"] = counts["correct"] / max(1, counts["samples"])
     return counts

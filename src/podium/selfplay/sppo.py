@@ -7,6 +7,10 @@ Iteration t = 1..T on its own disjoint part of the prompts:
   the reference -> pi_{t+1}.
 After each iteration: the win rate of pi_{t+1} against the baseline (default pi_1) under
 the same judge on held-out prompts, and task accuracy when the prompts have gold answers.
+
+On several processes (a recipe's `launch:`) every step runs on every rank: sampling and judging
+split the prompts by index (prompt i on rank i % world) and merge the results by index, training
+is the loop's data-parallel run; files are written once, by the main process.
 """
 
 from __future__ import annotations
@@ -16,13 +20,17 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from podium.config import relocated
 from podium.data.chat import as_messages
 from podium.data.prompt_source import PromptSource
 from podium.data.records import read_jsonl, write_json, write_jsonl
+from podium.distributed.world import World, current_world, gather_by_index
 from podium.errors import DataError
+from podium.generation.backend import SamplerBackend
+from podium.judging.base import Judgement
 from podium.judging.build import JudgeSpec, build_judge
 from podium.losses import SELF_PLAY_OBJECTIVES, SETTINGS
 from podium.models.io import AttnImplementation
@@ -34,7 +42,7 @@ from podium.tasks import get_task
 from podium.training.train import TrainConfig
 
 
-class SelfPlayConfig(PromptSource):
+class SelfPlayConfig(PromptSource, SamplerBackend):
     """Prompts (`prompts`, or `count` task items) are split into one disjoint part per iteration."""
 
     model: ModelRef = Field(description="pi_1: the first policy (and reference)")
@@ -98,14 +106,41 @@ def sample_responses(model: str, prompts_file: Path, out: Path, cfg: SelfPlayCon
     run_stage("generate", {"model": model, "prompts": str(prompts_file), "n": n,
                            "temperature": temperature, "top_p": cfg.top_p if temperature > 0 else 1.0,
                            "max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size, "seed": seed,
-                           "attn_implementation": cfg.attn_implementation}, out)
+                           "attn_implementation": cfg.attn_implementation, **cfg.backend_settings()}, out)
     return read_jsonl(out / "samples.jsonl")
 
 
-def build_pairs(samples: list[dict], judge, with_scores: bool) -> tuple[list[dict], dict]:
+def judgement_json(j: Judgement) -> dict:
+    """A judgement as JSON (floats round-trip exactly), to cross process boundaries without pickle."""
+    def tensor(t):
+        return None if t is None else {"dtype": str(t.dtype).replace("torch.", ""), "values": t.tolist()}
+
+    return {"matrix": tensor(j.matrix), "valid": j.valid, "scores": tensor(j.scores), "reason": j.reason,
+            "invalid": list(j.invalid)}
+
+
+def judgement_from_json(d: dict) -> Judgement:
+    def tensor(t):
+        return None if t is None else torch.tensor(t["values"], dtype=getattr(torch, t["dtype"]))
+
+    return Judgement(matrix=tensor(d["matrix"]), valid=d["valid"], scores=tensor(d["scores"]), reason=d["reason"],
+                     invalid=d["invalid"])
+
+
+def judge_all(judge, items: list[tuple], world: World) -> list[Judgement]:
+    """`judge.judge(prompt, responses, answer=, task=)` of every item; item i is judged by rank i % world."""
+    if world.size == 1:
+        return [judge.judge(p, r, answer=a, task=t) for p, r, a, t in items]
+    mine = {i: judgement_json(judge.judge(*items[i][:2], answer=items[i][2], task=items[i][3]))
+            for i in world.shard(len(items))}
+    return [judgement_from_json(d) for d in gather_by_index(mine, len(items), world)]
+
+
+def build_pairs(samples: list[dict], judge, with_scores: bool, world: World = World()) -> tuple[list[dict], dict]:
     pairs, counts = [], {"prompts": len(samples), "pairs": 0, "dropped_invalid": 0, "dropped_ties": 0}
-    for s in samples:
-        judged = judge.judge(s["prompt"], s["responses"], answer=s.get("answer"), task=s.get("task"))
+    judgements = judge_all(judge, [(s["prompt"], s["responses"], s.get("answer"), s.get("task")) for s in samples],
+                           world)
+    for s, judged in zip(samples, judgements):
         if not judged.valid:
             counts["dropped_invalid"] += 1
             continue
@@ -122,12 +157,12 @@ def build_pairs(samples: list[dict], judge, with_scores: bool) -> tuple[list[dic
     return pairs, counts
 
 
-def judged_win_rate(new: list[dict], base: list[dict], judge) -> tuple[float, int]:
+def judged_win_rate(new: list[dict], base: list[dict], judge, world: World = World()) -> tuple[float, int]:
     """Mean P(new beats base) over held-out prompts both models answered (greedy)."""
     total, n = 0.0, 0
-    for a, b in zip(new, base):
-        judged = judge.judge(a["prompt"], [a["responses"][0], b["responses"][0]], answer=a.get("answer"),
-                             task=a.get("task"))
+    items = [(a["prompt"], [a["responses"][0], b["responses"][0]], a.get("answer"), a.get("task"))
+             for a, b in zip(new, base)]
+    for judged in judge_all(judge, items, world):
         if judged.valid:
             total += float(judged.matrix[0, 1])
             n += 1
@@ -147,16 +182,17 @@ def copy_model(src: Path, dst: Path) -> None:
                 shutil.copy2(f, dst / f.name)
 
 
-@stage("selfplay", SelfPlayConfig, outputs={"model": "."})
+@stage("selfplay", SelfPlayConfig, outputs={"model": "."}, distributed="train")
 def selfplay(cfg: SelfPlayConfig, ctx: StageContext) -> dict:
     """Self-Play Preference Optimization: T iterations of sample, judge, pair, train."""
     out = ctx.out_dir
+    world = current_world()
     judge = build_judge(cfg.judge)
     prompts = load_prompts(cfg, "train", cfg.count, cfg.seed)
     parts = [prompts[t :: cfg.iterations] for t in range(cfg.iterations)]
     if any(not p for p in parts):
         raise DataError(f"{len(prompts)} prompts cannot be split into {cfg.iterations} non-empty parts")
-    held_out = write_jsonl(out / "eval_prompts.jsonl", load_prompts(cfg, "test", cfg.eval_count, cfg.seed))
+    held_out = world.on_main(write_jsonl, out / "eval_prompts.jsonl", load_prompts(cfg, "test", cfg.eval_count, cfg.seed))
     baseline = cfg.baseline or cfg.model
     base_answers = sample_responses(baseline, held_out, out / "baseline_eval", cfg, 1, 0.0, cfg.seed)
 
@@ -170,30 +206,32 @@ def selfplay(cfg: SelfPlayConfig, ctx: StageContext) -> dict:
             policy = str(it / "model")
             continue
         it.mkdir(parents=True, exist_ok=True)
-        part_file = write_jsonl(it / "prompts.jsonl", parts[t - 1])
+        part_file = world.on_main(write_jsonl, it / "prompts.jsonl", parts[t - 1])
         samples = sample_responses(policy, part_file, it / "generate", cfg, cfg.num_samples, cfg.temperature, cfg.seed + t)
-        pairs, counts = build_pairs(samples, judge, with_scores=cfg.objective == "gpo")
+        pairs, counts = build_pairs(samples, judge, with_scores=cfg.objective == "gpo", world=world)
         if not pairs:
             raise DataError(f"iteration {t}: the judge preferred no response over another on any prompt ({counts})")
-        pairs_file = write_jsonl(it / "pairs.jsonl", pairs)
+        pairs_file = world.on_main(write_jsonl, it / "pairs.jsonl", pairs)
         train = iteration_train_config(cfg, policy, str(pairs_file), t)
-        if len(pairs) < train["batch_size"] * train.get("gradient_accumulation_steps", 1):
+        if len(pairs) < train["batch_size"] * train.get("gradient_accumulation_steps", 1) * world.size:
+            if len(pairs) < world.size:
+                raise DataError(f"iteration {t}: {len(pairs)} pairs cannot be shared by {world.size} processes")
             ctx.log.warning(f"iteration {t}: only {len(pairs)} pairs; training on one batch of all of them")
-            train.update(batch_size=len(pairs), gradient_accumulation_steps=1)
+            train.update(batch_size=len(pairs) // world.size, gradient_accumulation_steps=1)
         run_stage("train", train, it / "model")
         policy = str(it / "model")
         answers = sample_responses(policy, held_out, it / "eval", cfg, 1, 0.0, cfg.seed)
-        wr, n = judged_win_rate(answers, base_answers, judge)
+        wr, n = judged_win_rate(answers, base_answers, judge, world)
         result = {f"iter{t}/win_rate": wr, f"iter{t}/pairs": counts["pairs"],
                   f"iter{t}/dropped_invalid": counts["dropped_invalid"], f"iter{t}/dropped_ties": counts["dropped_ties"]}
         acc = accuracy(answers)
         if acc is not None:
             result[f"iter{t}/accuracy"] = acc
-        write_json(done, result)
+        world.on_main(write_json, done, result)
         metrics.update(result)
         ctx.log.info(f"self-play iteration {t}: win rate vs baseline {wr:.3f} on {n} prompts"
                      + (f", accuracy {acc:.3f}" if acc is not None else ""))
-    copy_model(Path(policy), out)
+    world.on_main(copy_model, Path(policy), out)
     base_acc = accuracy(base_answers)
     if base_acc is not None:
         metrics["baseline_accuracy"] = base_acc

@@ -16,6 +16,7 @@ with the last checkpoint whose weights are finite named and kept.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -44,10 +45,41 @@ from podium.training.settings import TrainSettings
 Objective = Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
-def get_accelerator():
+def get_accelerator(report_to: Sequence[str] = (), out_dir: Path | None = None):
+    """accelerate's Accelerator; with `report_to`, its experiment trackers log under `out_dir/tracking`."""
     from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
 
-    return Accelerator()
+    if not report_to:
+        return Accelerator()
+    check_trackers(report_to)
+    project = ProjectConfiguration(project_dir=str(out_dir), logging_dir=str(out_dir / "tracking"))
+    return Accelerator(log_with=list(report_to), project_config=project)
+
+
+# report_to name -> the package its accelerate tracker needs.
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio", "mlflow": "mlflow"}
+
+
+def check_trackers(report_to: Sequence[str]) -> None:
+    missing = [TRACKER_PACKAGES[t] for t in report_to if importlib.util.find_spec(TRACKER_PACKAGES[t]) is None]
+    if missing:
+        raise PodiumError(f"report_to {list(report_to)}: {', '.join(missing)} not installed (pip install "
+                          f"{' '.join(missing)})")
+
+
+def start_trackers(acc, report_to: Sequence[str], settings: TrainSettings, out: Path) -> None:
+    """Open the run in each tracker (main process only), as TRL's `report_to` does through accelerate.
+
+    Everything stays on this machine unless the tracker is told otherwise: TensorBoard and trackio write
+    local files, MLflow its MLFLOW_TRACKING_URI (default ./mlruns), and W&B without an API key or
+    WANDB_MODE runs offline into `out/tracking` (`wandb sync` uploads it later).
+    """
+    if "wandb" in report_to and not os.environ.get("WANDB_API_KEY") and not os.environ.get("WANDB_MODE"):
+        os.environ["WANDB_MODE"] = "offline"
+    config = {k: v for k, v in settings.model_dump().items() if isinstance(v, (bool, int, float, str))}
+    acc.init_trackers(out.name, config=config, init_kwargs={
+        "wandb": {"name": out.name, "dir": str(out / "tracking")}, "mlflow": {"run_name": out.name}})
 
 
 def make_optimizer(params, s: TrainSettings) -> torch.optim.Optimizer:
@@ -132,7 +164,8 @@ def train_loop(
 
     Writes `out_dir/metrics.jsonl` (one line per optimizer step), checkpoints under
     `out_dir/checkpoints/step-N` (complete once renamed into place) and, at the end,
-    the model via `save_final(model, out_dir)` (default: safetensors + tokenizer).
+    the model via `save_final(model, out_dir)` (default: safetensors + tokenizer). Under FSDP / ZeRO-3 the
+    weights are gathered first and passed on as `save_final(model, out_dir, state_dict=...)`.
     """
     from podium.models.io import check_vocab, save_model
 
@@ -145,7 +178,9 @@ def train_loop(
     s = settings
     if not any(p.requires_grad for p in model.parameters()):
         raise PodiumError("the model has no trainable parameters")
-    acc = get_accelerator()
+    acc = get_accelerator(s.report_to, out)
+    if s.report_to:
+        start_trackers(acc, s.report_to, s, out)
     world, rank = acc.num_processes, acc.process_index
     per_rank = s.batch_size * s.gradient_accumulation_steps
     global_batch = per_rank * world
@@ -261,6 +296,8 @@ def train_loop(
         if acc.is_main_process and ((step + 1) % s.logging_steps == 0 or step + 1 == total_steps):
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+            if s.report_to:
+                acc.log(record, step=step + 1)
         if progress is not None:
             progress.update(1)
             progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
@@ -273,11 +310,22 @@ def train_loop(
         progress.close()
     acc.wait_for_everyone()
     unwrapped = acc.unwrap_model(model)
+    # Sharded weights (FSDP, ZeRO-3) are gathered into one state dict; every rank takes part in the gather.
+    full_state = None if replicated else acc.get_state_dict(model)
     if acc.is_main_process:
-        (save_final or (lambda m, d: save_model(m, tokenizer, d)))(unwrapped, out)
+        if save_final is None:
+            save_model(unwrapped, tokenizer, out, state_dict=full_state)
+        elif full_state is None:
+            save_final(unwrapped, out)
+        else:
+            save_final(unwrapped, out, state_dict=full_state)
         if ckpt_dir.exists():
             shutil.rmtree(ckpt_dir)
     acc.wait_for_everyone()
+    if s.report_to:
+        # Not acc.end_training(): it also ends the process group, which the stage may still need.
+        for tracker in acc.trackers:
+            tracker.finish()
     summary = {k: v for k, v in last.items() if k not in ("step", "epoch")}
     summary.update({"steps": total_steps, "train_seconds": time.perf_counter() - t_run})
     return summary

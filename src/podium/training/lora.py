@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from podium.merging.lora import merge_lora
 from podium.models.io import save_model
 
 
@@ -29,8 +30,23 @@ def apply_lora(model, lora: LoraSettings):
     return get_peft_model(model, config)
 
 
-def save_lora(model, tokenizer, out_dir: Path, lora: LoraSettings) -> None:
-    """Adapter into out_dir/adapter; the merged full model into out_dir (so later stages load it)."""
-    model.save_pretrained(out_dir / "adapter", safe_serialization=True)
+def save_lora(model, tokenizer, out_dir: Path, lora: LoraSettings, base: str | None = None,
+              state_dict: dict | None = None) -> None:
+    """Adapter into out_dir/adapter; the merged full model into out_dir (so later stages load it).
+
+    `state_dict`: the gathered weights of a sharded run (FSDP, ZeRO-3), whose in-memory model holds
+    only shards: the adapter is taken from it and merged into the `base` model's files, tensor by
+    tensor (podium.merging.lora), instead of merging in memory.
+    """
+    if state_dict is None:
+        model.save_pretrained(out_dir / "adapter", safe_serialization=True)
+        if lora.merge:
+            save_model(model.merge_and_unload(), tokenizer, out_dir)
+        return
+    model.save_pretrained(out_dir / "adapter", safe_serialization=True, state_dict=state_dict)
     if lora.merge:
-        save_model(model.merge_and_unload(), tokenizer, out_dir)
+        if base is None:
+            raise ValueError("merging a sharded run's adapter needs the base model's path")
+        merge_lora(base, out_dir / "adapter", out_dir)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(out_dir)

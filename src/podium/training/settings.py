@@ -28,6 +28,17 @@ class TrainSettings(StageConfig):
     logging_steps: int = Field(1, ge=1)
     detect_divergence: bool = Field(True, description="fail the stage when loss or weights blow up "
                                     "(thresholds in podium.training.divergence); non-finite values always fail")
+    report_to: list[Literal["tensorboard", "wandb", "trackio", "mlflow"]] = Field(
+        default_factory=list, description="experiment trackers (accelerate's), main process only; metrics.jsonl "
+        "is always written")
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        """`report_to: tensorboard` or a list, as TRL takes it; "none" is no tracker."""
+        if v is None or v == "none":
+            return []
+        return [v] if isinstance(v, str) else v
 
     # A validator, not only `Field(gt=0)`: stages that change the default (SFT, train) redeclare the field,
     # and the range must hold for them too (SFT accepted learning_rate 0 and negative rates).

@@ -19,8 +19,9 @@ from podium.data.chat import IGNORE, tokenize_sft, truncate_sft
 from podium.data.collate import pack_batch, pad_batch
 from podium.data.mixture import Mixture, build_mixture
 from podium.data.records import write_json
+from podium.distributed.world import current_world
 from podium.errors import DataError
-from podium.models.io import AttnImplementation, load_model, load_tokenizer, save_model
+from podium.models.io import AttnImplementation, load_model, load_tokenizer
 from podium.refs import ModelRef
 from podium.stages import StageContext, stage
 from podium.training.attention_masks import check_causal, padding_free_problem
@@ -80,14 +81,15 @@ def tokenize_dataset(rows: list[dict], tokenizer, max_length: int) -> tuple[list
     return examples, dropped, truncated
 
 
-@stage("sft", SFTConfig, outputs={"model": "."})
+@stage("sft", SFTConfig, outputs={"model": "."}, distributed="train")
 def sft(cfg: SFTConfig, ctx: StageContext) -> dict:
     """Supervised fine-tuning (completion-only loss) on a dataset mixture."""
     tokenizer = load_tokenizer(cfg.model)
     rows, counts = build_mixture(cfg.data, seed=cfg.seed, shuffle=cfg.shuffle, log=ctx.log)
     examples, dropped, truncated = tokenize_dataset(rows, tokenizer, cfg.max_length)
-    write_json(ctx.out_dir / "data_counts.json",
-               {"sources": counts, "examples": len(examples), "dropped": dropped, "truncated": truncated})
+    # Once, by the main process, when the stage runs on several (two writers would share a temporary name).
+    current_world().on_main(write_json, ctx.out_dir / "data_counts.json",
+                            {"sources": counts, "examples": len(examples), "dropped": dropped, "truncated": truncated})
     ctx.log.info(f"SFT data: {len(examples)} examples from {counts} ({dropped} dropped: no completion left)")
     if truncated:
         ctx.log.warning(f"SFT data: {truncated} of {len(examples)} completions truncated to max_length="
@@ -103,12 +105,12 @@ def sft(cfg: SFTConfig, ctx: StageContext) -> dict:
     save_final = None
     if cfg.lora:
         model = apply_lora(model, cfg.lora)
-        save_final = lambda m, d: save_lora(m, tokenizer, d, cfg.lora)
+        save_final = lambda m, d, **kw: save_lora(m, tokenizer, d, cfg.lora, base=cfg.model, **kw)
     collate = partial(pack_batch if packing else pad_batch, pad_id=tokenizer.pad_token_id)
     objective = partial(sft_objective, router_aux_loss_coef=router_coef)
     summary = train_loop(
         model, objective, examples, collate, cfg, ctx.out_dir, tokenizer=tokenizer,
-        save_final=save_final or (lambda m, d: save_model(m, tokenizer, d)), log=ctx.log,
+        save_final=save_final, log=ctx.log,
         show_progress=ctx.show_progress,
     )
     return {"train_loss": summary.get("loss"), "steps": summary["steps"], "examples": len(examples),

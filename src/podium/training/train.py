@@ -46,7 +46,7 @@ from podium.training.loop import train_loop
 from podium.training.lora import LoraSettings, apply_lora, save_lora
 from podium.training.preference_model import PREFERENCE_MODEL_OBJECTIVES
 from podium.training.preference_objective import PreferenceObjective, make_collate
-from podium.training.reference import cached_reference_logps
+from podium.training.reference import cached_reference_logps, sharded_reference_logps, sharded_training
 from podium.training.router_loss import router_aux_coef
 from podium.training.settings import TrainSettings
 
@@ -162,7 +162,13 @@ def build_preference(cfg: TrainConfig, ctx: StageContext) -> TrainParts:
     if cfg.lora is not None:
         model = apply_lora(model, cfg.lora)
     ref_kwargs = {"cache_dir": cfg.reference_cache_dir, "batch_size": cfg.reference_batch_size}
-    if cfg.reference is not None:
+    if sharded_training():
+        # FSDP / ZeRO-3: a sharded copy of the reference (the base model when LoRA is on) scores the pairs.
+        source = cfg.reference or cfg.model
+        ref_logps, hit = sharded_reference_logps(lambda: _load(cfg, source), source, examples, tokenizer.pad_token_id,
+                                                 dtype=cfg.dtype, prefix_sharing=prefix_sharing,
+                                                 padding_free=padding_free, **ref_kwargs)
+    elif cfg.reference is not None:
         ref_model = _load(cfg, cfg.reference)
         check_causal(ref_model)
         ref_ps, ref_pf = exact_layout(ref_model, cfg.prefix_sharing, cfg.padding_free, ctx.log)
@@ -178,7 +184,8 @@ def build_preference(cfg: TrainConfig, ctx: StageContext) -> TrainParts:
     collate = make_collate(tokenizer.pad_token_id, ref_logps, prefix_sharing=prefix_sharing,
                            padding_free=padding_free)
     metrics = {**stats.as_metrics(), "reference/cache_hit": float(hit)}
-    save_final = (lambda m, d: save_lora(m, tokenizer, d, cfg.lora)) if cfg.lora is not None else None
+    save_final = ((lambda m, d, **kw: save_lora(m, tokenizer, d, cfg.lora, base=cfg.model, **kw))
+                  if cfg.lora is not None else None)
     return TrainParts(model, tokenizer, objective, examples, collate, metrics, save_final)
 
 
@@ -212,7 +219,7 @@ def loop_settings(cfg: TrainConfig) -> TrainSettings:
     return TrainSettings.model_validate({k: getattr(cfg, k) for k in TrainSettings.model_fields})
 
 
-@stage("train", TrainConfig, outputs={"model": "."})
+@stage("train", TrainConfig, outputs={"model": "."}, distributed="train")
 def train(cfg: TrainConfig, ctx: StageContext) -> dict[str, float]:
     """Preference optimisation of `model` on pairs in `data` with a registry loss; saves the model."""
     seed_everything(cfg.seed)

@@ -1,0 +1,309 @@
+"""The `launch:` spec of a recipe or a stage: which stages run as `accelerate launch` children, and how.
+
+    launch:                         # recipe level: applies to every stage kind that can run distributed
+      config_file: ../configs/accelerate/deepspeed_zero3.yaml   # optional accelerate config (beside the recipe)
+      num_processes: 8              # any `accelerate launch` argument, by its name
+      timeout: 1800                 # podium's own: seconds a rank may wait for the others
+    stages:
+      - {name: dpo, kind: train, ..., launch: {num_processes: 2}}   # stage level: merged over the recipe's
+      - {name: eval, kind: eval, ...}                                # light stages run in-process
+      - {name: sft, kind: sft, ..., launch: null}                    # this stage in-process after all
+
+Checked when the recipe is planned (errors name file:line): every key is `config_file`, `timeout` or a
+destination of accelerate's own `accelerate launch` parser, with a value of that argument's type; the
+config file exists and holds only fields of accelerate's `ClusterConfig`; process and machine counts
+agree. Checked before the first stage runs (`environment_problems`): no more processes per machine
+than it has GPUs (or CPU cores, without CUDA), and DeepSpeed installed when the config uses it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate.commands.config.config_args import ClusterConfig
+from accelerate.commands.launch import launch_command_parser
+
+from podium.config import Located, load_yaml
+from podium.errors import ConfigError
+
+DEFAULT_TIMEOUT = 1800.0
+# podium's own keys of a launch spec; every other key is an `accelerate launch` argument.
+PODIUM_KEYS = ("config_file", "timeout")
+# Arguments podium writes itself (the script and how it is run) or that do not describe a launch.
+NOT_SETTABLE = {"training_script", "training_script_args", "module", "no_python", "help", "config_file", "quiet"}
+# Only one node's podium run may set this, so it lives on the recipe, not on a stage.
+NODE_KEYS = ("machine_rank",)
+
+
+@dataclass
+class LaunchSpec:
+    """A resolved launch: accelerate arguments (by destination name) plus podium's settings.
+
+    `where` is "file:line" of the `launch:` mapping, for errors raised later (environment checks).
+    """
+
+    where: str
+    stage: str
+    args: dict[str, Any] = field(default_factory=dict)
+    config_file: Path | None = None
+    file_config: dict = field(default_factory=dict)
+    timeout: float = DEFAULT_TIMEOUT
+
+    def setting(self, name: str, default=None):
+        """An accelerate setting: the override, else the config file's, else `default`."""
+        if name in self.args:
+            return self.args[name]
+        return self.file_config.get(name, default)
+
+    @property
+    def num_processes(self) -> int:
+        return int(self.setting("num_processes"))
+
+    @property
+    def num_machines(self) -> int:
+        return int(self.setting("num_machines", 1))
+
+    @property
+    def machine_rank(self) -> int:
+        return int(self.setting("machine_rank", 0))
+
+    @property
+    def mixed_precision(self) -> str:
+        return str(self.setting("mixed_precision") or "no")
+
+    @property
+    def distributed_type(self) -> str:
+        """NO, MULTI_GPU, FSDP, DEEPSPEED, ... as accelerate names it."""
+        if self.args.get("use_deepspeed"):
+            return "DEEPSPEED"
+        if self.args.get("use_fsdp"):
+            return "FSDP"
+        if self.args.get("multi_gpu"):
+            return "MULTI_GPU"
+        kind = self.file_config.get("distributed_type")
+        if kind:
+            return str(kind).upper()
+        return "MULTI_GPU" if self.num_processes > 1 else "NO"
+
+    @property
+    def sharded(self) -> bool:
+        """Whether no rank holds the whole model (FSDP, or DeepSpeed ZeRO stage 3)."""
+        if self.distributed_type == "FSDP":
+            return True
+        if self.distributed_type == "DEEPSPEED":
+            stage = self.args.get("zero_stage", (self.file_config.get("deepspeed_config") or {}).get("zero_stage"))
+            return stage == 3
+        return False
+
+    @property
+    def on_cpu(self) -> bool:
+        """Whether the ranks run on CPU (no CUDA here, or the spec asks for the CPU)."""
+        return bool(self.args.get("cpu") or self.file_config.get("use_cpu")) or not torch.cuda.is_available()
+
+    def key_part(self) -> dict:
+        """What enters the key of a training stage: its global batch and numerics depend on these."""
+        return {"processes": self.num_processes, "mixed_precision": self.mixed_precision,
+                "distributed_type": self.distributed_type}
+
+
+def launch_arguments() -> dict[str, Any]:
+    """accelerate's `accelerate launch` arguments (argparse actions) by destination name, the names a launch
+    spec uses; read from accelerate's own parser, so they are those of the installed accelerate."""
+    parser = launch_command_parser()
+    return {a.dest: a for a in parser._actions if a.dest not in NOT_SETTABLE}
+
+
+def check_argument(name: str, value: Any, action, where: str) -> Any:
+    """`value` converted to the type of accelerate's argument `name`, or a ConfigError."""
+    flag = action.nargs == 0  # store_true
+    if flag:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: launch: {name} is a switch of `accelerate launch`: true or false, got {value!r}")
+        return value
+    if name == "mixed_precision" and value is False:
+        value = "no"  # YAML 1.1 reads a bare `no` as false
+    if value is None or isinstance(value, (bool, dict, list)):
+        raise ConfigError(f"{where}: launch: {name} takes one value, got {value!r}")
+    convert = action.type or str
+    try:
+        out = convert(value)
+    except (TypeError, ValueError):
+        out = None
+    if out is None:
+        raise ConfigError(f"{where}: launch: {name} must be {getattr(convert, '__name__', convert)}, got {value!r}")
+    if action.choices is not None and out not in action.choices:
+        raise ConfigError(f"{where}: launch: {name} must be one of {', '.join(map(str, action.choices))}, got {value!r}")
+    return out
+
+
+def read_config_file(path: Path, where: str) -> dict:
+    """An accelerate config file as a mapping, its keys checked against accelerate's `ClusterConfig`."""
+    located = load_yaml(path)
+    data = located.data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{located.where()}: an accelerate config file is a mapping of settings")
+    known = set(ClusterConfig.__dataclass_fields__) | {"dynamo_backend", "fp16"}  # old keys accelerate converts
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{located.where((key,))}: unknown accelerate config field {key!r}{hint}; "
+                              f"named in {where}")
+    try:
+        ClusterConfig(**ClusterConfig.process_config(dict(data)))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{located.where()}: not a valid accelerate config ({e}); named in {where}") from None
+    if str(data.get("compute_environment", "LOCAL_MACHINE")) != "LOCAL_MACHINE":
+        raise ConfigError(f"{located.where(('compute_environment',))}: podium launches on LOCAL_MACHINE compute "
+                          "environments only")
+    return data
+
+
+def find_config_file(value: Any, recipe_path: str, where: str) -> Path:
+    """A config file path as written: absolute, from the working directory, or beside the recipe."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: launch: config_file must be a path to an accelerate config YAML, got {value!r}")
+    path = Path(value)
+    for candidate in ([path] if path.is_absolute() else [path, Path(recipe_path).parent / path]):
+        if candidate.is_file():
+            return candidate.resolve()
+    raise ConfigError(f"{where}: launch: config_file {value!r} not found (looked in the working directory and "
+                      f"beside {recipe_path})")
+
+
+def merged_launch(recipe_launch: Any, stage_raw: dict) -> tuple[dict | None, bool]:
+    """The stage's launch mapping (the recipe's, with the stage's keys over it) and whether the stage named one."""
+    named = "launch" in stage_raw
+    stage_launch = stage_raw.get("launch")
+    if named and (stage_launch is None or stage_launch is False):
+        return None, True  # `launch: null` or `launch: false`: this stage runs in-process
+    if recipe_launch is None and not named:
+        return None, False
+    merged = dict(recipe_launch or {})
+    if named:
+        if not isinstance(stage_launch, dict):
+            return {"__invalid__": stage_launch}, True
+        merged.update(stage_launch)
+    return merged, named
+
+
+def resolve_launch(recipe_launch: Any, stage_raw: dict, *, kind: str, distributed: bool, located: Located,
+                   base: tuple, name: str) -> LaunchSpec | None:
+    """The LaunchSpec of one stage of a recipe, or None when it runs in-process; ConfigErrors name file:line."""
+    raw, named = merged_launch(recipe_launch, stage_raw)
+    where = located.where(base + ("launch",)) if named else located.where(("launch",))
+    if raw is None:
+        return None
+    if not distributed:
+        if named:
+            raise ConfigError(f"{where}: stage {name!r}: kind {kind!r} runs in one process; launch: applies to "
+                              "sft, train, generate, sgd and selfplay stages")
+        return None
+    if "__invalid__" in raw:
+        raise ConfigError(f"{where}: stage {name!r}: launch must be a mapping (or null to run in-process), "
+                          f"got {raw['__invalid__']!r}")
+    if named and isinstance(stage_raw.get("launch"), dict):
+        for key in NODE_KEYS:
+            if key in stage_raw["launch"]:
+                raise ConfigError(f"{where}: stage {name!r}: launch: {key} belongs to the recipe's launch "
+                                  f"(one value per node: `podium run RECIPE launch.{key}=N`)")
+    return build_spec(raw, where, name, located.path)
+
+
+def build_spec(raw: dict, where: str, stage: str, recipe_path: str) -> LaunchSpec:
+    """Check a launch mapping and turn it into a LaunchSpec."""
+    arguments = launch_arguments()
+    spec = LaunchSpec(where=where, stage=stage)
+    for key, value in raw.items():
+        if key == "config_file":
+            if value is not None:
+                spec.config_file = find_config_file(value, recipe_path, where)
+                spec.file_config = read_config_file(spec.config_file, where)
+        elif key == "timeout":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"{where}: launch: timeout must be a number of seconds > 0, got {value!r}")
+            spec.timeout = float(value)
+        elif key in arguments:
+            spec.args[key] = check_argument(key, value, arguments[key], where)
+        else:
+            close = difflib.get_close_matches(str(key), [*PODIUM_KEYS, *arguments], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{where}: stage {stage!r}: launch: unknown key {key!r}{hint}; a launch takes "
+                              "config_file, timeout and the arguments of `accelerate launch` (accelerate launch --help)")
+    check_counts(spec)
+    return spec
+
+
+def check_counts(spec: LaunchSpec) -> None:
+    where = spec.where
+    if spec.setting("num_processes") in (None, -1):
+        raise ConfigError(f"{where}: stage {spec.stage!r}: launch: num_processes is not set (in launch: or its "
+                          "config_file); it is the total number of processes over all machines")
+    n, machines, rank = spec.num_processes, spec.num_machines, spec.machine_rank
+    if n < 1 or machines < 1:
+        raise ConfigError(f"{where}: launch: num_processes and num_machines must be >= 1, got {n} and {machines}")
+    if n % machines:
+        raise ConfigError(f"{where}: launch: num_processes ({n}) must be a multiple of num_machines ({machines}): "
+                          "every machine runs num_processes / num_machines of them")
+    if not 0 <= rank < machines:
+        raise ConfigError(f"{where}: launch: machine_rank {rank} is not in [0, num_machines={machines})")
+    if machines > 1 and not spec.setting("main_process_ip"):
+        raise ConfigError(f"{where}: launch: {machines} machines need main_process_ip (the address of machine 0)")
+
+
+def environment_problems(spec: LaunchSpec) -> list[str]:
+    """What stops this launch on this machine (checked before the first stage of a run starts)."""
+    problems = []
+    if spec.distributed_type == "DEEPSPEED" and importlib.util.find_spec("deepspeed") is None:
+        source = f"the accelerate config {spec.config_file}" if spec.config_file else "use_deepspeed"
+        problems.append(f"{spec.where}: stage {spec.stage!r}: {source} uses DeepSpeed, which is not installed: "
+                        "pip install 'podium[gpu]' (or pip install deepspeed)")
+    per_machine = spec.num_processes // spec.num_machines
+    if spec.on_cpu and spec.distributed_type in ("FSDP", "DEEPSPEED") and spec.num_processes > 1:
+        problems.append(f"{spec.where}: stage {spec.stage!r}: launch: {spec.distributed_type} runs on GPUs only "
+                        "(accelerate runs CPU processes as DDP); use a DDP launch on this machine")
+    if spec.on_cpu:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        if per_machine > cores:
+            problems.append(f"{spec.where}: stage {spec.stage!r}: launch: {per_machine} processes per machine, "
+                            f"but this machine has no GPU and {cores} CPU cores; set num_processes to at most "
+                            f"{cores * spec.num_machines}")
+    else:
+        gpu_ids = spec.setting("gpu_ids")
+        devices = torch.cuda.device_count()
+        if gpu_ids not in (None, "all"):
+            devices = min(devices, len(str(gpu_ids).split(",")))
+        if per_machine > devices:
+            problems.append(f"{spec.where}: stage {spec.stage!r}: launch: {per_machine} processes per machine, but "
+                            f"this machine has {devices} GPUs for them; set num_processes to at most "
+                            f"{devices * spec.num_machines}")
+    return problems
+
+
+def plan_launch(recipe_launch: Any, stage_raw: dict, *, kind: str, distributed: str | None, cfg, located: Located,
+                base: tuple, name: str) -> LaunchSpec | None:
+    """The stage's LaunchSpec (None: in-process), checked against the stage's own settings.
+
+    A config with `launch_problem(processes)` (sampling backends, podium.generation.backend) says
+    whether its parallelism fits the launch.
+    """
+    spec = resolve_launch(recipe_launch, stage_raw, kind=kind, distributed=distributed is not None, located=located,
+                          base=base, name=name)
+    check = getattr(cfg, "launch_problem", None)
+    if check is not None and (problem := check(spec.num_processes if spec else 1, bool(spec and spec.sharded))):
+        where = spec.where if spec else located.where(base)
+        raise ConfigError(f"{where}: stage {name!r}: {problem}")
+    return spec
+
+
+def check_environment(specs: list[LaunchSpec]) -> None:
+    """Every problem of these launches on this machine, as one ConfigError (nothing has started yet)."""
+    problems = [p for spec in specs for p in environment_problems(spec)]
+    if problems:
+        raise ConfigError("\n".join(dict.fromkeys(problems)))
