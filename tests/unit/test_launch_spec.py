@@ -196,6 +196,8 @@ def test_environment_is_checked_before_any_stage_runs(tmp_path, monkeypatch):
 def test_dry_run_prints_each_launch_command(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     path = recipe(tmp_path, gen("launch: {num_processes: 2}"))
+    for name in ("p.jsonl", "pairs.jsonl"):  # the dry run also checks that local inputs exist
+        (tmp_path / name).write_text('{"prompt": "1+1=", "chosen": "2", "rejected": "3"}\n')
     assert run_main([path, "--dry-run", "--output", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
     assert "[gen] 2 processes: ACCELERATE_USE_CPU=1 " in out and "-m podium.cli.worker" in out

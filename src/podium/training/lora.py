@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from podium.merging.lora import merge_lora
+from podium.merging.executor import merge_lora
 from podium.models.io import save_model
 
 
