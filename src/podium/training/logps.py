@@ -149,12 +149,27 @@ def _forward_kwargs(model, batch: dict, device) -> dict:
     return kw
 
 
+def chunked_logsumexp(logits: torch.Tensor, chunk_size: int = 4096) -> torch.Tensor:
+    """logsumexp over the vocabulary `[N]` of logits `[N, V]`, in fp32, `chunk_size` rows at a time
+    (so at most `[chunk_size, V]` fp32 values exist besides the logits themselves)."""
+    return torch.cat([torch.logsumexp(logits[i:i + chunk_size].float(), dim=-1)
+                      for i in range(0, logits.shape[0], chunk_size)])
+
+
 def gathered_logps(logits: torch.Tensor, target_pred: torch.Tensor, target_ids: torch.Tensor,
                    chunk_size: int = 4096) -> torch.Tensor:
-    """Per-token log-probs `[M]` from logits `[N, V]`: logit of the target minus a chunked fp32 logsumexp."""
-    lse = torch.cat([torch.logsumexp(logits[i:i + chunk_size].float(), dim=-1)
-                     for i in range(0, logits.shape[0], chunk_size)])
+    """Per-token log-probs `[M]` from logits `[N, V]`: logit of the target minus a chunked fp32 logsumexp.
+
+    `target_pred` `[M]` names the row of `logits` that predicts each target (a row may predict several:
+    with prefix sharing the last prompt position predicts the first chosen and the first rejected token).
+    """
+    lse = chunked_logsumexp(logits, chunk_size)
     return logits[target_pred, target_ids].float() - lse[target_pred]
+
+
+def token_logps(logits: torch.Tensor, targets: torch.Tensor, chunk_size: int = 4096) -> torch.Tensor:
+    """log softmax(logits)[target] `[N]` for logits `[N, V]` and one target per row `[N]`."""
+    return logits.gather(-1, targets[:, None])[:, 0].float() - chunked_logsumexp(logits, chunk_size)
 
 
 class PairLogps(NamedTuple):
