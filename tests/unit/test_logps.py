@@ -8,7 +8,7 @@ from tests.pref_helpers import PAIRS, TINY
 
 from podium.data.preference import tokenize_pairs
 from podium.models.tiny import build_tiny_model
-from podium.training.logps import gathered_logps, pack_pairs, sequence_logps
+from podium.training.logps import gathered_logps, pack_pairs, sequence_logps, token_logps
 
 LAYOUTS = [(False, False), (True, False), (False, True), (True, True)]
 
@@ -77,4 +77,12 @@ def test_gathered_logps_worked_example():
     """logits [0, ln 3] -> softmax [1/4, 3/4]; target 1 -> ln(3/4) = -0.28768; chunking does not change it."""
     logits = torch.tensor([[0.0, torch.log(torch.tensor(3.0))], [0.0, 0.0]])
     out = gathered_logps(logits, torch.tensor([0, 1]), torch.tensor([1, 0]), chunk_size=1)
+    assert out.tolist() == pytest.approx([-0.2876821, -0.6931472], abs=1e-6)
+
+
+def test_token_logps_worked_example():
+    """One target per row: logits [0, ln 3] -> log(3/4) for target 1; [ln 2, 0, 0] -> log(2/4) for target 0."""
+    logits = torch.tensor([[0.0, torch.log(torch.tensor(3.0)), -float("inf")],
+                           [torch.log(torch.tensor(2.0)), 0.0, 0.0]])
+    out = token_logps(logits, torch.tensor([1, 0]), chunk_size=1)
     assert out.tolist() == pytest.approx([-0.2876821, -0.6931472], abs=1e-6)

@@ -54,7 +54,8 @@ def pack_pairs(examples: list[dict], pad_token_id: int, *, prefix_sharing: bool 
     `shared_mask` (`[R, L, L]` bool, prefix sharing only), `pred_mask` `[R, L]` (positions whose
     next-token logits are needed), `target_pred` `[M]` (index of each completion token's predicting
     position among the True entries of `pred_mask`, row-major), `target_ids` `[M]`, `target_seg`
-    `[M]` (i for chosen of pair i, B + i for rejected), `num_tokens` (non-pad input tokens),
+    `[M]` (i for chosen of pair i, B + i for rejected), `num_tokens` (non-pad input tokens), `token_mask`
+    `[R, L]` (True on them),
     `token_weight` `[R, L]` (how many of TRL's padded rows each token stands for: 2 for a shared
     prompt token, 1 for other tokens, 0 for padding; it weights the MoE router loss).
     """
@@ -112,6 +113,7 @@ def pack_pairs(examples: list[dict], pad_token_id: int, *, prefix_sharing: bool 
         "target_ids": torch.tensor([t[2] for t in targets], dtype=torch.long),
         "target_seg": torch.tensor([t[3] for t in targets], dtype=torch.long),
         "num_tokens": int((unit_id >= 0).sum()),
+        "token_mask": unit_id >= 0,
         "token_weight": torch.tensor(weight_rows, dtype=torch.float32),
         "n_pairs": B,
     }

@@ -113,5 +113,7 @@ def sft(cfg: SFTConfig, ctx: StageContext) -> dict:
         save_final=save_final or (lambda m, d: save_model(m, tokenizer, d)), log=ctx.log,
         show_progress=ctx.show_progress,
     )
-    return {"train_loss": summary.get("loss"), "steps": summary["steps"], "examples": len(examples),
-            "examples/truncated": truncated, "train_seconds": summary["train_seconds"]}
+    out = {"train_loss": summary.get("loss"), "steps": summary["steps"], "examples": len(examples),
+           "examples/truncated": truncated, "train_seconds": summary["train_seconds"]}
+    out.update({k: summary[k] for k in ("tokens_per_second", "flops_per_second", "mfu") if k in summary})
+    return out
