@@ -28,7 +28,6 @@ from podium.generation.sampler import Completion, Prompt, SamplingParams, encode
 from podium.generation.sampling import select_next_tokens, token_logprobs
 from podium.generation.shared_prefix import SharedPrefixCache, applicable, decoding_with
 
-
 # Finished rows are dropped from the batch once they are 1/DROP_EVERY of it: dropping copies the cache of the
 # rows kept, keeping them costs their share of every step's cache read.
 DROP_EVERY = 8
