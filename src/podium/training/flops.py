@@ -92,8 +92,12 @@ class TrainingFlops:
         """Training FLOPs of one micro-batch (module doc).
 
         Reads `input_ids`, the real tokens (`token_mask`, else `attention_mask`, else all), their positions
-        (`position_ids`, else counted from the start of each row) and `pred_mask` when present.
+        (`position_ids`, else counted from the start of each row) and `pred_mask` when present; or, for a
+        layout of several forwards, `token_positions` (every real token's position) and `logit_rows`.
         """
+        if "token_positions" in batch:  # a layout of several forwards (training/logps.py) lists its tokens
+            seen = batch["token_positions"].double() + 1
+            return self._total(float(seen.numel()), float(batch["logit_rows"]), seen)
         ids = batch["input_ids"]
         real = batch.get("token_mask")
         if real is None:
@@ -106,6 +110,10 @@ class TrainingFlops:
         tokens = float(real.sum())
         pred = batch.get("pred_mask")
         logits = float(pred.sum()) if pred is not None else (tokens if self.head else 0.0)
+        return self._total(tokens, logits, seen)
+
+    def _total(self, tokens: float, logits: float, seen: torch.Tensor) -> float:
+        """Training FLOPs of `tokens` real tokens, `logits` LM-head rows, `seen` `[tokens]` keys each token sees."""
         pairs = sum(float(seen.sum()) if w is None else float(seen.clamp(max=w).sum()) for w in self.windows)
         forward = 2 * self.body * tokens + 2 * self.head * logits + 4 * self.attention_width * pairs
         backward = ((2 * self.body + 2 * self.body_trainable) * tokens
