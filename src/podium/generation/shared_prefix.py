@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 import torch
+from torch.profiler import record_function
 from transformers import AttentionInterface, DynamicCache
 
 from podium.generation.kv_cache import PreallocatedLayer
@@ -108,7 +109,12 @@ def shared_prefix_attention(module, query: torch.Tensor, key: torch.Tensor, valu
     cache = _ACTIVE.get()
     if cache is None or query.shape[2] != 1 or kwargs.get("sliding_window") or kwargs.get("softcap"):
         raise RuntimeError(f"{NAME} attention runs only for single-token decoding inside decoding_with()")
-    layer = cache.layers[module.layer_idx]
+    with record_function("shared_prefix_attention"):  # named in profiles (benchmarks/profile_hot_paths.py)
+        return _attend(cache, module.layer_idx, query, key, value, scaling)
+
+
+def _attend(cache: SharedPrefixCache, layer_idx: int, query, key, value, scaling):
+    layer = cache.layers[layer_idx]
     pk, pv = layer.prefix_keys, layer.prefix_values  # [P, g, w, d]
     rows, heads, _, dim = query.shape
     P, groups, width, _ = pk.shape
