@@ -1,34 +1,45 @@
 """podium `train` vs TRL 1.16 DPOTrainer: pairs/s, peak memory and loss curves, side by side.
 
-    PYTHONPATH=src python benchmarks/dpo_vs_trl.py [--pairs 64] [--steps 8] [--device cpu|cuda]
+    PYTHONPATH=src python benchmarks/dpo_vs_trl.py [--pairs 64] [--steps 8] [--repeats 3] [--threads 1]
 
-Same tiny Llama (a few M parameters, so compute dominates), same data, same machine, one run.
-TRL runs at its best settings: no gradient checkpointing, precomputed reference log-probs, fp32 on
-CPU (bf16 on CUDA, both sides). Two data sets: prompt-heavy (prompt >= 4x completion) and
-balanced. Each trainer runs in its own subprocess; memory is the peak RSS growth over the
-process's state after imports (CPU) or `torch.cuda.max_memory_allocated` (CUDA). Time and memory
-cover the whole job, from the data file to the saved model: load, tokenise, reference pass
-(podium's cache starts cold), training steps, save.
+Same tiny Llama (3.5M parameters, the character tokenizer), same data, same machine, one parent
+process. TRL runs at its best settings: no gradient checkpointing, precomputed reference log-probs,
+fp32 on CPU (bf16 on CUDA, both sides). Two data sets: prompt-heavy (prompt 240 characters,
+completions 40) and balanced (80 / 80). Time and memory cover the whole job, from the data file to
+the saved model: load, tokenise, reference pass (podium's cache starts cold), training steps, save.
+Each run is a child process (benchmarks/side_by_side.py: equal threads, A B / B A interleaving, the
+median of the per-pair ratios, load recorded); the phases (reference pass, training loop) are timed
+inside the children. One JSON line per data set goes to benchmarks/results/dpo_vs_trl.jsonl.
 
-`--device cuda` has not been run yet (no GPU was lent when this was written); note that it
-compares TRL's bf16 autocast (fp32 master weights) with podium's bf16 weights.
+`--device cuda` is for a GPU machine (benchmarks/gpu_suite.sh); it compares TRL's bf16 autocast
+(fp32 master weights) with podium's bf16 weights.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.side_by_side import (  # noqa: E402
+    append_result,
+    cpu_seconds,
+    interleave,
+    machine,
+    max_curve_diff,
+    median_ratio,
+    peak_rss_mb,
+    pin_threads,
+)
+
 MODEL = {"hidden_size": 256, "intermediate_size": 768, "num_layers": 4, "num_heads": 4}
+SETS = {"prompt-heavy": (240, 40), "balanced": (80, 80)}
 
 
 def make_pairs(n: int, prompt_len: int, completion_len: int, seed: int) -> list[dict]:
@@ -42,8 +53,21 @@ def make_pairs(n: int, prompt_len: int, completion_len: int, seed: int) -> list[
             for _ in range(n)]
 
 
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+class Clock:
+    """Wraps functions to add their wall time to a named phase."""
+
+    def __init__(self):
+        self.phases: dict[str, float] = {}
+
+    def wrap(self, phase: str, fn):
+        def timed(*a, **kw):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                self.phases[phase] = self.phases.get(phase, 0.0) + time.perf_counter() - t
+
+        return timed
 
 
 def run_trl(args) -> dict:
@@ -53,11 +77,14 @@ def run_trl(args) -> dict:
 
     from podium.models.io import load_model, load_tokenizer
 
+    pin_threads(args.threads)
     cuda = args.device == "cuda"
-    base = rss_mb()
+    clock = Clock()
+    DPOTrainer._precompute_ref_logps = clock.wrap("reference_s", DPOTrainer._precompute_ref_logps)
+    base = peak_rss_mb()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     tok = load_tokenizer(args.model)
     model = load_model(args.model, device="cuda" if cuda else None)
     rows = [json.loads(line) for line in Path(args.data).read_text().splitlines()]
@@ -70,19 +97,30 @@ def run_trl(args) -> dict:
         train_sampling_strategy="sequential",  # same batches as podium (shuffle: false), so the curves compare
     )
     trainer = DPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tok)
+    t1 = time.perf_counter()
     trainer.train()
+    t2 = time.perf_counter()
     trainer.save_model(config.output_dir)
     wall = time.perf_counter() - t0
-    mem = torch.cuda.max_memory_allocated() / 2**20 if cuda else rss_mb() - base
+    mem = torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mb() - base
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"wall_s": wall, "pairs": args.steps * args.batch_size, "peak_mb": mem, "losses": losses}
+    return {"wall_s": wall, "cpu_s": cpu_seconds() - c0, "train_s": t2 - t1, **clock.phases, "pairs": args.steps * args.batch_size,
+            "peak_mb": mem, "losses": losses}
 
 
 def run_podium(args) -> dict:
     import torch
 
-    from podium.stages import run_stage
+    pin_threads(args.threads)
+    import trl  # noqa: F401  (the same imports as TRL's child, so the RSS baselines match)
 
+    import podium.training.train as train_stage
+    from podium.stages import load_all_stages, run_stage
+
+    load_all_stages()  # run_stage imports every stage module; do it before the clock starts
+    clock = Clock()
+    train_stage.cached_reference_logps = clock.wrap("reference_s", train_stage.cached_reference_logps)
+    train_stage.train_loop = clock.wrap("train_s", train_stage.train_loop)
     cuda = args.device == "cuda"
     out = Path(tempfile.mkdtemp())
     cfg = {"objective": "dpo", "model": args.model, "data": args.data, "beta": 0.1, "learning_rate": args.lr,
@@ -90,33 +128,24 @@ def run_podium(args) -> dict:
            "optimizer": "adamw", "max_grad_norm": 1.0, "seed": 0, "max_length": 1024, "shuffle": False,
            "prefix_sharing": True, "padding_free": args.padding_free,
            "dtype": "bfloat16" if cuda else "float32", "reference_cache_dir": str(out / "cache")}
-    # Import everything first so the RSS baseline holds the same imports as TRL's.
-    import trl  # noqa: F401
-
-    from podium.stages import load_all_stages
-
-    load_all_stages()  # run_stage imports every stage module; do it before the clock starts
-
-    base = rss_mb()
+    base = peak_rss_mb()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     run_stage("train", cfg, out / "run")
     wall = time.perf_counter() - t0
-    mem = torch.cuda.max_memory_allocated() / 2**20 if cuda else rss_mb() - base
-    losses = [json.loads(line)["loss"] for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
-    return {"wall_s": wall, "pairs": args.steps * args.batch_size, "peak_mb": mem, "losses": losses}
+    mem = torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mb() - base
+    steps = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+    # train_s includes saving the final model (train_loop does it); TRL's excludes it: tens of ms here.
+    return {"wall_s": wall, "cpu_s": cpu_seconds() - c0, **clock.phases, "pairs": args.steps * args.batch_size, "peak_mb": mem,
+            "losses": [s["loss"] for s in steps], "mfu": steps[-1].get("mfu"),
+            "flops_per_second": steps[-1].get("flops_per_second")}
 
 
-def child(which: str, args, data: Path) -> dict:
-    cmd = [sys.executable, __file__, "--run", which, "--model", args.model, "--data", str(data),
-           "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
-           "--device", args.device] + (["--padding-free"] if args.padding_free else [])
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    if res.returncode != 0:
-        raise SystemExit(f"{which} failed:\n{res.stderr[-3000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+def child_argv(which: str, args, data: Path) -> list[str]:
+    return ["--run", which, "--model", args.model, "--data", str(data), "--steps", str(args.steps),
+            "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--device", args.device,
+            "--threads", str(args.threads)] + (["--padding-free"] if args.padding_free else [])
 
 
 def main() -> None:
@@ -130,37 +159,64 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--padding-free", action="store_true")
+    p.add_argument("--repeats", type=int, default=3, help="pairs of runs (podium, TRL) per data set")
+    p.add_argument("--threads", type=int, default=1, help="compute threads of each run (both sides alike)")
+    p.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    p.add_argument("--model-dir", help="use this model folder instead of building the tiny Llama")
     args = p.parse_args()
     if args.run:
         print(json.dumps((run_trl if args.run == "trl" else run_podium)(args)))
         return
 
-    sys.path.insert(0, str(ROOT / "src"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from podium.models.io import save_model
     from podium.models.tiny import build_tiny_model
 
     work = Path(tempfile.mkdtemp(prefix="dpo_vs_trl-"))
-    model, tok = build_tiny_model(seed=0, **MODEL)
-    n_params = sum(p.numel() for p in model.parameters())
-    args.model = str(save_model(model, tok, work / "model"))
-    sets = {"prompt-heavy": (240, 40), "balanced": (80, 80)}
-    print(f"model: {n_params / 1e6:.2f}M params; {args.pairs} pairs, {args.steps} steps x {args.batch_size} pairs; "
-          f"device {args.device}")
-    for name, (plen, clen) in sets.items():
+    if args.model_dir:
+        args.model, n_params = args.model_dir, None
+    else:
+        model, tok = build_tiny_model(seed=0, **MODEL)
+        n_params = sum(p.numel() for p in model.parameters())
+        args.model = str(save_model(model, tok, work / "model"))
+    print(f"model: {n_params and round(n_params / 1e6, 2)}M params; {args.pairs} pairs, {args.steps} steps x "
+          f"{args.batch_size} pairs; device {args.device}; {args.threads} thread(s) per run; {args.repeats} pairs "
+          "of runs, interleaved", flush=True)
+    for name in args.sets:
+        plen, clen = SETS[name]
         data = work / f"{name}.jsonl"
         data.write_text("".join(json.dumps(r) + "\n" for r in make_pairs(args.pairs, plen, clen, seed=1)))
-        trl = child("trl", args, data)
-        pod = child("podium", args, data)
-        speed = (pod["pairs"] / pod["wall_s"]) / (trl["pairs"] / trl["wall_s"])
-        mem = pod["peak_mb"] / trl["peak_mb"] if trl["peak_mb"] > 0 else float("nan")
+        script = str(Path(__file__).resolve())
+        runs = interleave(script, {"podium": child_argv("podium", args, data), "trl": child_argv("trl", args, data)},
+                          args.threads, args.repeats)
+        pod, trl = runs["podium"], runs["trl"]
+        speed = median_ratio(trl, pod, "wall_s")  # pairs/s ratio = inverse time ratio
+        cpu = median_ratio(trl, pod, "cpu_s")
+        loop = median_ratio(trl, pod, "train_s")
+        ref = median_ratio(trl, pod, "reference_s")
+        mem = median_ratio(pod, trl, "peak_mb")
+        diff = max(max_curve_diff(a["losses"], b["losses"]) for a, b in zip(pod, trl))
         print(f"\n[{name}] prompt {plen} chars, completions {clen} chars")
-        print(f"  TRL    : {trl['pairs'] / trl['wall_s']:.2f} pairs/s, peak +{trl['peak_mb']:.0f} MB, "
-              f"final loss {trl['losses'][-1]:.4f}")
-        print(f"  podium : {pod['pairs'] / pod['wall_s']:.2f} pairs/s, peak +{pod['peak_mb']:.0f} MB, "
-              f"final loss {pod['losses'][-1]:.4f}")
-        print(f"  ratio podium/TRL: pairs/s x{speed:.2f}, peak memory x{mem:.2f}")
-        print("  loss curves: TRL " + " ".join(f"{x:.3f}" for x in trl["losses"]))
-        print("               podium " + " ".join(f"{x:.3f}" for x in pod["losses"]))
+        for side, rs in (("TRL", trl), ("podium", pod)):
+            print(f"  {side:7}: wall " + " ".join(f"{r['wall_s']:.1f}" for r in rs) + " s; CPU "
+                  + " ".join(f"{r['cpu_s']:.1f}" for r in rs) + " s; reference pass "
+                  + " ".join(f"{r['reference_s']:.1f}" for r in rs) + " s; loop "
+                  + " ".join(f"{r['train_s']:.1f}" for r in rs) + " s; peak +"
+                  + " ".join(f"{r['peak_mb']:.0f}" for r in rs) + " MB")
+        print(f"  ratio podium/TRL (median of {len(pod)} pairs): pairs/s x{speed:.2f} (per pair: "
+              + " ".join(f"{b['wall_s'] / a['wall_s']:.2f}" for a, b in zip(pod, trl))
+              + f"); CPU time x{cpu:.2f}; training loop x{loop:.2f}; reference pass x{ref:.2f}; peak memory x{mem:.2f}")
+        print(f"  loss curves: max |podium - TRL| = {diff:.2e}; TRL " + " ".join(f"{x:.3f}" for x in trl[0]["losses"]))
+        print("                                          podium " + " ".join(f"{x:.3f}" for x in pod[0]["losses"]))
+        if pod[0].get("mfu") is not None:
+            print(f"  podium last step: {pod[0]['flops_per_second'] / 1e9:.1f} GFLOP/s, MFU {pod[0]['mfu']:.3f}")
+        path = append_result("dpo_vs_trl", {
+            "set": name, "prompt_chars": plen, "completion_chars": clen, "pairs": args.pairs, "steps": args.steps,
+            "batch_size": args.batch_size, "device": args.device, "padding_free": args.padding_free,
+            "model_params": n_params, "machine": machine(args.threads),
+            "ratio": {"pairs_per_s": speed, "cpu_time": cpu, "train_loop": loop, "reference_pass": ref, "peak_memory": mem},
+            "loss_curve_max_abs_diff": diff, "podium": pod, "trl": trl})
+    print(f"\nresults appended to {path}")
 
 
 if __name__ == "__main__":

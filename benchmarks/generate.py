@@ -1,127 +1,135 @@
-"""Tokens per second: podium's batched sampler vs a plain per-prompt `model.generate` loop.
+"""Tokens per second: podium's sampler vs `model.generate` batched with a static KV cache, K samples per prompt.
 
-Same model (by default the quickstart's tiny Llama from podium.models.tiny, 0.9M params;
-`--hidden-size 256` for a 3.5M-parameter one), same 32 chat prompts of different lengths,
-same sampling settings (temperature 1, top_p 0.95, max_new_tokens), CPU. The peer is what a script without a sampler does: one
-`model.generate(do_sample=True)` call per prompt. Both count generated tokens (EOS
-included) over wall time. Other processes share this CPU, so each side is timed
-`--repeats` times and the best run is kept.
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/generate.py [--prompts 32 --k 8 --batch-size 32]
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/generate.py [--hidden-size 128 --max-new-tokens 128]
+Same model (by default the quickstart's tiny Llama from podium.models.tiny, 0.9M parameters;
+`--hidden-size 256` for a 3.5M one), same 32 chat prompts of different lengths, same sampling
+settings (temperature 1, top_p 0.95, `--max-new-tokens` 128), K = 8 samples per prompt, and the same
+number of sequences decoded together on both sides (`--batch-size` 32 = 4 prompts x 8 samples):
+the peer is `model.generate(..., num_return_sequences=K, cache_implementation="static")` over
+groups of `batch_size / K` left-padded prompts, what a script would write with transformers alone.
+`--peer dynamic` times transformers' default dynamic cache as well. Both count generated tokens (up
+to and including the first EOS) over the time of the whole job.
+
+The sides are timed alternately in one process (`--repeats` pairs, each thread-pinned alike); the
+result is the median of the per-pair ratios of tokens per CPU-second (CPU time moves less than wall
+time when other processes share the cores) and of tokens per wall-second, with the load recorded.
+One JSON line goes to benchmarks/results/generate.jsonl.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from podium.generation.hf_sampler import TransformersSampler
-from podium.generation.sampler import SamplingParams, encode_prompts
-from podium.models.tiny import build_tiny_model
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.side_by_side import append_result, cpu_seconds, load1, machine  # noqa: E402
+
+from podium.generation.hf_sampler import TransformersSampler  # noqa: E402
+from podium.generation.sampler import SamplingParams, encode_prompts  # noqa: E402
+from podium.models.tiny import build_tiny_model  # noqa: E402
 
 
 def make_prompts(count: int) -> list[list[dict]]:
-    words = [
-        "add",
-        "the",
-        "numbers",
-        "then",
-        "explain",
-        "each",
-        "step",
-        "of",
-        "the",
-        "sum",
-        "carefully",
-        "please",
-    ]
-    return [
-        [
-            {
-                "role": "user",
-                "content": f"What is {i} + {2 * i}? " + " ".join(words[: 1 + (i * 7) % len(words)]),
-            }
-        ]
-        for i in range(count)
-    ]
+    words = ["add", "the", "numbers", "then", "explain", "each", "step", "of", "the", "sum", "carefully", "please"]
+    return [[{"role": "user", "content": f"What is {i} + {2 * i}? " + " ".join(words[: 1 + (i * 7) % len(words)])}]
+            for i in range(count)]
 
 
-def run_podium(model, tok, prompts, params, batch_size) -> tuple[int, float]:
-    sampler = TransformersSampler(model, tok, batch_size=batch_size)
-    t0 = time.perf_counter()
-    out = sampler.generate(prompts, n=1, params=params, seed=0)
-    seconds = time.perf_counter() - t0
-    return sum(c.num_tokens for row in out for c in row), seconds
+def run_podium(model, tok, prompts, params, k, batch_size) -> int:
+    out = TransformersSampler(model, tok, batch_size=batch_size).generate(prompts, n=k, params=params, seed=0)
+    return sum(c.num_tokens for row in out for c in row)
 
 
 @torch.inference_mode()
-def run_generate_loop(model, tok, prompts, params) -> tuple[int, float]:
+def run_generate(model, tok, prompts, params, k, batch_size, cache: str) -> int:
+    """`model.generate` on groups of batch_size / k prompts, k return sequences each."""
     ids = encode_prompts(tok, prompts)
-    torch.manual_seed(0)
+    eos, pad = tok.eos_token_id, tok.pad_token_id
+    group = max(1, batch_size // k)
     tokens = 0
-    t0 = time.perf_counter()
-    for p in ids:
-        x = torch.tensor([p])
-        y = model.generate(
-            input_ids=x,
-            attention_mask=torch.ones_like(x),
-            do_sample=True,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            top_k=None,
-            max_new_tokens=params.max_new_tokens,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id,
-        )
-        tokens += y.shape[1] - x.shape[1]
-    return tokens, time.perf_counter() - t0
+    torch.manual_seed(0)
+    for g in range(0, len(ids), group):
+        chunk = ids[g:g + group]
+        width = max(map(len, chunk))
+        x = torch.tensor([[pad] * (width - len(p)) + p for p in chunk])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk])
+        y = model.generate(input_ids=x, attention_mask=mask, do_sample=True, temperature=params.temperature,
+                           top_p=params.top_p, top_k=None, max_new_tokens=params.max_new_tokens,
+                           num_return_sequences=k, pad_token_id=pad, eos_token_id=eos,
+                           cache_implementation=cache)
+        for row in y[:, width:]:
+            stop = (row == eos).nonzero()
+            tokens += int(stop[0]) + 1 if len(stop) else row.shape[0]
+    return tokens
+
+
+def timed(fn) -> dict:
+    t, c = time.perf_counter(), cpu_seconds()
+    n = fn()
+    wall, cpu = time.perf_counter() - t, cpu_seconds() - c
+    return {"tokens": n, "wall_s": wall, "cpu_s": cpu, "tokens_per_s": n / wall, "tokens_per_cpu_s": n / cpu}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompts", type=int, default=32)
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--k", type=int, default=8, help="samples per prompt")
+    ap.add_argument("--batch-size", type=int, default=32, help="sequences decoded together, both sides")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--hidden-size", type=int, default=128)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--peer", nargs="+", default=["static"], choices=["static", "dynamic"])
     args = ap.parse_args(argv)
 
-    torch.set_grad_enabled(False)
-    model, tok = build_tiny_model(
-        hidden_size=args.hidden_size,
-        intermediate_size=3 * args.hidden_size,
-        num_layers=args.layers,
-        num_heads=4,
-    )
+    torch.set_num_threads(args.threads)
+    model, tok = build_tiny_model(hidden_size=args.hidden_size, intermediate_size=3 * args.hidden_size,
+                                  num_layers=args.layers, num_heads=4)
     model.eval()
     n_params = sum(p.numel() for p in model.parameters())
     prompts = make_prompts(args.prompts)
     params = SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=args.max_new_tokens)
-
-    run_podium(model, tok, prompts[:2], params, args.batch_size)  # warm-up
-    # Interleaved, so both sides see the same background load; best run of each kept.
-    runs_p, runs_g = [], []
-    for _ in range(args.repeats):
-        runs_p.append(run_podium(model, tok, prompts, params, args.batch_size))
-        runs_g.append(run_generate_loop(model, tok, prompts, params))
-    best_p = max(runs_p, key=lambda r: r[0] / r[1])
-    best_g = max(runs_g, key=lambda r: r[0] / r[1])
-    tps_p, tps_g = best_p[0] / best_p[1], best_g[0] / best_g[1]
-    print(
-        f"model: tiny Llama, {n_params / 1e6:.2f}M params, hidden {args.hidden_size}, {args.layers} layers; "
-        f"{args.prompts} prompts, max_new_tokens {args.max_new_tokens}, torch threads {torch.get_num_threads()}"
-    )
-    print(
-        f"podium TransformersSampler (batch {args.batch_size}): {best_p[0]} tokens in {best_p[1]:.2f}s "
-        f"= {tps_p:.0f} tok/s"
-    )
-    print(
-        f"per-prompt model.generate loop:           {best_g[0]} tokens in {best_g[1]:.2f}s = {tps_g:.0f} tok/s"
-    )
-    print(f"ratio podium / generate: {tps_p / tps_g:.1f}x (target >= 5x)")
+    sides = {"podium": lambda: run_podium(model, tok, prompts, params, args.k, args.batch_size)}
+    for cache in args.peer:
+        sides[f"generate_{cache}"] = lambda cache=cache: run_generate(model, tok, prompts, params, args.k,
+                                                                      args.batch_size, cache)
+    # Warm-up (kernel selection, allocator) on a small job per side.
+    run_podium(model, tok, prompts[:2], params, args.k, args.batch_size)
+    run_generate(model, tok, prompts[:1], SamplingParams(temperature=1.0, max_new_tokens=4), args.k, args.batch_size,
+                 args.peer[0])
+    runs: dict[str, list[dict]] = {name: [] for name in sides}
+    loads = [load1()]
+    names = list(sides)
+    for i in range(args.repeats):  # A B, B A, ...: a drift in background load hits both sides
+        for name in names if i % 2 == 0 else names[::-1]:
+            runs[name].append(timed(sides[name]))
+            loads.append(load1())
+    print(f"model: tiny Llama, {n_params / 1e6:.2f}M params, hidden {args.hidden_size}, {args.layers} layers; "
+          f"{args.prompts} prompts x K={args.k}, {args.batch_size} sequences decoded together, max_new_tokens "
+          f"{args.max_new_tokens}; {args.threads} thread(s); load {min(loads)}-{max(loads)}")
+    for name, rs in runs.items():
+        print(f"  {name:17}: " + ", ".join(f"{r['tokens']} tokens {r['wall_s']:.1f}s wall {r['cpu_s']:.1f}s CPU"
+                                           for r in rs))
+    ratios = {}
+    for peer in names[1:]:
+        cpu = statistics.median(a["tokens_per_cpu_s"] / b["tokens_per_cpu_s"] for a, b in zip(runs["podium"], runs[peer]))
+        wall = statistics.median(a["tokens_per_s"] / b["tokens_per_s"] for a, b in zip(runs["podium"], runs[peer]))
+        ratios[peer] = {"tokens_per_cpu_s": cpu, "tokens_per_s": wall}
+        print(f"ratio podium / {peer} (median of {args.repeats} pairs): tokens per CPU-second x{cpu:.2f}, "
+              f"tokens per second x{wall:.2f}")
+    path = append_result("generate", {
+        "prompts": args.prompts, "k": args.k, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
+        "model_params": n_params, "hidden_size": args.hidden_size, "layers": args.layers,
+        "machine": machine(args.threads), "load": loads, "ratio": ratios, "runs": runs})
+    print(f"result appended to {path}")
     return 0
 
 

@@ -68,5 +68,8 @@ def test_trl_parity(name, conversational, tmp_path):
     beta = 0.1
     ours = podium_metrics(policy, ref, tok, rows, name, beta)
     theirs = trl_metrics(policy, ref, tok, rows, TRL_NAMES[name], beta, tmp_path)
+    # Summed fp32 log-probs carry rounding of a few 1e-6 that depends on the layout: against a float64
+    # forward, TRL's padded layout and podium's two-forward prefix sharing are both off by 3.5e-6 here. A
+    # reward is beta x a difference of two such sums, so it gets beta x 1e-5 of absolute room.
     for key, value in theirs.items():
-        assert ours[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+        assert ours[key] == pytest.approx(value, rel=1e-5, abs=beta * 1e-5), key

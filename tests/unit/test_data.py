@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from podium.data.chat import IGNORE, tokenize_sft
-from podium.data.collate import pack_batch, pad_batch
+from podium.data.collate import pack_batch, pack_rows, pad_batch
 from podium.data.mixture import build_mixture
 from podium.data.records import read_jsonl, write_jsonl
 from podium.errors import DataError
@@ -105,3 +105,23 @@ def test_packed_forward_equals_padded_forward():
         a, _ = sft_objective(model, padded)
         b, _ = sft_objective(model, packed)
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_pack_rows_first_fit_decreasing():
+    """Worked example: lengths 5, 3, 8, 2, 4 into rows of 8. Longest first: 8 opens row 0; 5 opens row 1
+    (3 left); 4 does not fit there and opens row 2 (4 left); 3 fills row 1; 2 goes to row 2."""
+    assert pack_rows([5, 3, 8, 2, 4], 8) == [[2], [0, 1], [4, 3]]
+
+
+def test_packed_rows_are_no_longer_than_the_longest_example():
+    tok = build_tiny_model(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2)[1]
+    exs = [tokenize_sft({"prompt": "q" * p, "completion": "a" * c}, tok) for p, c in [(9, 3), (2, 2), (5, 1)]]
+    packed, padded = pack_batch(exs, tok.pad_token_id), pad_batch(exs, tok.pad_token_id)
+    longest = max(len(e["input_ids"]) for e in exs)  # 13: prompt 9 + completion 3 + EOS
+    assert packed["input_ids"].shape == (2, longest)  # 13 | 7 + 5 (+ 1 padding)
+    assert packed["position_ids"][1].tolist() == [0, 1, 2, 3, 4, 5, 6, 0, 1, 2, 3, 4, 0]
+    assert packed["token_mask"].sum() == packed["num_tokens"] == padded["num_tokens"] == 13 + 7 + 5
+    assert packed["count"] == padded["count"] == packed["targets"].numel() == int(packed["pred_mask"].sum())
+    # the padding run and each example's first token carry no label; the same tokens are predicted as padded
+    assert packed["labels"][1, 12] == IGNORE and packed["labels"][1, 7] == IGNORE
+    assert sorted(packed["targets"].tolist()) == sorted(padded["targets"].tolist())

@@ -8,7 +8,7 @@ from tests.pref_helpers import PAIRS, TINY
 
 from podium.data.preference import tokenize_pairs
 from podium.models.tiny import build_tiny_model
-from podium.training.logps import gathered_logps, pack_pairs, sequence_logps
+from podium.training.logps import gathered_logps, pack_pairs, sequence_logps, token_logps
 
 LAYOUTS = [(False, False), (True, False), (False, True), (True, True)]
 
@@ -61,20 +61,42 @@ def test_gradients_agree_across_layouts(setup):
 
 
 def test_prefix_sharing_shares_the_prompt(setup):
-    """One row per pair of length P + C + R, instead of 2 rows of P + C and P + R."""
+    """Prefix sharing computes P + C + R tokens per pair (one prompt forward for B rows, then 2B completion
+    rows on its cache) instead of 2 rows of P + C and P + R."""
     _, tok, examples = setup
     shared = pack_pairs(examples, tok.pad_token_id, prefix_sharing=True)
     plain = pack_pairs(examples, tok.pad_token_id)
     expected = sum(len(e["prompt_ids"]) + len(e["chosen_ids"]) + len(e["rejected_ids"]) for e in examples)
     assert shared["num_tokens"] == expected
     assert plain["num_tokens"] == expected + sum(len(e["prompt_ids"]) for e in examples)
-    assert shared["input_ids"].shape[0] == len(examples) and plain["input_ids"].shape[0] == 2 * len(examples)
+    assert shared["prompt_ids"].shape[0] == len(examples) and shared["completion_ids"].shape[0] == 2 * len(examples)
+    assert plain["input_ids"].shape[0] == 2 * len(examples)
     packed = pack_pairs(examples, tok.pad_token_id, prefix_sharing=True, padding_free=True)
     assert packed["input_ids"].shape == (1, expected)
+
+
+def test_an_empty_prompt_keeps_the_one_row_layout(setup):
+    """A pair with no prompt tokens has no prompt forward to continue: the batch uses one row per pair."""
+    model, tok, examples = setup
+    empty = [{**examples[0], "prompt_ids": []}, *examples[1:]]
+    batch = pack_pairs(empty, tok.pad_token_id, prefix_sharing=True)
+    assert batch.get("layout") is None and batch["input_ids"].shape[0] == len(empty)
+    with torch.no_grad():
+        logps, _ = sequence_logps(model, batch)
+        plain, _ = sequence_logps(model, pack_pairs(empty, tok.pad_token_id))
+    torch.testing.assert_close(logps, plain, rtol=1e-5, atol=1e-5)
 
 
 def test_gathered_logps_worked_example():
     """logits [0, ln 3] -> softmax [1/4, 3/4]; target 1 -> ln(3/4) = -0.28768; chunking does not change it."""
     logits = torch.tensor([[0.0, torch.log(torch.tensor(3.0))], [0.0, 0.0]])
     out = gathered_logps(logits, torch.tensor([0, 1]), torch.tensor([1, 0]), chunk_size=1)
+    assert out.tolist() == pytest.approx([-0.2876821, -0.6931472], abs=1e-6)
+
+
+def test_token_logps_worked_example():
+    """One target per row: logits [0, ln 3] -> log(3/4) for target 1; [ln 2, 0, 0] -> log(2/4) for target 0."""
+    logits = torch.tensor([[0.0, torch.log(torch.tensor(3.0)), -float("inf")],
+                           [torch.log(torch.tensor(2.0)), 0.0, 0.0]])
+    out = token_logps(logits, torch.tensor([1, 0]), chunk_size=1)
     assert out.tolist() == pytest.approx([-0.2876821, -0.6931472], abs=1e-6)

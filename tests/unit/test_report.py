@@ -37,3 +37,18 @@ def test_report_of_a_run_without_metrics_has_no_plots(tmp_path):
     assert "`notes`" not in text
     assert "`gen`" in text
     assert not list((run / "report").glob("*.png"))
+
+
+def test_report_tables_hardware_utilisation(tmp_path):
+    """Medians over the steps that logged MFU; the peak is model FLOP/s over MFU (here 10 GFLOP/s / 0.25)."""
+    import json
+
+    run = make_run(tmp_path)
+    rows = [{"step": 1, "loss": 0.7, "tokens_per_second": 100.0, "flops_per_second": 1e10, "mfu": 0.25},
+            {"step": 2, "loss": 0.6, "tokens_per_second": 300.0, "flops_per_second": 3e10, "mfu": 0.75},
+            {"step": 3, "loss": 0.5, "tokens_per_second": 200.0, "flops_per_second": 2e10, "mfu": 0.5}]
+    (run / "dpo" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = write_report(run).read_text()
+    assert "## Hardware utilisation" in text
+    assert "| `dpo` | 3 | 200 | 20 | 40 | 50.0 % |" in text
+    assert "`sft` | 1" not in text  # no MFU logged: no row

@@ -6,6 +6,10 @@ Plots (matplotlib, Agg backend, so no display is needed):
 - `accuracy.png`: accuracy per stage, from stage metrics `accuracy` or `accuracy/<task>`;
 - `win_rate.png`: win rate per self-play iteration, from stage metrics `iterN/win_rate`
   (and `iterN/lc_win_rate`).
+
+A table "Hardware utilisation" gives each training stage's median tokens/s, achieved model FLOP/s and
+MFU over its steps (keys `tokens_per_second`, `flops_per_second`, `mfu` of metrics.jsonl; the FLOP
+count and the peak are `podium.training.flops`).
 """
 
 from __future__ import annotations
@@ -139,6 +143,30 @@ def stage_table(run: RunInfo) -> str:
     return "\n".join(lines)
 
 
+def median(values: list[float]) -> float:
+    v = sorted(values)
+    return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2
+
+
+def utilisation_table(run: RunInfo) -> str | None:
+    """Median tokens/s, model FLOP/s and MFU per training stage (None when no stage logged MFU)."""
+    lines = []
+    for s in run.stages:
+        rows = [r for r in s.steps if isinstance(r.get("mfu"), (int, float))]
+        if not rows:
+            continue
+        tps = [r["tokens_per_second"] for r in rows if isinstance(r.get("tokens_per_second"), (int, float))]
+        flops = median([r["flops_per_second"] for r in rows])
+        mfu = median([r["mfu"] for r in rows])
+        peak = flops / mfu if mfu else float("nan")
+        lines.append(f"| `{s.name}` | {len(rows)} | {fmt(median(tps)) if tps else '—'} | {flops / 1e9:.3g} | "
+                     f"{peak / 1e9:.3g} | {100 * mfu:.1f} % |")
+    if not lines:
+        return None
+    return "\n".join(["| Stage | Steps | Tokens/s | Model GFLOP/s | Peak GFLOP/s | MFU |",
+                      "|---|---:|---:|---:|---:|---:|", *lines])
+
+
 def write_report(run_dir: str | os.PathLike) -> Path:
     """Write RUN_DIR/report.md and its plots (RUN_DIR/report/*.png); returns the report's path.
 
@@ -161,6 +189,10 @@ def write_report(run_dir: str | os.PathLike) -> Path:
             summary = ", ".join(f"{k}={fmt(last[k])}" for k, _ in STEP_SERIES if k in last)
             lines += [f"### `{s.name}`", "", f"![{s.name} training]({p.relative_to(run.run_dir).as_posix()})", "",
                       f"Last step {last.get('step', len(s.steps))}: {summary}", ""]
+    utilisation = utilisation_table(run)
+    if utilisation:
+        lines += ["## Hardware utilisation", "", "Medians over the steps; MFU = model FLOP/s / the peak matmul rate "
+                  "podium measured on this machine (`podium.training.flops`).", "", utilisation, ""]
     acc_points = accuracy_points(run)
     acc = plot_accuracy(run, acc_points, plots_dir / "accuracy.png")
     if acc:

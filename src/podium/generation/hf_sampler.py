@@ -3,7 +3,10 @@
 Why not `model.generate`: one loop of our own lets every sequence draw from its own
 seeded random stream (outputs do not depend on batch size or on the other prompts in
 the batch), records the model's log-prob of each sampled token on the way, drops
-finished sequences from the batch, and prefills a prompt once for its K samples.
+finished sequences from the batch, and prefills a prompt once for its K samples. Where it is
+exact for the model (`podium.generation.shared_prefix.applicable`) the K samples also keep one
+copy of the prompt's keys and values and read it once per step (shared-prefix attention);
+elsewhere the prompt's cache is copied to each of its K rows.
 On small models on CPU it is also much faster than a per-prompt `generate` loop
 (benchmarks/generate.py).
 
@@ -19,10 +22,15 @@ from dataclasses import replace
 
 import torch
 from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
 
+from podium.generation.kv_cache import preallocated_cache
 from podium.generation.sampler import Completion, Prompt, SamplingParams, encode_prompts, sequence_seed
 from podium.generation.sampling import select_next_tokens, token_logprobs
+from podium.generation.shared_prefix import SharedPrefixCache, applicable, decoding_with
+
+# Finished rows are dropped from the batch once they are 1/DROP_EVERY of it: dropping copies the cache of the
+# rows kept, keeping them costs their share of every step's cache read.
+DROP_EVERY = 8
 
 
 def eos_token_ids(model, tokenizer) -> list[int]:
@@ -35,76 +43,6 @@ def eos_token_ids(model, tokenizer) -> list[int]:
             if int(i) not in ids:
                 ids.append(int(i))
     return ids
-
-
-class PreallocatedLayer(DynamicLayer):
-    """A DynamicLayer that writes into a buffer with room for `reserve` more tokens.
-
-    DynamicLayer appends with torch.cat, copying the whole cache every step; on CPU
-    that copy dominated decoding time. `keys`/`values` are views of the filled part.
-    """
-
-    def __init__(self, reserve: int):
-        super().__init__()
-        self.reserve = reserve
-        self.filled = 0
-        self.key_buffer: torch.Tensor | None = None
-        self.value_buffer: torch.Tensor | None = None
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        end = self.filled + key_states.shape[-2]
-        if self.key_buffer is None or end > self.key_buffer.shape[-2]:
-            self.key_buffer = self._grow(self.key_buffer, key_states, end + self.reserve)
-            self.value_buffer = self._grow(self.value_buffer, value_states, end + self.reserve)
-        self.key_buffer[..., self.filled : end, :] = key_states
-        self.value_buffer[..., self.filled : end, :] = value_states
-        self.filled = end
-        self._expose()
-        return self.keys, self.values
-
-    def _grow(self, buffer: torch.Tensor | None, states: torch.Tensor, capacity: int) -> torch.Tensor:
-        shape = (*states.shape[:-2], capacity, states.shape[-1])
-        grown = states.new_empty(shape)
-        if buffer is not None:
-            grown[..., : self.filled, :] = buffer[..., : self.filled, :]
-        return grown
-
-    def _expose(self) -> None:
-        self.keys = self.key_buffer[..., : self.filled, :]
-        self.values = self.value_buffer[..., : self.filled, :]
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        if self.key_buffer is not None:
-            self.key_buffer = self.key_buffer[indices]
-            self.value_buffer = self.value_buffer[indices]
-            self._expose()
-
-    def batch_repeat_interleave(self, repeats: int) -> None:
-        if self.key_buffer is not None:
-            self.key_buffer = self.key_buffer.repeat_interleave(repeats, dim=0)
-            self.value_buffer = self.value_buffer.repeat_interleave(repeats, dim=0)
-            self._expose()
-
-    def crop(self, tokens_to_remove: int) -> None:
-        raise NotImplementedError("PreallocatedLayer is only used for sampling")
-
-
-def preallocated_cache(config, reserve: int) -> DynamicCache:
-    """A DynamicCache whose full-attention layers preallocate room for `reserve` tokens.
-
-    Other layer kinds (sliding window, linear attention) keep their own classes.
-    """
-    cache = DynamicCache(config=config)
-    if cache.layers:
-        cache.layers = [
-            PreallocatedLayer(reserve) if type(layer) is DynamicLayer else layer for layer in cache.layers
-        ]
-    else:
-        # Layers are created lazily when the config declares no layer types.
-        cache.layer_class_to_replicate = lambda: PreallocatedLayer(reserve)
-    return cache
 
 
 class TransformersSampler:
@@ -185,8 +123,11 @@ class TransformersSampler:
         ids, attn = ids.to(device), attn.to(device)
         positions = (attn.cumsum(-1) - 1).clamp_(min=0)
 
-        # Prefill each distinct prompt once, then fan its cache out to its K rows.
-        cache = preallocated_cache(self.model.config, reserve=params.max_new_tokens)
+        # Prefill each distinct prompt once; then either keep one copy of its cache for its K rows
+        # (shared-prefix attention) or fan the cache out to them.
+        config = self.model.config
+        shared = applicable(config) and config._attn_implementation in ("sdpa", "eager")
+        cache = DynamicCache(config=config) if shared else preallocated_cache(config, reserve=params.max_new_tokens)
         out = self.model(
             input_ids=ids,
             attention_mask=attn,
@@ -197,7 +138,10 @@ class TransformersSampler:
         )
         logits = out.logits[:, -1, :]
         fan_out = torch.tensor([slot[i] for i, _ in rows], device=device)
-        if len(rows) != len(unique) or not torch.equal(fan_out, torch.arange(len(unique), device=device)):
+        if shared:
+            cache = SharedPrefixCache(cache, attn, fan_out, reserve=params.max_new_tokens)
+            logits, positions, attn = logits[fan_out], positions[fan_out], None
+        elif len(rows) != len(unique) or not torch.equal(fan_out, torch.arange(len(unique), device=device)):
             cache.batch_select_indices(fan_out)
             logits, attn, positions = logits[fan_out], attn[fan_out], positions[fan_out]
         next_pos = positions[:, -1] + 1
@@ -237,20 +181,25 @@ class TransformersSampler:
             # Finished rows stop growing; drop them once they are an eighth of the batch,
             # so the cache copy is paid rarely. Until then they decode padding, ignored.
             n_done = int(done_in_batch.sum())
-            if n_done and n_done * 8 >= len(alive):
+            if n_done and n_done * DROP_EVERY >= len(alive):
                 keep = (~done_in_batch).nonzero().squeeze(-1)
                 cache.batch_select_indices(keep)
-                alive, attn, next_pos, nxt = alive[keep], attn[keep], next_pos[keep], nxt[keep]
+                alive, next_pos, nxt = alive[keep], next_pos[keep], nxt[keep]
+                attn = attn[keep] if attn is not None else None
                 done_in_batch = done_in_batch[keep]
             nxt = nxt.masked_fill(done_in_batch, self.pad_id)
-            attn = torch.cat([attn, attn.new_ones((len(alive), 1))], dim=1)
-            out = self.model(
-                input_ids=nxt.unsqueeze(-1),
-                attention_mask=attn,
-                position_ids=next_pos.unsqueeze(-1),
-                past_key_values=cache,
-                use_cache=True,
-            )
+            if attn is not None:
+                attn = torch.cat([attn, attn.new_ones((len(alive), 1))], dim=1)
+            # Shared-prefix attention needs no mask: a row's own tokens are all valid, the prompts' padding
+            # is in the cache.
+            with decoding_with(self.model, cache) if shared else nullcontext():
+                out = self.model(
+                    input_ids=nxt.unsqueeze(-1),
+                    attention_mask=attn,
+                    position_ids=next_pos.unsqueeze(-1),
+                    past_key_values=cache,
+                    use_cache=True,
+                )
             logits = out.logits[:, -1, :]
             next_pos = next_pos + 1
 

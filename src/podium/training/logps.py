@@ -1,12 +1,19 @@
-"""Sequence log-probs of preference pairs: sums over completion tokens, three interchangeable layouts.
+"""Sequence log-probs of preference pairs: sums over completion tokens, four interchangeable layouts.
 
-A batch of B pairs is laid out in one of three ways (`pack_pairs`), which give the same
-log-probs up to float rounding (tested):
+A batch of B pairs is laid out in one of these ways (`pack_pairs`), which give the same log-probs
+up to float rounding (tested):
 
 - plain (TRL's layout): 2B right-padded rows, `[prompt, chosen]` then `[prompt, rejected]`.
-- prefix sharing: one row per pair `[prompt, chosen, rejected]`; a 4D mask lets rejected tokens
-  attend to the prompt but not to chosen, and positions restart at `len(prompt)` for rejected, so
-  the prompt is computed once per pair instead of twice.
+- prefix sharing: the prompt is computed once per pair instead of twice. Two forwards: the B
+  prompts (left-padded) fill a KV cache, the cache is repeated for each pair's two completions, and
+  the 2B completions (right-padded) run against it (as generation continues a prefilled prompt).
+  Gradients flow through the cache into the prompt's forward. transformers builds every mask
+  itself from the 2D padding masks (sliding windows, per-layer-type attention, soft-capping
+  included), and attention covers only what is visible: the prompt with itself, each completion
+  with its prompt and itself. (A pair whose prompt is empty falls back to the next layout.)
+- prefix sharing in one row per pair `[prompt, chosen, rejected]`: a prepared 4D mask lets rejected
+  tokens attend to the prompt but not to chosen, and positions restart at `len(prompt)` for rejected;
+  the mask is `[R, L, L]` and attention computes every query-key pair of a row, masked or not.
 - padding-free: all sequences of the batch in ONE row, positions restarting at 0 for each; with
   prefix sharing the packed units are `[prompt, chosen, rejected]` with a block-diagonal 4D mask,
   without it transformers derives the block-causal mask from the position resets.
@@ -14,7 +21,7 @@ log-probs up to float rounding (tested):
 Prepared masks follow the model's sliding window and per-layer-type attention
 (`podium.training.attention_masks`); a layout that would not be exact for a model is turned off for
 it by `attention_masks.exact_layout` before any forward. With an MoE policy, the router
-load-balancing loss is computed on the same forward (`podium.training.router_loss`).
+load-balancing loss is computed on the same forward(s) (`podium.training.router_loss`).
 
 Logits are computed only where a completion token is predicted (transformers' boolean
 `logits_to_keep`), giving `[N, V]` with N = number of predicting positions; log-softmax is taken
@@ -27,6 +34,7 @@ from contextlib import nullcontext
 from typing import NamedTuple
 
 import torch
+from transformers import DynamicCache
 
 from podium.errors import PodiumError
 from podium.training.attention_masks import model_config, prefix_sharing_problem, prepared_masks
@@ -48,16 +56,19 @@ def _units(ex: dict, prefix_sharing: bool) -> list[list[tuple[int, int, int]]]:
 
 def pack_pairs(examples: list[dict], pad_token_id: int, *, prefix_sharing: bool = False,
                padding_free: bool = False) -> dict:
-    """Lay out B tokenised pairs for one forward (see module doc).
+    """Lay out B tokenised pairs (see module doc); prefix sharing without padding-free is `pack_prompt_cache`.
 
     Returns `input_ids`, `position_ids` `[R, L]`, `attention_mask` (`[R, L]` plain, else None),
     `shared_mask` (`[R, L, L]` bool, prefix sharing only), `pred_mask` `[R, L]` (positions whose
     next-token logits are needed), `target_pred` `[M]` (index of each completion token's predicting
     position among the True entries of `pred_mask`, row-major), `target_ids` `[M]`, `target_seg`
-    `[M]` (i for chosen of pair i, B + i for rejected), `num_tokens` (non-pad input tokens),
+    `[M]` (i for chosen of pair i, B + i for rejected), `num_tokens` (non-pad input tokens), `token_mask`
+    `[R, L]` (True on them),
     `token_weight` `[R, L]` (how many of TRL's padded rows each token stands for: 2 for a shared
     prompt token, 1 for other tokens, 0 for padding; it weights the MoE router loss).
     """
+    if prefix_sharing and not padding_free and all(ex["prompt_ids"] for ex in examples):
+        return pack_prompt_cache(examples, pad_token_id)
     B = len(examples)
     units = []  # (unit tokens, pair index)
     for i, ex in enumerate(examples):
@@ -112,6 +123,7 @@ def pack_pairs(examples: list[dict], pad_token_id: int, *, prefix_sharing: bool 
         "target_ids": torch.tensor([t[2] for t in targets], dtype=torch.long),
         "target_seg": torch.tensor([t[3] for t in targets], dtype=torch.long),
         "num_tokens": int((unit_id >= 0).sum()),
+        "token_mask": unit_id >= 0,
         "token_weight": torch.tensor(weight_rows, dtype=torch.float32),
         "n_pairs": B,
     }
@@ -125,6 +137,64 @@ def pack_pairs(examples: list[dict], pad_token_id: int, *, prefix_sharing: bool 
     elif not padding_free:
         batch["attention_mask"] = (unit_id >= 0).long()
     return batch
+
+
+def pack_prompt_cache(examples: list[dict], pad_token_id: int) -> dict:
+    """The prefix-sharing layout of two forwards (module doc) for B pairs with non-empty prompts.
+
+    Returns `prompt_ids`, `prompt_mask`, `prompt_positions` `[B, P]` (left-padded), `completion_ids`,
+    `completion_mask`, `completion_positions` `[2B, C]` (right-padded; row 2i chosen of pair i, 2i + 1
+    rejected), `cache_mask` `[2B, P + C]` (the second forward's 2D mask), `completion_pred` `[2B, C]`
+    (positions whose logits are kept), `target_pred` `[M]` (index of each completion token's predicting
+    row in `[first forward's B last-prompt rows ; second forward's kept rows]`), `target_ids`,
+    `target_seg` `[M]` (as `pack_pairs`), `num_tokens`, `token_positions` (position of every real
+    token, for the FLOP count), `logit_rows`, and the router-loss weights `prompt_weight` (2: a prompt
+    token stands for two TRL rows) and `completion_weight`.
+    """
+    B = len(examples)
+    prompts = [ex["prompt_ids"] for ex in examples]
+    completions = [c for ex in examples for c in (ex["chosen_ids"], ex["rejected_ids"])]
+    P, C = max(map(len, prompts)), max(map(len, completions))
+    prompt_ids = torch.full((B, P), pad_token_id, dtype=torch.long)
+    prompt_mask = torch.zeros((B, P), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        prompt_ids[i, P - len(p):] = torch.tensor(p, dtype=torch.long)
+        prompt_mask[i, P - len(p):] = 1
+    completion_ids = torch.full((2 * B, C), pad_token_id, dtype=torch.long)
+    completion_mask = torch.zeros((2 * B, C), dtype=torch.long)
+    for r, c in enumerate(completions):
+        completion_ids[r, :len(c)] = torch.tensor(c, dtype=torch.long)
+        completion_mask[r, :len(c)] = 1
+    lengths = torch.tensor([len(p) for p in prompts]).repeat_interleave(2)
+    completion_positions = lengths[:, None] + torch.arange(C)
+    # Completion token j >= 1 is predicted at completion position j - 1; token 0 by the prompt's last position.
+    completion_pred = torch.zeros((2 * B, C), dtype=torch.bool)
+    completion_pred[:, :-1] = completion_mask[:, 1:].bool()
+    rank = completion_pred.flatten().cumsum(0).view(2 * B, C) - 1
+    target_pred, target_ids, target_seg = [], [], []
+    for r, c in enumerate(completions):
+        pair, seg = divmod(r, 2)
+        seg = pair if seg == 0 else B + pair
+        target_pred += [pair] + [B + int(rank[r, j - 1]) for j in range(1, len(c))]
+        target_ids += c
+        target_seg += [seg] * len(c)
+    prompt_positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+    return {
+        "layout": "prompt_cache", "n_pairs": B,
+        "prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "prompt_positions": prompt_positions,
+        "completion_ids": completion_ids, "completion_mask": completion_mask,
+        "completion_positions": completion_positions,
+        "cache_mask": torch.cat([prompt_mask.repeat_interleave(2, dim=0), completion_mask], dim=1),
+        "completion_pred": completion_pred,
+        "target_pred": torch.tensor(target_pred, dtype=torch.long),
+        "target_ids": torch.tensor(target_ids, dtype=torch.long),
+        "target_seg": torch.tensor(target_seg, dtype=torch.long),
+        "num_tokens": int(prompt_mask.sum() + completion_mask.sum()),
+        "token_positions": torch.cat([prompt_positions[prompt_mask.bool()],
+                                      completion_positions[completion_mask.bool()]]),
+        "logit_rows": B + int(completion_pred.sum()),
+        "prompt_weight": 2.0 * prompt_mask.float(), "completion_weight": completion_mask.float(),
+    }
 
 
 def _forward_kwargs(model, batch: dict, device) -> dict:
@@ -149,12 +219,27 @@ def _forward_kwargs(model, batch: dict, device) -> dict:
     return kw
 
 
+def chunked_logsumexp(logits: torch.Tensor, chunk_size: int = 4096) -> torch.Tensor:
+    """logsumexp over the vocabulary `[N]` of logits `[N, V]`, in fp32, `chunk_size` rows at a time
+    (so at most `[chunk_size, V]` fp32 values exist besides the logits themselves)."""
+    return torch.cat([torch.logsumexp(logits[i:i + chunk_size].float(), dim=-1)
+                      for i in range(0, logits.shape[0], chunk_size)])
+
+
 def gathered_logps(logits: torch.Tensor, target_pred: torch.Tensor, target_ids: torch.Tensor,
                    chunk_size: int = 4096) -> torch.Tensor:
-    """Per-token log-probs `[M]` from logits `[N, V]`: logit of the target minus a chunked fp32 logsumexp."""
-    lse = torch.cat([torch.logsumexp(logits[i:i + chunk_size].float(), dim=-1)
-                     for i in range(0, logits.shape[0], chunk_size)])
+    """Per-token log-probs `[M]` from logits `[N, V]`: logit of the target minus a chunked fp32 logsumexp.
+
+    `target_pred` `[M]` names the row of `logits` that predicts each target (a row may predict several:
+    with prefix sharing the last prompt position predicts the first chosen and the first rejected token).
+    """
+    lse = chunked_logsumexp(logits, chunk_size)
     return logits[target_pred, target_ids].float() - lse[target_pred]
+
+
+def token_logps(logits: torch.Tensor, targets: torch.Tensor, chunk_size: int = 4096) -> torch.Tensor:
+    """log softmax(logits)[target] `[N]` for logits `[N, V]` and one target per row `[N]`."""
+    return logits.gather(-1, targets[:, None])[:, 0].float() - chunked_logsumexp(logits, chunk_size)
 
 
 class PairLogps(NamedTuple):
@@ -169,19 +254,51 @@ class PairLogps(NamedTuple):
 def pair_logps(model, batch: dict, *, router_loss: bool = False) -> PairLogps:
     """Summed completion log-probs of a packed batch, and with `router_loss` the MoE router loss
     of the same forward, weighted to equal TRL's on its padded layout."""
-    device = batch["input_ids"].device if batch["input_ids"].is_cuda else next(model.parameters()).device
-    kw = _forward_kwargs(model, batch, device)
-    with recording_router_logits(model) if router_loss else nullcontext() as routed:
-        logits = model(**kw).logits
-    if logits.dim() == 3:  # a model that ignores boolean logits_to_keep returns [R, L, V]
-        logits = logits[batch["pred_mask"].to(logits.device)]
+    device = next(model.parameters()).device
+    if batch.get("layout") == "prompt_cache":
+        logits, routed, weight = _prompt_cache_forward(model, batch, device, router_loss)
+    else:
+        kw = _forward_kwargs(model, batch, device)
+        with recording_router_logits(model) if router_loss else nullcontext() as routed:
+            logits = model(**kw).logits
+        if logits.dim() == 3:  # a model that ignores boolean logits_to_keep returns [R, L, V]
+            logits = logits[batch["pred_mask"].to(logits.device)]
+        weight = batch["token_weight"]
     seg = batch["target_seg"].to(device)
     tok = gathered_logps(logits, batch["target_pred"].to(device), batch["target_ids"].to(device))
     n = 2 * batch["n_pairs"]
     logps = torch.zeros(n, dtype=tok.dtype, device=device).index_add(0, seg, tok)
     counts = torch.zeros(n, dtype=torch.long, device=device).index_add(0, seg, torch.ones_like(seg))
-    aux = load_balancing_loss(routed, router_top_k(model), batch["token_weight"]) if router_loss else None
+    aux = load_balancing_loss(routed, router_top_k(model), weight) if router_loss else None
     return PairLogps(logps, counts, aux)
+
+
+def _prompt_cache_forward(model, batch: dict, device, router_loss: bool):
+    """The two forwards of the `prompt_cache` layout: logits `[B + N, V]` (the prompts' last positions,
+    then the completions' kept positions), and for the router loss one `[tokens, E]` tensor per MoE layer
+    (both forwards' tokens) with their weights."""
+    problem = prefix_sharing_problem(model)
+    if problem:
+        raise PodiumError(f"prefix sharing cannot be exact for this model: {problem}; set prefix_sharing: false")
+    extra = {"output_router_logits": False} if hasattr(model_config(model), "output_router_logits") else {}
+    cache = DynamicCache(config=model_config(model))
+    with recording_router_logits(model) if router_loss else nullcontext() as routed:
+        first = model(input_ids=batch["prompt_ids"].to(device), attention_mask=batch["prompt_mask"].to(device),
+                      position_ids=batch["prompt_positions"].to(device), past_key_values=cache, use_cache=True,
+                      logits_to_keep=1, **extra).logits[:, -1]
+        cache.batch_repeat_interleave(2)  # each prompt's keys and values for its chosen and its rejected row
+        pred = batch["completion_pred"].to(device)
+        rest = model(input_ids=batch["completion_ids"].to(device), attention_mask=batch["cache_mask"].to(device),
+                     position_ids=batch["completion_positions"].to(device), past_key_values=cache, use_cache=True,
+                     logits_to_keep=pred, **extra).logits
+    if rest.dim() == 3:  # a model that ignores boolean logits_to_keep returns [R, L, V]
+        rest = rest[pred]
+    if not router_loss:
+        return torch.cat([first, rest]), None, None
+    layers = len(routed) // 2  # each MoE layer ran once per forward
+    routed = [torch.cat([routed[i], routed[layers + i]]) for i in range(layers)]
+    weight = torch.cat([batch["prompt_weight"].reshape(-1), batch["completion_weight"].reshape(-1)])
+    return torch.cat([first, rest]), routed, weight
 
 
 def sequence_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:

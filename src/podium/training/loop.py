@@ -40,6 +40,7 @@ from podium.training.checkpoint import (
     weights_are_finite,
 )
 from podium.training.divergence import DivergenceGuard, weight_norm
+from podium.training.flops import TrainingFlops, peak_flops
 from podium.training.settings import TrainSettings
 
 Objective = Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict[str, torch.Tensor]]]
@@ -195,6 +196,7 @@ def train_loop(
 
     torch.manual_seed(s.seed)
     params = [p for p in model.parameters() if p.requires_grad]
+    flops, peak = model_flops(model, acc.device)
     optimizer = make_optimizer(params, s)
     scheduler = make_scheduler(optimizer, s, total_steps)
     # The scheduler is not prepared: accelerate would step it once per process.
@@ -235,12 +237,14 @@ def train_loop(
         progress = tqdm(total=total_steps, initial=start_step, desc=f"train {out.name}", unit="step", dynamic_ncols=True)
 
     last = {}
+    run_flops = run_step_seconds = 0.0
     t_run = time.perf_counter()
     for step in range(start_step, total_steps):
         t0 = time.perf_counter()
         idx = step_indices(n, step, global_batch, steps_per_epoch, s.seed, s.shuffle)
         mine = idx[rank * per_rank : (rank + 1) * per_rank]
         batches = [collate([examples[i] for i in mine[j : j + s.batch_size]]) for j in range(0, per_rank, s.batch_size)]
+        step_flops = sum(flops(b) for b in batches) if flops else 0.0
         count = torch.tensor(float(sum(b["count"] for b in batches)), device=acc.device)
         global_count = acc.reduce(count, reduction="sum") if world > 1 else count
         loss_total = torch.zeros((), device=acc.device)
@@ -265,7 +269,9 @@ def train_loop(
             loss_total = acc.reduce(loss_total, reduction="sum")
             n_items = acc.reduce(n_items, reduction="sum")
             sums = {k: acc.reduce(v, reduction="sum") for k, v in sums.items()}
-            n_tokens = int(acc.reduce(torch.tensor(float(n_tokens), device=acc.device), reduction="sum"))
+            n_tokens, step_flops = acc.reduce(torch.tensor([float(n_tokens), step_flops], device=acc.device),
+                                              reduction="sum").tolist()
+            n_tokens = int(n_tokens)
         loss_value = (loss_total / global_count).item()
         if reason := guard.check_loss(loss_value):
             diverged(acc, ckpt_dir, guard, reason, step, applied=False)
@@ -289,6 +295,10 @@ def train_loop(
                        f"{example_unit}_per_second": global_batch / dt})
         if n_tokens:
             record["tokens_per_second"] = n_tokens / dt
+        if step_flops:  # model FLOPs of the step over its time, and that over the hardware's peak (training/flops.py)
+            record["flops_per_second"] = step_flops / dt
+            record["mfu"] = step_flops / dt / (peak * world)
+            run_flops, run_step_seconds = run_flops + step_flops, run_step_seconds + dt
         if evaluate is not None and evaluate_every and ((step + 1) % evaluate_every == 0 or step + 1 == total_steps):
             record.update({f"eval/{k}": v for k, v in evaluate(acc.unwrap_model(model)).items()})
             model.train()
@@ -328,7 +338,21 @@ def train_loop(
             tracker.finish()
     summary = {k: v for k, v in last.items() if k not in ("step", "epoch")}
     summary.update({"steps": total_steps, "train_seconds": time.perf_counter() - t_run})
+    if run_step_seconds:  # over the run's steps, not the last one's
+        summary.update({"flops_per_second": run_flops / run_step_seconds,
+                        "mfu": run_flops / run_step_seconds / (peak * world), "peak_flops_per_second": peak * world})
     return summary
+
+
+def model_flops(model, device) -> tuple[TrainingFlops | None, float]:
+    """The FLOP count of `model`'s training batches and the device's peak FLOP/s; (None, 0) for a model
+    whose shape podium cannot read (no transformers config): such a run logs no MFU."""
+    try:
+        flops = TrainingFlops.from_model(model)
+    except ValueError:
+        return None, 0.0
+    dtype = next(model.parameters()).dtype
+    return flops, peak_flops(device, dtype)
 
 
 def metrics_len(metrics: dict, batch: dict) -> int:

@@ -12,7 +12,6 @@ from contextlib import nullcontext
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 
 from podium.data.chat import IGNORE, tokenize_sft, truncate_sft
@@ -25,6 +24,7 @@ from podium.models.io import AttnImplementation, load_model, load_tokenizer
 from podium.refs import ModelRef
 from podium.stages import StageContext, stage
 from podium.training.attention_masks import check_causal, padding_free_problem
+from podium.training.logps import token_logps
 from podium.training.loop import train_loop
 from podium.training.lora import LoraSettings, apply_lora, save_lora
 from podium.training.router_loss import load_balancing_loss, recording_router_logits, router_aux_coef, router_top_k
@@ -46,23 +46,25 @@ class SFTConfig(TrainSettings):
 def sft_objective(model, batch: dict, router_aux_loss_coef: float = 0.0) -> tuple[torch.Tensor, dict]:
     """Summed token NLL over completion tokens (plus `count * coef * aux` for an MoE router loss).
 
-    logits [B, T, V], labels [B, T]; a packed batch is one row with `position_ids` restarting per example.
+    Logits are computed only at the positions that predict a completion token (`pred_mask` [R, T] as
+    transformers' boolean `logits_to_keep`, giving [N, V]; `targets` [N]) and log-softmaxed in fp32 chunks
+    (`podium.training.logps.token_logps`), so neither the LM head on prompt and padding positions nor a
+    [R, T, V] logits tensor is ever computed. A packed batch has `position_ids` restarting per example.
     """
     # No cache: transformers separates packed sequences by their position resets only without one.
-    kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch.get("attention_mask"), "use_cache": False}
-    if "position_ids" in batch:
+    kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch.get("attention_mask"), "use_cache": False,
+              "logits_to_keep": batch["pred_mask"]}
+    if batch.get("position_ids") is not None:
         kwargs["position_ids"] = batch["position_ids"]
     with recording_router_logits(model) if router_aux_loss_coef else nullcontext() as routed:
-        logits = model(**kwargs).logits[:, :-1]
-    labels = batch["labels"][:, 1:]
-    keep = labels != IGNORE
-    loss_sum = F.cross_entropy(logits[keep].float(), labels[keep], reduction="sum")
+        logits = model(**kwargs).logits
+    if logits.dim() == 3:  # a model that ignores boolean logits_to_keep returns [R, T, V]
+        logits = logits[batch["pred_mask"].to(logits.device)]
+    loss_sum = -token_logps(logits, batch["targets"].to(logits.device)).sum()
     if not router_aux_loss_coef:
         return loss_sum, {}
     # Every real token counts once, as in transformers' own router loss with a 2D padding mask.
-    mask = batch.get("attention_mask")
-    weight = mask if mask is not None else torch.ones_like(batch["input_ids"])
-    aux = load_balancing_loss(routed, router_top_k(model), weight)
+    aux = load_balancing_loss(routed, router_top_k(model), batch["token_mask"])
     return loss_sum + batch["count"] * router_aux_loss_coef * aux, {"aux_loss": aux.detach().reshape(1)}
 
 
@@ -113,5 +115,7 @@ def sft(cfg: SFTConfig, ctx: StageContext) -> dict:
         save_final=save_final, log=ctx.log,
         show_progress=ctx.show_progress,
     )
-    return {"train_loss": summary.get("loss"), "steps": summary["steps"], "examples": len(examples),
-            "examples/truncated": truncated, "train_seconds": summary["train_seconds"]}
+    out = {"train_loss": summary.get("loss"), "steps": summary["steps"], "examples": len(examples),
+           "examples/truncated": truncated, "train_seconds": summary["train_seconds"]}
+    out.update({k: summary[k] for k in ("tokens_per_second", "flops_per_second", "mfu") if k in summary})
+    return out
