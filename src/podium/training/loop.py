@@ -93,8 +93,13 @@ def train_loop(
     show_progress: bool = True,
     evaluate: Callable[[torch.nn.Module], dict] | None = None,
     evaluate_every: int = 0,
+    stop_when: Callable[[dict], bool] | None = None,
 ) -> dict:
     """Train `model` on `examples`; returns summary metrics of the run.
+
+    With `evaluate`, every `evaluate_every` steps the step's record gets `eval/<key>` entries;
+    `stop_when(record)` returning True there ends training after that step (e.g. a target
+    accuracy reached). Evaluation is deterministic, so a resumed run stops at the same step.
 
     Writes `out_dir/metrics.jsonl` (one line per optimizer step), checkpoints under
     `out_dir/checkpoints/step-N` (complete once renamed into place) and, at the end,
@@ -146,6 +151,7 @@ def train_loop(
         progress = tqdm(total=total_steps, initial=start_step, desc=f"train {out.name}", unit="step", dynamic_ncols=True)
 
     last = {}
+    steps_done = total_steps
     t_run = time.perf_counter()
     for step in range(start_step, total_steps):
         t0 = time.perf_counter()
@@ -198,16 +204,23 @@ def train_loop(
         record.update({"grad_norm": grad_norm, "lr": lr, f"{example_unit}_per_second": global_batch / dt})
         if n_tokens:
             record["tokens_per_second"] = n_tokens / dt
+        stop = False
         if evaluate is not None and evaluate_every and ((step + 1) % evaluate_every == 0 or step + 1 == total_steps):
             record.update({f"eval/{k}": v for k, v in evaluate(acc.unwrap_model(model)).items()})
             model.train()
+            stop = stop_when is not None and step + 1 < total_steps and bool(stop_when(record))
         last = record
-        if acc.is_main_process and ((step + 1) % s.logging_steps == 0 or step + 1 == total_steps):
+        if acc.is_main_process and ((step + 1) % s.logging_steps == 0 or step + 1 == total_steps or stop):
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
         if progress is not None:
             progress.update(1)
             progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
+        if stop:
+            steps_done = step + 1
+            if log and acc.is_main_process:
+                log.info(f"stopping after step {steps_done} of {total_steps}: the stop condition holds")
+            break
         if s.save_steps and (step + 1) % s.save_steps == 0 and step + 1 < total_steps:
             save_checkpoint(acc, ckpt_dir, step + 1, s.save_total_limit)
 
@@ -221,7 +234,7 @@ def train_loop(
             shutil.rmtree(ckpt_dir)
     acc.wait_for_everyone()
     summary = {k: v for k, v in last.items() if k not in ("step", "epoch")}
-    summary.update({"steps": total_steps, "train_seconds": time.perf_counter() - t_run})
+    summary.update({"steps": steps_done, "train_seconds": time.perf_counter() - t_run})
     return summary
 
 
