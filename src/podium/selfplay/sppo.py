@@ -50,6 +50,8 @@ class SelfPlayConfig(StageConfig):
     batch_size: int = Field(64, ge=1, description="generation batch size")
     train: dict[str, Any] = Field(default_factory=dict, description="settings of each iteration's `train` stage")
     baseline: str | None = Field(None, description="model the win rate is measured against (default: pi_1)")
+    eval_judge: JudgeSpec | None = Field(None, description="judge of that win rate (default: `judge`), e.g. the "
+                                         "task's verifier or true preference when training uses a learned judge")
     eval_count: int = Field(200, ge=1, description="held-out prompts for win rate and accuracy")
     seed: int = 0
 
@@ -128,6 +130,7 @@ def selfplay(cfg: SelfPlayConfig, ctx: StageContext) -> dict:
     """Self-Play Preference Optimization: T iterations of sample, judge, pair, train."""
     out = ctx.out_dir
     judge = build_judge(cfg.judge)
+    eval_judge = build_judge(cfg.eval_judge) if cfg.eval_judge else judge
     prompts = load_prompts(cfg, "train", cfg.count, cfg.seed)
     parts = [prompts[t :: cfg.iterations] for t in range(cfg.iterations)]
     if any(not p for p in parts):
@@ -161,7 +164,7 @@ def selfplay(cfg: SelfPlayConfig, ctx: StageContext) -> dict:
                   it / "model")
         policy = str(it / "model")
         answers = generate(policy, held_out, it / "eval", cfg, 1, 0.0, cfg.seed)
-        wr, n = win_rate(answers, base_answers, judge)
+        wr, n = win_rate(answers, base_answers, eval_judge)
         result = {f"iter{t}/win_rate": wr, f"iter{t}/pairs": counts["pairs"],
                   f"iter{t}/dropped_invalid": counts["dropped_invalid"], f"iter{t}/dropped_ties": counts["dropped_ties"]}
         acc = accuracy(answers)
