@@ -1,0 +1,95 @@
+"""Run a recipe on several seeds and compare them: every metric as a mean with a 95 % confidence interval.
+
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/multi_seed.py recipes/quickstart.yaml \
+        --seeds 0,1,2 --output runs/quickstart-seeds [--jobs 2] [key=value ...]
+
+Each seed runs into OUTPUT/seed-N/ (one `podium run` per seed, `--jobs` at a time, one thread each);
+then OUTPUT/compare.json, compare.md and compare_*.png are written (podium.cards.compare). A seed
+already finished is cached by the pipeline, so adding seeds reruns nothing.
+
+How a recipe-level seed s reaches the stages (what `podium run --seeds` will do): s is added to
+the `seed` of every stage whose randomness makes the model (`SEEDED_KINDS`: initialisation, data
+draws and order, sampling, pair corruption, DARE drops), so seed 0 is the recipe as written.
+What the author pins stays pinned: evaluation items (`eval`'s seed), a data source's explicit
+`seed:`, and the `tasks` stage's files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDED_KINDS = ("tiny_model", "sft", "train", "sgd", "generate", "selfplay", "pairs", "merge")
+
+
+def seed_overrides(recipe: str | Path, seed: int) -> list[str]:
+    """`stage.seed=own+seed` for every stage of a seeded kind (own = the seed the recipe writes, default 0)."""
+    import yaml
+
+    data = yaml.safe_load(Path(recipe).read_text())
+    out = []
+    for st in data.get("stages") or []:
+        if isinstance(st, dict) and st.get("kind") in SEEDED_KINDS:
+            out.append(f"{st['name']}.seed={int(st.get('seed') or 0) + seed}")
+    return out
+
+
+def run_seed(recipe: str, seed: int, output: Path, overrides: list[str]) -> tuple[int, int, float, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = output / f"seed-{seed}"
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "podium", "run", recipe, "--output", str(out), "--no-progress",
+                        *overrides, *seed_overrides(recipe, seed)], env=env, capture_output=True, text=True)
+    (output / f"seed-{seed}.log").write_text(r.stdout + r.stderr)
+    return seed, r.returncode, time.perf_counter() - t0, r.stderr[-2000:]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("recipe")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated, e.g. 0,1,2 or 3-5")
+    p.add_argument("--output", required=True)
+    p.add_argument("--jobs", type=int, default=1, help="seeds run at once (one CPU thread each)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides applied to every seed")
+    args = p.parse_args(argv)
+    seeds = parse_seeds(args.seeds)
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    failed = []
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for seed, rc, seconds, err in pool.map(lambda s: run_seed(args.recipe, s, output, args.overrides), seeds):
+            print(f"seed {seed}: {'ok' if rc == 0 else 'FAILED'} in {seconds / 60:.1f} min", flush=True)
+            if rc:
+                failed.append(seed)
+                print(err, file=sys.stderr)
+    done = [output / f"seed-{s}" for s in seeds if s not in failed]
+    if not done:
+        return 1
+    from podium.cards.compare import compare_runs, write_compare
+
+    paths = write_compare(compare_runs(done), output)
+    print((output / "compare.md").read_text())
+    print("written:", ", ".join(str(v) for v in paths.values()))
+    return 1 if failed else 0
+
+
+def parse_seeds(text: str) -> list[int]:
+    seeds = []
+    for part in text.split(","):
+        if "-" in part.strip()[1:]:
+            lo, hi = part.split("-")
+            seeds.extend(range(int(lo), int(hi) + 1))
+        elif part.strip():
+            seeds.append(int(part))
+    return seeds
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
