@@ -4,8 +4,8 @@
         --seeds 0,1,2 --output runs/quickstart-seeds [--jobs 2] [key=value ...]
 
 Each seed runs into OUTPUT/seed-N/ (one `podium run` per seed, `--jobs` at a time, one thread each);
-then OUTPUT/compare.json, compare.md and compare_*.png are written (podium.cards.compare). A seed
-already finished is cached by the pipeline, so adding seeds reruns nothing.
+then OUTPUT/compare.json, compare.md and compare_*.png are written (podium.cards.compare) over every
+finished seed-N in OUTPUT. A seed already finished is cached by the pipeline, so adding seeds reruns nothing.
 
 How a recipe-level seed s reaches the stages (what `podium run --seeds` will do): s is added to
 the `seed` of every stage whose randomness makes the model (`SEEDED_KINDS`: initialisation, data
@@ -69,12 +69,12 @@ def main(argv=None) -> int:
             if rc:
                 failed.append(seed)
                 print(err, file=sys.stderr)
-    done = [output / f"seed-{s}" for s in seeds if s not in failed]
-    if not done:
+    if len(failed) == len(seeds):
         return 1
     from podium.cards.compare import compare_runs, write_compare
 
-    paths = write_compare(compare_runs(done), output)
+    # Every finished seed in OUTPUT, including those of earlier invocations.
+    paths = write_compare(compare_runs([output]), output)
     print((output / "compare.md").read_text())
     print("written:", ", ".join(str(v) for v in paths.values()))
     return 1 if failed else 0

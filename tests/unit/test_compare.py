@@ -15,7 +15,7 @@ SEEDS = {0: (0.30, 0.44, 0.57, 0.60), 1: (0.14, 0.25, 0.55, 0.58), 2: (0.20, 0.3
 def write_run(root, seed, sft, dpop, w1, w2, *, extra=None):
     run = root / f"seed-{seed}"
     stages = [("sft", "sft", {"model": "x", "seed": seed}, {"train_loss": 0.1 * seed}),
-              ("eval_sft", "eval", {**EVAL, "model": str(run / "sft")}, {"accuracy": sft}),
+              ("eval_sft", "eval", {**EVAL, "model": str(run / "sft")}, {"accuracy": sft, "accuracy/arithmetic": sft}),
               ("dpop", "train", {"model": "y", "seed": seed}, {"loss": 0.5}),
               ("eval_dpop", "eval", {**EVAL, "model": str(run / "dpop")}, {"accuracy": dpop}),
               ("eval_other", "eval", {**EVAL, "count": 50, "model": str(run / "dpop")}, {"accuracy": 0.5}),
@@ -40,6 +40,8 @@ def test_metrics_and_paired_differences(runs, tmp_path):
     (group,) = result["groups"]
     assert group["seeds"] == [0, 1, 2]
     acc = next(m for m in group["metrics"] if (m["stage"], m["metric"]) == ("eval_dpop", "accuracy"))
+    # accuracy/arithmetic repeats accuracy: shown once.
+    assert not [m for m in group["metrics"] if m["metric"] == "accuracy/arithmetic"]
     assert acc["mean"] == pytest.approx(1.0 / 3) and acc["values"] == [0.44, 0.25, 0.31]
     diffs = {(d["stage"], d.get("minus", d.get("minus_metric")), d["metric"]): d for d in group["differences"]}
     # eval_other has another count: a different measurement, so it is not paired with the others.

@@ -69,6 +69,15 @@ def numeric_metrics(run: RunInfo) -> dict[tuple[str, str], float]:
     return out
 
 
+def drop_aliases(keys: list[tuple[str, str]], tables: list[dict]) -> list[tuple[str, str]]:
+    """Leave out `metric/x` where the same stage's `metric` has the same value in every run
+    (an eval of one task reports `accuracy` and `accuracy/<task>`: one number, shown once)."""
+    present = set(keys)
+    return [(s, m) for s, m in keys
+            if not ("/" in m and (s, m.split("/")[0]) in present
+                    and all(t[(s, m)] == t[(s, m.split("/")[0])] for t in tables))]
+
+
 def eval_signature(config: dict) -> str | None:
     """What an eval stage measures (its settings without the model); None when its config is unknown."""
     if not config:
@@ -105,8 +114,9 @@ def summarize_group(run_dirs: Sequence[Path], confidence: float = CONFIDENCE) ->
     runs = [load_run(d) for d in run_dirs]
     seeds = [run_seed(d) for d in run_dirs]
     tables = [numeric_metrics(r) for r in runs]
-    keys = [k for k in tables[0] if all(k in t for t in tables)]
-    partial = sorted({k for t in tables for k in t} - set(keys))
+    common = [k for k in tables[0] if all(k in t for t in tables)]
+    partial = sorted({k for t in tables for k in t} - set(common))
+    keys = drop_aliases(common, tables)
     metrics = [_summary(mean_interval([t[k] for t in tables], confidence), [t[k] for t in tables],
                         stage=k[0], metric=k[1]) for k in keys]
     diffs = []
