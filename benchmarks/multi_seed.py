@@ -40,15 +40,24 @@ def seed_overrides(recipe: str | Path, seed: int) -> list[str]:
     return out
 
 
-def run_seed(recipe: str, seed: int, output: Path, overrides: list[str]) -> tuple[int, int, float, str]:
+def run_seed(recipe: str, seed: int, output: Path, overrides: list[str]) -> tuple[int, int, float, str, float]:
+    """One `podium run` of `recipe` at `seed` into OUTPUT/seed-N (log in OUTPUT/seed-N.log).
+
+    Returns (seed, exit code, wall seconds, tail of the log, CPU seconds of the run): on one thread,
+    the CPU time is what the run takes on an otherwise idle core, whatever the machine's load.
+    """
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = output / f"seed-{seed}"
+    log = output / f"seed-{seed}.log"
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "podium", "run", recipe, "--output", str(out), "--no-progress",
-                        *overrides, *seed_overrides(recipe, seed)], env=env, capture_output=True, text=True)
-    (output / f"seed-{seed}.log").write_text(r.stdout + r.stderr)
-    return seed, r.returncode, time.perf_counter() - t0, r.stderr[-2000:]
+    with open(log, "w") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "podium", "run", recipe, "--output", str(out), "--no-progress",
+                                 *overrides, *seed_overrides(recipe, seed)], env=env, stdout=f, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    return (seed, proc.returncode, time.perf_counter() - t0, log.read_text()[-3000:],
+            usage.ru_utime + usage.ru_stime)
 
 
 def main(argv=None) -> int:
@@ -64,8 +73,9 @@ def main(argv=None) -> int:
     output.mkdir(parents=True, exist_ok=True)
     failed = []
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for seed, rc, seconds, err in pool.map(lambda s: run_seed(args.recipe, s, output, args.overrides), seeds):
-            print(f"seed {seed}: {'ok' if rc == 0 else 'FAILED'} in {seconds / 60:.1f} min", flush=True)
+        for seed, rc, seconds, err, cpu in pool.map(lambda s: run_seed(args.recipe, s, output, args.overrides), seeds):
+            print(f"seed {seed}: {'ok' if rc == 0 else 'FAILED'} in {seconds / 60:.1f} min "
+                  f"({cpu / 60:.1f} CPU min)", flush=True)
             if rc:
                 failed.append(seed)
                 print(err, file=sys.stderr)

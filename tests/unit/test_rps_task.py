@@ -13,11 +13,16 @@ from podium.tasks import get_task
 from podium.tasks.rps import move_of, true_preference
 
 
-def test_true_preference_is_a_cycle():
+def test_true_preference_of_the_game():
+    # rock ≻ scissors ≻ paper ≻ rock
     assert true_preference("rock", "scissors") == 1.0
     assert true_preference("scissors", "paper") == 1.0
     assert true_preference("paper", "rock") == 1.0
     assert true_preference("scissors", "rock") == 0.0
+    # bomb beats the three, water beats bomb and ties with the three
+    assert all(true_preference("bomb", m) == 1.0 for m in ("rock", "paper", "scissors"))
+    assert true_preference("water", "bomb") == 1.0 and true_preference("bomb", "water") == 0.0
+    assert all(true_preference("water", m) == 0.5 for m in ("rock", "paper", "scissors"))
     assert true_preference("rock", "Rock!") == 0.5
     assert true_preference("I pick paper", "no idea") == 1.0 and true_preference("??", "paper") == 0.0
     assert true_preference("??", "pass") == 0.5
@@ -26,24 +31,28 @@ def test_true_preference_is_a_cycle():
 
 def test_items_follow_the_weights_and_check_imitation():
     task = get_task("rps")
-    items = task.items(3000, seed=1, weights=[0.6, 0.3, 0.1])
+    items = task.items(4000, seed=1)
     share = Counter(it["answer"] for it in items)
-    assert abs(share["rock"] / 3000 - 0.6) < 0.03 and abs(share["scissors"] / 3000 - 0.1) < 0.02
+    assert abs(share["bomb"] / 4000 - 0.3) < 0.03 and abs(share["water"] / 4000 - 0.1) < 0.02
     it = items[0]
     assert it["prompt"].startswith("Round ") and task.format_answer(it) == it["answer"]
     assert task.check(f"I play {it['answer']}", it["answer"])
+    assert {x["answer"] for x in task.items(50, seed=2, weights=[0, 0, 1, 0, 0])} == {"scissors"}
     with pytest.raises(ConfigError, match="weights"):
         task.items(3, weights=[1, 2])
 
 
-def test_preference_pairs_are_labelled_by_the_game():
-    pairs = get_task("rps").preference_pairs(400, seed=0)
-    assert len(pairs) == 400
-    for p in pairs:
-        assert true_preference(p["chosen"][0]["content"], p["rejected"][0]["content"]) == 1.0
-    # Drawn from the (0.6, 0.3, 0.1) mix: paper ≻ rock is the most frequent relation, scissors ≻ paper the rarest.
-    rel = Counter((p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs)
-    assert rel[("paper", "rock")] > rel[("rock", "scissors")] > rel[("scissors", "paper")] > 0
+def test_preference_pairs_are_outcomes_of_the_game():
+    pairs = get_task("rps").preference_pairs(3000, seed=0)
+    assert len(pairs) == 3000
+    outcomes = Counter((p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs)
+    for w, l in outcomes:
+        assert w != l and true_preference(w, l) > 0.0, (w, l)  # never the loser of a decided game
+    # A tie between different moves is a fair coin: water over rock about as often as rock over water.
+    ties = outcomes[("water", "rock")], outcomes[("rock", "water")]
+    assert min(ties) > 0 and abs(ties[0] - ties[1]) < 0.35 * sum(ties)
+    # Drawn from the default mix, bomb over the three is the most frequent kind of pair.
+    assert outcomes[("bomb", "rock")] > outcomes[("water", "bomb")] > 0
     with pytest.raises(ConfigError, match="pairwise"):
         get_task("arithmetic").preference_pairs(3)
 
@@ -57,9 +66,11 @@ def test_tasks_stage_writes_pairs(tmp_path):
 
 def test_verifier_judge_uses_the_true_preference_on_a_pairwise_task():
     judge = build_judge(JudgeSpec(kind="verifier"))
-    P = judge.judge("Round abcd: your move?", ["rock", "paper", "scissors"], answer="rock", task="rps").matrix
-    # rows: rock beats scissors, paper beats rock, scissors beats paper — every move wins once: p = 1/2 each.
-    expected = torch.tensor([[0.5, 0.0, 1.0], [1.0, 0.5, 0.0], [0.0, 1.0, 0.5]])
+    P = judge.judge("Round abcd: your move?", ["rock", "paper", "scissors", "bomb", "water"], answer="rock",
+                    task="rps").matrix
+    # rows beat columns: the game's table (rock, paper, scissors, bomb, water)
+    expected = torch.tensor([[0.5, 0.0, 1.0, 0.0, 0.5], [1.0, 0.5, 0.0, 0.0, 0.5], [0.0, 1.0, 0.5, 0.0, 0.5],
+                             [1.0, 1.0, 1.0, 0.5, 0.0], [0.5, 0.5, 0.5, 1.0, 0.5]])
     assert torch.equal(P, expected)
 
 
