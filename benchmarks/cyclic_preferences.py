@@ -1,16 +1,19 @@
-"""Cyclic preferences at toy scale: GPM vs Bradley–Terry pair accuracy (Zhang et al. 2024, arXiv:2410.02197).
+"""Cyclic preferences from an ordinary backbone: GPM vs Bradley–Terry (Zhang et al. 2024, arXiv:2410.02197).
 
-Data: rock ≻ scissors ≻ paper ≻ rock (A ≻ B, B ≻ C, C ≻ A), 3 pairs per prompt. Each prompt is a
-random string; its three responses are one of three types, each with a random suffix so the model
-must read the type, not memorise strings. No scalar reward can order a cycle: any r puts the three
-types in some order and gets exactly 2 of the 3 relations right (66.7% on balanced pairs), while a
-GPM with k ≥ 1 can place the types 120° apart on a plane (§3 "cyclic preferences").
+Data: rock ≻ scissors ≻ paper ≻ rock, 3 pairs per prompt, each response its type plus a random
+suffix (so the model must read the type). No scalar reward orders a cycle: Bradley–Terry's optimum on
+balanced cyclic pairs is a tie (log 2, ~0.5 held-out accuracy); a GPM with k >= 1 can place the types
+120° apart and get all three relations right. A transitive control (rock ≻ scissors ≻ paper,
+rock ≻ paper) shows that both heads learn when a scalar can order the data.
 
-Both models share the backbone (2-layer tiny Llama, hidden 32) and training settings; only the head
-differs. Prints both held-out accuracies and saves accuracy-vs-step as a PNG.
-tests/integration/test_cyclic_preferences.py imports `run_cyclic` from here.
+The backbone is what a new user has: a standard-init tiny Llama (hidden 32, 2 layers, init std 0.02)
+fine-tuned 300 steps on the pair texts (`podium sft`), as reward models start from an SFT model. The
+heads are trained with `podium train` (`objective: gpm | reward`, batch 32, 5 epochs, the objective's
+default learning rate and head options), then scored with `podium eval preference`'s function.
+Per seed: one backbone, every head on it. Prints each held-out pair accuracy and the mean with a 95 %
+confidence interval over seeds, and saves a bar plot with error bars.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/cyclic_preferences.py [--steps 600] [--plot FILE]
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/cyclic_preferences.py [--seeds 0 1 2] [--plot FILE]
 """
 
 from __future__ import annotations
@@ -20,133 +23,138 @@ import json
 import random
 import string
 import tempfile
-import time
 from pathlib import Path
 
-import torch
-
-from podium.data.response_batches import make_pair_collate
-from podium.evaluation.preference_accuracy import preference_accuracy
-from podium.models.heads import GPMModel, RewardModel
-from podium.models.tiny import build_tiny_model
-from podium.training.loop import train_loop
-from podium.training.preference_model import PREFERENCE_MODEL_OBJECTIVES
-from podium.training.settings import TrainSettings
-
 TYPES = ("rock", "paper", "scissors")
-# (winner, loser): rock ≻ scissors, scissors ≻ paper, paper ≻ rock.
-BEATS = (("rock", "scissors"), ("scissors", "paper"), ("paper", "rock"))
+CYCLE = (("rock", "scissors"), ("scissors", "paper"), ("paper", "rock"))  # (winner, loser)
+TRANSITIVE = (("rock", "scissors"), ("scissors", "paper"), ("rock", "paper"))
+# (label, data, objective, head options); {} = the objective's defaults.
+RUNS = (
+    ("GPM", "cyclic", "gpm", {}),
+    ("Bradley–Terry", "cyclic", "reward", {}),
+    ("GPM, last-token pooling", "cyclic", "gpm", {"pooling": "last"}),
+    ("Bradley–Terry, transitive", "transitive", "reward", {}),
+    ("GPM, transitive", "transitive", "gpm", {}),
+)
 
 
-def cyclic_pairs(n_prompts: int, seed: int = 0, suffix_len: int = 3) -> list[dict]:
-    """3 pairs per prompt, one per relation of the cycle, so a balanced set of 3·n_prompts pairs."""
+def preference_pairs(n_prompts: int, relations=CYCLE, seed: int = 0, suffix_len: int = 3) -> list[dict]:
+    """One pair per relation for each prompt, so every relation is equally frequent."""
     rng = random.Random(seed)
-    letters = string.ascii_lowercase
 
     def noise(n):
-        return "".join(rng.choice(letters) for _ in range(n))
+        return "".join(rng.choice(string.ascii_lowercase) for _ in range(n))
 
     rows = []
     for _ in range(n_prompts):
         prompt = f"pick {noise(4)}"
         response = {t: f"{t} {noise(suffix_len)}" for t in TYPES}
-        for winner, loser in BEATS:
+        for winner, loser in relations:
             rows.append({"prompt": prompt, "chosen": response[winner], "rejected": response[loser],
                          "relation": f"{winner}>{loser}"})
     return rows
 
 
-def build_toy_preference_model(kind: str, *, hidden_size: int = 32, num_layers: int = 2, k: int = 4,
-                               init_std: float = 0.2, seed: int = 0):
-    """A tiny backbone with a reward or GPM head, and its tokenizer.
-
-    `init_std` = 0.2 instead of Llama's 0.02: at 0.02 a random 2-layer backbone maps every
-    sequence ending in the same EOS token to nearly the same state (embedding cosine > 0.99),
-    where the GPM gradient is the Bradley–Terry gradient (s is linear in small perturbations
-    and sums to zero around the cycle) and training stalls at log 2. A pretrained backbone has
-    no such collapse; the wider init stands in for it and is used for both heads alike.
-    """
-    lm, tok = build_tiny_model(hidden_size=hidden_size, intermediate_size=2 * hidden_size,
-                               num_layers=num_layers, num_heads=2, seed=seed)
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    lm.config.initializer_range = init_std
-    lm.apply(lm._init_weights)
-    model = GPMModel(lm, k=k) if kind == "gpm" else RewardModel(lm)
-    torch.random.set_rng_state(state)
-    return model, tok
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
 
 
-def run_cyclic(kind: str, *, n_train: int = 200, n_test: int = 50, steps: int = 600, batch_size: int = 32,
-               lr: float = 1e-3, eval_every: int = 50, seed: int = 0, **model_kwargs) -> dict:
-    """Train a toy `kind` ∈ {"gpm", "reward"} model on cyclic pairs; held-out pair accuracy per step.
+def ordinary_backbone(work: Path, seed: int, pairs: list[dict], sft_steps: int = 300) -> Path:
+    """A standard-init tiny Llama fine-tuned on every response text of `pairs` (`podium sft`)."""
+    from podium.models.io import save_model
+    from podium.models.tiny import build_tiny_model
+    from podium.stages import run_stage
 
-    The GPM can stall at the Bradley–Terry saddle (held-out accuracy ~0.5) depending on the data
-    order: at lr 3e-3 for 300 steps it did on seeds 2 and 4 of 0-4 in the shared training loop;
-    lr 1e-3 for 600 steps learned the cycle on every seed tried.
-    """
-    train = cyclic_pairs(n_train, seed=seed)
-    test = cyclic_pairs(n_test, seed=seed + 1000)
-    model, tok = build_toy_preference_model(kind, seed=seed, **model_kwargs)
-    collate = make_pair_collate(tok)
-    settings = TrainSettings(learning_rate=lr, max_steps=steps, batch_size=batch_size, seed=seed,
-                             lr_scheduler="constant", max_grad_norm=None)
-    with tempfile.TemporaryDirectory() as out:
-        train_loop(model, PREFERENCE_MODEL_OBJECTIVES[kind], train, collate, settings, out, save_final=lambda m, d: None,
-                   show_progress=False, evaluate_every=eval_every,
-                   evaluate=lambda m: {"accuracy": preference_accuracy(m, test, collate, 64)["accuracy"]})
-        history = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
-    model.eval()
-    curve = [(row["step"], row["eval/accuracy"]) for row in history if "eval/accuracy" in row]
-    return {"kind": kind, "accuracy": curve[-1][1], "curve": curve, "final_loss": history[-1]["loss"],
-            "model": model, "tokenizer": tok, "test": test}
+    model, tok = build_tiny_model(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2, seed=seed)
+    base = save_model(model, tok, work / "base")
+    texts = [{"prompt": r["prompt"], "completion": r[side]} for r in pairs for side in ("chosen", "rejected")]
+    data = write_jsonl(work / "texts.jsonl", texts)
+    run_stage("sft", {"model": str(base), "data": str(data), "learning_rate": 1e-3, "batch_size": 32,
+                      "max_steps": sft_steps, "seed": seed, "max_length": 64}, work / "sft")
+    return work / "sft"
+
+
+def train_head(backbone: Path, train_file: Path, out: Path, objective: str, head: dict, seed: int) -> Path:
+    """`podium train` with objective gpm or reward: batch 32, 5 epochs, default learning rate."""
+    from podium.stages import run_stage
+
+    run_stage("train", {"objective": objective, "model": str(backbone), "data": str(train_file), "batch_size": 32,
+                        "epochs": 5, "seed": seed, "max_length": 64, "head": head}, out)
+    return out
+
+
+def held_out_accuracy(model_dir: Path, test: list[dict]) -> float:
+    from podium.data.response_batches import make_pair_collate
+    from podium.evaluation.preference_accuracy import preference_accuracy
+    from podium.models.heads import load_preference_model
+
+    model, tok = load_preference_model(model_dir)
+    return preference_accuracy(model, test, make_pair_collate(tok), 64)["accuracy"]
+
+
+def run_seed(seed: int, work: Path, runs=RUNS, n_train: int = 200, n_test: int = 50) -> dict[str, float]:
+    """Held-out pair accuracy of every run in `runs` on one seed's backbone."""
+    data = {name: (preference_pairs(n_train, rel, seed), preference_pairs(n_test, rel, seed + 1000))
+            for name, rel in (("cyclic", CYCLE), ("transitive", TRANSITIVE))}
+    backbone = ordinary_backbone(work, seed, data["cyclic"][0] + data["transitive"][0])
+    out = {}
+    for label, which, objective, head in runs:
+        train, test = data[which]
+        folder = work / f"{which}-{objective}-{head.get('pooling', 'default')}"
+        train_head(backbone, write_jsonl(work / f"{which}.jsonl", train), folder, objective, head, seed)
+        out[label] = held_out_accuracy(folder, test)
+    return out
 
 
 def main(argv=None) -> int:
+    import torch
+
+    from podium.evaluation.intervals import mean_interval
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=600)
-    p.add_argument("--eval-every", type=int, default=25)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--plot", default="benchmarks/results/cyclic_preferences.png")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
 
-    results = {"gpm": [], "reward": []}
+    per_seed = []
     for seed in args.seeds:
-        for kind, runs in results.items():
-            t0 = time.perf_counter()
-            r = run_cyclic(kind, steps=args.steps, eval_every=args.eval_every, seed=seed)
-            r["seconds"] = time.perf_counter() - t0
-            runs.append(r)
-            print(f"seed {seed} {kind:>6}: held-out pair accuracy {r['accuracy']:.3f} "
-                  f"({len(r['test'])} pairs, {r['seconds']:.1f}s)", flush=True)
-
-    summary = {kind: sum(r["accuracy"] for r in rs) / len(rs) for kind, rs in results.items()}
-    print(f"mean over seeds {args.seeds}: GPM {summary['gpm']:.3f}  Bradley-Terry {summary['reward']:.3f}  "
-          f"(BT ceiling on a 3-cycle: 0.667)")
-
+        with tempfile.TemporaryDirectory() as work:
+            acc = run_seed(seed, Path(work))
+        per_seed.append(acc)
+        print(f"seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()), flush=True)
+    summary = {}
+    for label, *_ in RUNS:
+        iv = mean_interval([a[label] for a in per_seed])
+        summary[label] = iv
+        ci = "" if iv.low is None else f" ± {iv.half_width:.3f} [{iv.low:.3f}, {iv.high:.3f}]"
+        print(f"{label:>28}: held-out pair accuracy {iv.mean:.3f}{ci}")
     if args.plot:
-        import matplotlib  # only for the plot
+        import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        for kind, color, label in [("gpm", "tab:blue", "GPM (k=4, τ=0.1)"), ("reward", "tab:red", "Bradley–Terry")]:
-            for i, r in enumerate(results[kind]):
-                steps, acc = zip(*r["curve"])
-                ax.plot(steps, acc, color=color, alpha=0.8, label=label if i == 0 else None)
-        ax.axhline(2 / 3, color="gray", ls="--", lw=1, label="scalar ceiling 2/3")
-        ax.set_xlabel("step")
+        fig, ax = plt.subplots(figsize=(7, 3.4))
+        labels = [label for label, *_ in RUNS]
+        for i, label in enumerate(labels):
+            iv = summary[label]
+            err = None if iv.low is None else [[iv.mean - iv.low], [iv.high - iv.mean]]
+            ax.bar(i, iv.mean, color="tab:blue" if "GPM" in label else "tab:red", alpha=0.7)
+            ax.errorbar([i], [iv.mean], yerr=err, color="black", capsize=4)
+            ax.scatter([i] * len(per_seed), [a[label] for a in per_seed], color="black", s=8)
+        ax.axhline(2 / 3, color="gray", ls="--", lw=1, label="scalar ceiling on a 3-cycle (2/3)")
+        ax.set_xticks(range(len(labels)), [lb.replace(", ", ",\n") for lb in labels], fontsize=7)
         ax.set_ylabel("held-out pair accuracy")
         ax.set_ylim(0, 1.05)
-        ax.set_title("cyclic preferences (rock ≻ scissors ≻ paper ≻ rock)", fontsize=9)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.set_title(f"ordinary backbone, podium train defaults; mean ± 95 % CI over seeds {args.seeds}", fontsize=8)
+        ax.legend(fontsize=7, loc="lower right")
         fig.tight_layout()
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(args.plot, dpi=100)
         print(f"plot: {args.plot}")
-    print(json.dumps({"gpm_accuracy": summary["gpm"], "bt_accuracy": summary["reward"]}))
+    print(json.dumps({label: {"mean": iv.mean, "low": iv.low, "high": iv.high} for label, iv in summary.items()}))
     return 0
 
 

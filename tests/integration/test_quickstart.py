@@ -1,4 +1,8 @@
-"""The README's quickstart, end to end, on 2 CPU cores."""
+"""The README's quickstart, end to end, on 2 CPU cores: it runs in under 10 minutes and shows its effects.
+
+This is one seed; the same effects over seeds 0–2 and held-out seeds 3–5, as means with 95 % confidence
+intervals, are in the README ("Measured", `benchmarks/multi_seed.py`).
+"""
 
 import json
 import os
@@ -22,12 +26,15 @@ def test_quickstart(tmp_path):
     minutes = (time.time() - t0) / 60
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     stages = {s["name"]: s for s in report["stages"]}
+    # SFT stops at its target (35 % on held-out train-split prompts), leaving room to improve.
+    assert stages["sft"]["metrics"]["target_reached"] == 1.0
     sft_acc = stages["eval_sft"]["metrics"]["accuracy"]
-    assert 0.20 <= sft_acc <= 0.70, f"SFT accuracy {sft_acc:.3f} outside [0.2, 0.7]"
+    assert 0.35 <= sft_acc <= 0.75, f"SFT accuracy {sft_acc:.3f} outside [0.35, 0.75]"
     dpop_acc = stages["eval_dpop"]["metrics"]["accuracy"]
-    assert dpop_acc >= sft_acc + 0.10, f"DPOP on SGD pairs: {sft_acc:.3f} -> {dpop_acc:.3f}, less than +10 points"
+    assert dpop_acc >= sft_acc + 0.08, f"DPOP on SGD pairs: {sft_acc:.3f} -> {dpop_acc:.3f}, less than +8 points"
     sppo = stages["sppo"]["metrics"]
     rates = [sppo[f"iter{t}/win_rate"] for t in (1, 2)]
+    assert rates[1] > 0.5, f"the last self-play iteration does not beat SFT: {rates}"
     assert rates[1] > rates[0], f"win rate against SFT did not rise: {rates}"
     assert "accuracy" in stages["eval_merge"]["metrics"] and "accuracy" in stages["eval_sppo"]["metrics"]
     assert (tmp_path / "run" / "card" / "README.md").exists() and (tmp_path / "run" / "report.md").exists()

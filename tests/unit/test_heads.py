@@ -32,7 +32,7 @@ def make(kind, tiny, **kw):
     _, tok = tiny
     torch.manual_seed(0)
     fresh, _ = build_tiny_model(tok, hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, seed=0)
-    return (RewardModel(fresh) if kind == "reward" else GPMModel(fresh, **kw)), tok
+    return (RewardModel(fresh, **kw) if kind == "reward" else GPMModel(fresh, **kw)), tok
 
 
 def test_last_token_index_left_and_right_padding():
@@ -57,16 +57,51 @@ def test_encode_message_list_prompt(tiny):
     assert tok.decode(ids) == "<|user|>hi<|end|><|assistant|>hello<|end|>" and n == 5
 
 
-def test_reward_head_shapes_and_padding_invariance(tiny):
-    model, tok = make("reward", tiny)
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_reward_head_shapes_and_padding_invariance(tiny, pooling):
+    model, tok = make("reward", tiny, pooling=pooling)
     batch = make_pair_collate(tok)(PAIRS)
-    r = model(batch["input_ids"], batch["attention_mask"])
+    r = model(batch["input_ids"], batch["attention_mask"], batch["prompt_lengths"])
     assert r.shape == (4,)
     # Same sequence alone (no padding) scores the same as inside the padded batch.
     alone = make_pair_collate(tok)(PAIRS[:1])
-    r1 = model(alone["input_ids"], alone["attention_mask"])
+    r1 = model(alone["input_ids"], alone["attention_mask"], alone["prompt_lengths"])
     assert torch.allclose(r1[0], r[0], atol=1e-5)
     assert model.pair_logits(batch).shape == (2,)
+
+
+def test_pooling_reads_the_response_tokens_or_the_last_token(tiny):
+    """mean: the average last-layer state over response positions (prompt and padding excluded),
+    derived here from the backbone's own hidden states; last: the state of the last non-pad token."""
+    model, tok = make("reward", tiny)
+    batch = make_pair_collate(tok)(PAIRS)
+    hidden = model.hidden_states(batch["input_ids"], batch["attention_mask"])
+    for row in range(4):
+        start, end = int(batch["prompt_lengths"][row]), int(batch["attention_mask"][row].sum())
+        expected = hidden[row, start:end].mean(0)
+        pooled = model.pool(hidden, batch["attention_mask"], batch["prompt_lengths"])[row]
+        assert torch.allclose(pooled, expected, atol=1e-6)
+        model.pooling = "last"
+        assert torch.equal(model.pool(hidden, batch["attention_mask"])[row], hidden[row, end - 1])
+        model.pooling = "mean"
+    with pytest.raises(ValueError, match="prompt_lengths"):
+        model(batch["input_ids"], batch["attention_mask"])
+    with pytest.raises(PodiumError, match="pooling"):
+        make("gpm", tiny, pooling="max")
+
+
+def test_folder_saved_without_pooling_loads_with_last_token_pooling(tiny, tmp_path):
+    model, tok = make("gpm", tiny, k=2, pooling="last")
+    model.eval()
+    model.save(tmp_path / "pm", tok)
+    cfg = json.loads((tmp_path / "pm" / "preference_model.json").read_text())
+    assert cfg["pooling"] == "last"
+    del cfg["pooling"]
+    (tmp_path / "pm" / "preference_model.json").write_text(json.dumps(cfg))
+    loaded, _ = load_preference_model(tmp_path / "pm")
+    assert loaded.pooling == "last"
+    batch = make_pair_collate(tok)(PAIRS)
+    assert torch.allclose(loaded.pair_logits(batch), model.pair_logits(batch), atol=1e-6)
 
 
 @pytest.mark.parametrize("gates", [None, "softmax", "softplus"])
@@ -91,7 +126,8 @@ def test_gpm_rejects_bad_config(tiny):
         make("gpm", tiny, gates="sigmoid")
 
 
-@pytest.mark.parametrize("kind,kw", [("reward", {}), ("gpm", {"k": 2, "gates": "softmax", "tau": 0.2})])
+@pytest.mark.parametrize("kind,kw", [("reward", {}), ("reward", {"pooling": "last"}),
+                                     ("gpm", {"k": 2, "gates": "softmax", "tau": 0.2})])
 def test_save_load_round_trip_gives_equal_outputs(tiny, tmp_path, kind, kw):
     model, tok = make(kind, tiny, **kw)
     model.eval()

@@ -33,7 +33,15 @@ def test_gpo_with_gpm_judge(tiny_dir, gpm_dir, tmp_path):
     assert m["iter1/pairs"] == 4 and m["iter2/pairs"] == 4  # a GPM always prefers one of 3 sampled texts
     pairs = read_jsonl(tmp_path / "iter1" / "pairs.jsonl")
     assert all(p["chosen_prob"] > p["rejected_prob"] and p["chosen_score"] > p["rejected_score"] for p in pairs)
-    assert 0.0 <= m["win_rate"] <= 1.0 and (tmp_path / "model.safetensors").exists()
+    assert (tmp_path / "model.safetensors").exists()
+    # The win rate is the judge's mean P(new ≻ baseline) over the saved greedy answers, derived here.
+    from podium.judging.build import JudgeSpec, build_judge
+
+    judge = build_judge(JudgeSpec(kind="gpm", model=str(gpm_dir)))
+    new, base = (read_jsonl(tmp_path / d / "samples.jsonl") for d in ("iter2/eval", "baseline_eval"))
+    probs = [float(judge.judge(a["prompt"], [a["responses"][0], b["responses"][0]]).matrix[0, 1])
+             for a, b in zip(new, base) if a["responses"][0].strip() and b["responses"][0].strip()]
+    assert probs and m["win_rate"] == pytest.approx(sum(probs) / len(probs), abs=1e-6)
     # Iteration 2 sampled from iteration 1's model and used it as the reference.
     gen = read_jsonl(tmp_path / "iter2" / "generate" / "samples.jsonl")[0]["generator"]
     assert gen["model"] == str(tmp_path / "iter1" / "model")

@@ -13,7 +13,7 @@ from podium.data.chat import as_messages
 from podium.errors import ConfigError, PodiumError
 from podium.judging.base import Judgement
 from podium.judging.model_judges import GPMJudge, RewardJudge
-from podium.judging.pairwise import PairRMJudge, last_user_text  # llm-blender itself only when a PairRM judge is built
+from podium.judging.pairwise import PairRMJudge, PairwiseJudge, last_user_text  # llm-blender itself only when a PairRM judge is built
 from podium.judging.verifier import VerifierJudge
 from podium.models import io
 from podium.models.preference_folders import load_preference_folder
@@ -63,7 +63,10 @@ class RecordJudge:
         if self.spec.kind == "verifier":
             if answer is None or task is None:
                 raise ConfigError("judge kind 'verifier' needs prompts with gold 'answer' and 'task' fields")
-            return VerifierJudge(check=partial(get_task(task).check, answer=answer)).preference_matrix(prompt, responses)
+            family = get_task(task)
+            if family.pairwise:  # the task's truth is a preference between responses (e.g. rps)
+                return PairwiseJudge(lambda p, a, b: family.prefer(a, b)).preference_matrix(prompt, responses)
+            return VerifierJudge(check=partial(family.check, answer=answer)).preference_matrix(prompt, responses)
         return self.inner.preference_matrix(prompt, responses)
 
 

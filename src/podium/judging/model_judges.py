@@ -42,7 +42,7 @@ class RewardJudge(_ModelJudge):
         batches = self._encode(prompt, responses)
         if isinstance(batches, Judgement):
             return batches
-        r = torch.cat([self.model(b["input_ids"], b["attention_mask"]).float() for b in batches])
+        r = torch.cat([self.model(b["input_ids"], b["attention_mask"], b["prompt_lengths"]).float() for b in batches])
         return Judgement(matrix_from_scores(r))
 
 

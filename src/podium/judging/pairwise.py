@@ -82,7 +82,7 @@ class ConcatPairScorer:
         for s in range(0, len(encoded), self.batch_size):
             chunk = encoded[s : s + self.batch_size]
             b = pad_responses(self.tokenizer.pad_token_id, [e[0] for e in chunk], [e[1] for e in chunk])
-            out.append(torch.sigmoid(self.model(b["input_ids"], b["attention_mask"]).float()))
+            out.append(torch.sigmoid(self.model(b["input_ids"], b["attention_mask"], b["prompt_lengths"]).float()))
         return torch.cat(out)
 
 

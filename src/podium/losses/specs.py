@@ -103,6 +103,9 @@ SETTINGS: dict[str, Setting] = {s.key: s for s in (
 
 # What every objective trains with unless the recipe says otherwise (TRL's DPO learning rate).
 TRAINING_DEFAULTS = MappingProxyType({"learning_rate": 1e-6})
+# Preference models start from TRL's RewardConfig learning rate: at 1e-6 a reward or GPM head on a fine-tuned
+# backbone does not move in 5 epochs, at 1e-4 it learns (benchmarks/results/effects_notes.md, section 4).
+PREFERENCE_MODEL_DEFAULTS = MappingProxyType({"learning_rate": 1e-4})
 
 
 @dataclass(frozen=True)
@@ -188,12 +191,13 @@ LOSS_SPECS: dict[str, LossSpec] = {
         bradley_terry_loss, "preference_model", ("chosen_rewards", "rejected_rewards"), (), "reward",
         "Bradley–Terry reward model",
         "A scalar reward head on the backbone, trained on preference pairs with -log σ(r_w − r_l).",
-        tags=("reward-model",)),
+        tags=("reward-model",), defaults=PREFERENCE_MODEL_DEFAULTS),
     "gpm": LossSpec(
         gpm_loss, "preference_model", ("chosen_embeddings", "rejected_embeddings"),
         ("head.k", "head.tau", "head.gates"), "gpm", "General Preference embedding Model (GPM)",
         "Embeds each response in R^{2k} and scores preferences with a skew-symmetric form, "
-        "-log σ(s(y_w ≻ y_l)/τ), so intransitive preferences can be learned.", tags=("gpm", "preference-model")),
+        "-log σ(s(y_w ≻ y_l)/τ), so intransitive preferences can be learned.", tags=("gpm", "preference-model"),
+        defaults=PREFERENCE_MODEL_DEFAULTS),
 }
 
 LOSSES: dict[str, Callable[..., LossOutput]] = {name: spec.fn for name, spec in LOSS_SPECS.items()}

@@ -1,12 +1,23 @@
 """Preference models on a causal-LM backbone: a Bradley–Terry reward head and the GPM embedding head.
 
-Both pool the hidden state of the last non-pad token of `prompt + response` and expose
+Both pool the last-layer hidden states of `prompt + response` into one vector h and expose
 `pair_logits(batch) -> [B]`, the logit of P(chosen ≻ rejected), so one loss,
 −log σ(pair_logits), trains either model and one evaluator scores either.
 
-- `RewardModel`: r(x, y) = w·h_last + b; P(y_w ≻ y_l) = σ(r_w − r_l) (Bradley & Terry 1952;
+Pooling (`pooling`): "mean" (the default) averages the states of the response tokens; "last" takes
+the state of the last non-pad token, as the GPM and OpenRLHF code and TRL's reward models do, and is
+what a folder saved without the field gets. Why the default departs from them: the last state is a
+next-token predictor, and after a response the next token is always the end of turn, so in a backbone
+fine-tuned on short responses it is nearly the same vector for every sequence (cosine 0.99). Around
+such a point the GPM score is, to first order, a Bradley–Terry score f(i) − f(j), whose gradient sums
+to zero around a preference cycle; the intransitive part is second order in the spread of the
+embeddings, and training pulls them together onto the log 2 saddle (measured in
+benchmarks/results/effects_notes.md §4: held-out accuracy 0.49 at any lr, 1.00 with mean pooling).
+Large pretrained backbones keep more in the last state; "last" stays available for them.
+
+- `RewardModel`: r(x, y) = w·h + b; P(y_w ≻ y_l) = σ(r_w − r_l) (Bradley & Terry 1952;
   Ouyang et al. 2022).
-- `GPMModel`: v(x, y) = normalize(W h_last) ∈ R^{2k}; s(i ≻ j) = ⟨R v_i, v_j⟩ with
+- `GPMModel`: v(x, y) = normalize(W h) ∈ R^{2k}; s(i ≻ j) = ⟨R v_i, v_j⟩ with
   R = blockdiag(λ_1 J, …, λ_k J), J = [[0, −1], [1, 0]]; P(i ≻ j) = σ(s / τ), τ = 0.1
   (Zhang et al. 2024, "Beyond Bradley-Terry Models: A General Preference Model", arXiv:2410.02197).
   λ is either fixed at 1 or a prompt-dependent gate λ(x) read from the hidden state of the last
@@ -39,12 +50,23 @@ from podium.models import io
 CONFIG_NAME = "preference_model.json"
 HEAD_NAME = "head.safetensors"
 GATES = (None, "softmax", "softplus")
+POOLINGS = ("mean", "last")
 
 
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
     """Index of the last non-pad token per row, for left or right padding. [B, T] -> [B]."""
     positions = torch.arange(attention_mask.shape[-1], device=attention_mask.device)
     return (attention_mask.long() * positions).argmax(-1)
+
+
+def mean_rows(hidden: torch.Tensor, attention_mask: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of hidden[b, t] over non-pad t >= start[b] (right padding). [B, T, H], [B, T], [B] -> [B, H]."""
+    keep = attention_mask.bool()
+    if start is not None:
+        positions = torch.arange(attention_mask.shape[-1], device=attention_mask.device)
+        keep = keep & (positions[None, :] >= start[:, None])
+    w = keep.to(hidden.dtype)
+    return (hidden * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp(min=1.0)
 
 
 def gather_rows(hidden: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -60,10 +82,26 @@ def base_backbone(model: nn.Module) -> nn.Module:
 class _PreferenceModel(nn.Module):
     kind = ""
 
-    def __init__(self, backbone: nn.Module):
+    def __init__(self, backbone: nn.Module, pooling: str = "mean"):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise PodiumError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         self.backbone = base_backbone(backbone)
         self.hidden_size = self.backbone.config.hidden_size
+        self.pooling = pooling
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor,
+             prompt_lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """One vector per sequence: mean over response tokens, or the last token. [B, T, H] -> [B, H].
+
+        Mean pooling needs `prompt_lengths` [B] (prompt tokens per row, right padding), as the pair
+        collate and the judges give them.
+        """
+        if self.pooling == "last":
+            return gather_rows(hidden, last_token_index(attention_mask))
+        if prompt_lengths is None:
+            raise ValueError("mean pooling needs prompt_lengths (the number of prompt tokens per row)")
+        return mean_rows(hidden, attention_mask, prompt_lengths)
 
     @property
     def max_length(self) -> int | None:
@@ -75,7 +113,7 @@ class _PreferenceModel(nn.Module):
         return out.last_hidden_state
 
     def head_config(self) -> dict:
-        return {}
+        return {"pooling": self.pooling}
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
         """Backbone via its `save_pretrained` (kwargs passed on), head weights and head config.
@@ -102,20 +140,20 @@ class RewardModel(_PreferenceModel):
 
     kind = "reward"
 
-    def __init__(self, backbone: nn.Module):
-        super().__init__(backbone)
+    def __init__(self, backbone: nn.Module, pooling: str = "mean"):
+        super().__init__(backbone, pooling)
         self.score = nn.Linear(self.hidden_size, 1)
         nn.init.normal_(self.score.weight, std=1.0 / (self.hidden_size + 1) ** 0.5)
         nn.init.zeros_(self.score.bias)
 
     def forward(self, input_ids, attention_mask, prompt_lengths=None) -> torch.Tensor:
-        """Rewards r(x, y). [B, T] -> [B]."""
+        """Rewards r(x, y). [B, T] (and prompt_lengths [B] for mean pooling) -> [B]."""
         hidden = self.hidden_states(input_ids, attention_mask)
-        return self.score(gather_rows(hidden, last_token_index(attention_mask))).squeeze(-1)
+        return self.score(self.pool(hidden, attention_mask, prompt_lengths)).squeeze(-1)
 
     def pair_logits(self, batch: dict) -> torch.Tensor:
         """r_w − r_l for a pair batch (rows [:B] chosen, [B:] rejected). -> [B]."""
-        r = self(batch["input_ids"], batch["attention_mask"])
+        r = self(batch["input_ids"], batch["attention_mask"], batch.get("prompt_lengths"))
         n = r.shape[0] // 2
         return r[:n] - r[n:]
 
@@ -125,8 +163,9 @@ class GPMModel(_PreferenceModel):
 
     kind = "gpm"
 
-    def __init__(self, backbone: nn.Module, k: int = 4, tau: float = 0.1, gates: str | None = None):
-        super().__init__(backbone)
+    def __init__(self, backbone: nn.Module, k: int = 4, tau: float = 0.1, gates: str | None = None,
+                 pooling: str = "mean"):
+        super().__init__(backbone, pooling)
         if gates not in GATES:
             raise PodiumError(f"gpm gates must be one of {GATES}, got {gates!r}")
         if tau <= 0:
@@ -136,16 +175,16 @@ class GPMModel(_PreferenceModel):
         self.gate = nn.Linear(self.hidden_size, self.k) if gates else None
 
     def head_config(self) -> dict:
-        return {"k": self.k, "tau": self.tau, "gates": self.gates}
+        return {"k": self.k, "tau": self.tau, "gates": self.gates, "pooling": self.pooling}
 
     def forward(self, input_ids, attention_mask, prompt_lengths=None):
         """Unit embeddings v [B, 2k] and gates λ [B, k] (None without gates).
 
-        With gates, `prompt_lengths` [B] gives the number of prompt tokens (left padding is not
-        supported for gates: the prompt is assumed to start at position 0).
+        `prompt_lengths` [B] gives the number of prompt tokens, for mean pooling and gates (left
+        padding is not supported for them: the prompt is assumed to start at position 0).
         """
         hidden = self.hidden_states(input_ids, attention_mask)
-        v = F.normalize(self.embed(gather_rows(hidden, last_token_index(attention_mask))), dim=-1)
+        v = F.normalize(self.embed(self.pool(hidden, attention_mask, prompt_lengths)), dim=-1)
         if self.gate is None:
             return v, None
         if prompt_lengths is None:
@@ -164,15 +203,16 @@ class GPMModel(_PreferenceModel):
 
 
 def build_preference_model(objective: str, backbone: nn.Module, **head) -> RewardModel | GPMModel:
-    """Wrap a loaded causal LM for objective `reward` or `gpm` (head options: k, tau, gates)."""
+    """Wrap a loaded causal LM for objective `reward` (head option: pooling) or `gpm` (k, tau, gates, pooling)."""
     if objective == "reward":
-        if head:
-            raise PodiumError(f"objective 'reward' takes no head options, got {sorted(head)}")
-        return RewardModel(backbone)
-    if objective == "gpm":
-        unknown = set(head) - {"k", "tau", "gates"}
+        unknown = set(head) - {"pooling"}
         if unknown:
-            raise PodiumError(f"unknown gpm options {sorted(unknown)}; expected k, tau, gates")
+            raise PodiumError(f"unknown reward options {sorted(unknown)}; expected pooling")
+        return RewardModel(backbone, **head)
+    if objective == "gpm":
+        unknown = set(head) - {"k", "tau", "gates", "pooling"}
+        if unknown:
+            raise PodiumError(f"unknown gpm options {sorted(unknown)}; expected k, tau, gates, pooling")
         return GPMModel(backbone, **head)
     raise PodiumError(f"not a preference-model objective: {objective!r} (expected 'reward' or 'gpm')")
 
@@ -211,6 +251,7 @@ def load_preference_model(path: str | os.PathLike, *, dtype: str = "float32"):
     if not isinstance(cfg, dict):
         raise PodiumError(f"{cfg_path}: expected a JSON object with field 'kind', got {type(cfg).__name__}")
     kind = cfg.pop("kind", None)
+    cfg.setdefault("pooling", "last")  # folders saved before pooling was a setting pooled the last token
     if kind not in ("reward", "gpm"):
         raise PodiumError(f"{cfg_path}: field 'kind' must be 'reward' or 'gpm', got {kind!r}")
     if not (folder / HEAD_NAME).is_file():

@@ -36,8 +36,11 @@ class PairsConfig(StageConfig):
 
 def record_pairs(row: dict, i: int, cfg: PairsConfig) -> list[dict]:
     where = row.get("_source", f"row {i}")
+    messages = None
     if "task" in row and "answer" in row and cfg.answer_field not in row:
-        # A built-in task item: its taught worked answer is the chosen response.
+        # A built-in task item: its taught worked answer is the chosen response. The pair keeps the
+        # item's chat prompt, so it is rendered with the chat template the model was fine-tuned on.
+        messages = row["prompt"] if isinstance(row["prompt"], list) else None
         prompt = row["prompt"] if isinstance(row["prompt"], str) else row["prompt"][-1]["content"]
         answer = get_task(row["task"]).format_answer({"prompt": prompt, "answer": row["answer"]})
     else:
@@ -48,6 +51,8 @@ def record_pairs(row: dict, i: int, cfg: PairsConfig) -> list[dict]:
     if cfg.builder == "corrupt_number":
         pair = number_corruption_pair(prompt, str(answer), seed=cfg.seed * 1_000_003 + i,
                                       exclude_final=cfg.exclude_final)
+        if pair and messages is not None:
+            pair["prompt"] = messages
         return [pair] if pair else []
     if cfg.choices_field not in row:
         raise DataError(f"{where}: missing field {cfg.choices_field!r}")

@@ -59,6 +59,8 @@ class SelfPlayConfig(PromptSource, SamplerBackend):
     batch_size: int = Field(64, ge=1, description="generation batch size")
     train: dict[str, Any] = Field(default_factory=dict, description="settings of each iteration's `train` stage")
     baseline: ModelRef | None = Field(None, description="model the win rate is measured against (default: pi_1)")
+    eval_judge: JudgeSpec | None = Field(None, description="judge of that win rate (default: `judge`), e.g. the "
+                                         "task's verifier or true preference when training uses a learned judge")
     eval_count: int = Field(200, ge=1, description="held-out prompts for win rate and accuracy")
     attn_implementation: AttnImplementation = None
 
@@ -188,6 +190,7 @@ def selfplay(cfg: SelfPlayConfig, ctx: StageContext) -> dict:
     out = ctx.out_dir
     world = current_world()
     judge = build_judge(cfg.judge)
+    eval_judge = build_judge(cfg.eval_judge) if cfg.eval_judge else judge
     prompts = load_prompts(cfg, "train", cfg.count, cfg.seed)
     parts = [prompts[t :: cfg.iterations] for t in range(cfg.iterations)]
     if any(not p for p in parts):
@@ -221,7 +224,7 @@ def selfplay(cfg: SelfPlayConfig, ctx: StageContext) -> dict:
         run_stage("train", train, it / "model")
         policy = str(it / "model")
         answers = sample_responses(policy, held_out, it / "eval", cfg, 1, 0.0, cfg.seed)
-        wr, n = judged_win_rate(answers, base_answers, judge, world)
+        wr, n = judged_win_rate(answers, base_answers, eval_judge, world)
         result = {f"iter{t}/win_rate": wr, f"iter{t}/pairs": counts["pairs"],
                   f"iter{t}/dropped_invalid": counts["dropped_invalid"], f"iter{t}/dropped_ties": counts["dropped_ties"]}
         acc = accuracy(answers)

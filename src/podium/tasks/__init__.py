@@ -3,8 +3,9 @@
 from podium.errors import ConfigError
 from podium.tasks.arithmetic import Arithmetic
 from podium.tasks.base import TaskFamily
+from podium.tasks.rps import RockPaperScissors
 
-TASKS: dict[str, TaskFamily] = {t.name: t for t in [Arithmetic()]}
+TASKS: dict[str, TaskFamily] = {t.name: t for t in [Arithmetic(), RockPaperScissors()]}
 DEFAULT_TASK = "arithmetic"  # what a stage draws from when it names neither a dataset nor a task
 
 

@@ -19,9 +19,15 @@ def split_of(key: str) -> str:
 
 
 class TaskFamily(ABC):
-    """A family of items `{"prompt", "answer", "task"}` whose answers a checker can verify."""
+    """A family of items `{"prompt", "answer", "task"}` whose answers a checker can verify.
+
+    A family whose truth is a preference between two responses rather than a gold answer sets
+    `pairwise = True` and defines `prefer(a, b) -> P(a ≻ b)` (see podium.tasks.rps); a verifier
+    judge then compares responses with it instead of checking each against the answer.
+    """
 
     name: str
+    pairwise: bool = False
 
     @abstractmethod
     def sample(self, rng: random.Random, **difficulty) -> tuple[str, str, str]:
@@ -34,6 +40,14 @@ class TaskFamily(ABC):
     @abstractmethod
     def format_answer(self, item: dict) -> str:
         """The gold answer written the way the model is taught to answer."""
+
+    def prefer(self, a: str, b: str) -> float:
+        """P(a ≻ b) under the task's true preference (pairwise families only)."""
+        raise NotImplementedError(f"task {self.name} has no pairwise preference")
+
+    def preference_pairs(self, n: int, seed: int = 0, **difficulty) -> list[dict]:
+        """`n` preference records {prompt, chosen, rejected} labelled by the true preference (pairwise families)."""
+        raise ConfigError(f"task {self.name}: preference pairs need a task with pairwise preferences (e.g. rps)")
 
     def items(self, n: int, split: str = "train", seed: int = 0, **difficulty) -> list[dict]:
         """`n` items of `split`, deterministic in `seed`; test items are distinct.

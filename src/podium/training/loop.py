@@ -160,8 +160,13 @@ def train_loop(
     show_progress: bool = True,
     evaluate: Callable[[torch.nn.Module], dict] | None = None,
     evaluate_every: int = 0,
+    stop_when: Callable[[dict], bool] | None = None,
 ) -> dict:
     """Train `model` on `examples`; returns summary metrics of the run.
+
+    With `evaluate`, every `evaluate_every` steps the step's record gets `eval/<key>` entries;
+    `stop_when(record)` returning True there ends training after that step (e.g. a target
+    accuracy reached). Evaluation is deterministic, so a resumed run stops at the same step.
 
     Writes `out_dir/metrics.jsonl` (one line per optimizer step), checkpoints under
     `out_dir/checkpoints/step-N` (complete once renamed into place) and, at the end,
@@ -238,6 +243,7 @@ def train_loop(
 
     last = {}
     run_flops = run_step_seconds = 0.0
+    steps_done = total_steps
     t_run = time.perf_counter()
     for step in range(start_step, total_steps):
         t0 = time.perf_counter()
@@ -299,11 +305,13 @@ def train_loop(
             record["flops_per_second"] = step_flops / dt
             record["mfu"] = step_flops / dt / (peak * world)
             run_flops, run_step_seconds = run_flops + step_flops, run_step_seconds + dt
+        stop = False
         if evaluate is not None and evaluate_every and ((step + 1) % evaluate_every == 0 or step + 1 == total_steps):
             record.update({f"eval/{k}": v for k, v in evaluate(acc.unwrap_model(model)).items()})
             model.train()
+            stop = stop_when is not None and step + 1 < total_steps and bool(stop_when(record))
         last = record
-        if acc.is_main_process and ((step + 1) % s.logging_steps == 0 or step + 1 == total_steps):
+        if acc.is_main_process and ((step + 1) % s.logging_steps == 0 or step + 1 == total_steps or stop):
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
             if s.report_to:
@@ -311,6 +319,11 @@ def train_loop(
         if progress is not None:
             progress.update(1)
             progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
+        if stop:
+            steps_done = step + 1
+            if log and acc.is_main_process:
+                log.info(f"stopping after step {steps_done} of {total_steps}: the stop condition holds")
+            break
         if s.save_steps and (step + 1) % s.save_steps == 0 and step + 1 < total_steps:
             extra = {"step": step + 1, "global_batch": global_batch, "weight_norm": w_norm,
                      "divergence": guard.state_dict()}
@@ -337,7 +350,7 @@ def train_loop(
         for tracker in acc.trackers:
             tracker.finish()
     summary = {k: v for k, v in last.items() if k not in ("step", "epoch")}
-    summary.update({"steps": total_steps, "train_seconds": time.perf_counter() - t_run})
+    summary.update({"steps": steps_done, "train_seconds": time.perf_counter() - t_run})
     if run_step_seconds:  # over the run's steps, not the last one's
         summary.update({"flops_per_second": run_flops / run_step_seconds,
                         "mfu": run_flops / run_step_seconds / (peak * world), "peak_flops_per_second": peak * world})

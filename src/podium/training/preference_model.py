@@ -21,7 +21,7 @@ def _metrics(out) -> dict[str, torch.Tensor]:
 
 def reward_objective(model, batch: dict):
     """Bradley–Terry reward loss −log σ(r_w − r_l) (Ouyang et al. 2022, eq. 1), summed over pairs."""
-    r = model(batch["input_ids"], batch["attention_mask"])
+    r = model(batch["input_ids"], batch["attention_mask"], batch.get("prompt_lengths"))
     n = r.shape[0] // 2
     out = bradley_terry_loss(r[:n], r[n:])
     return out.losses.sum(), _metrics(out)

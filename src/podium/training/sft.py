@@ -4,6 +4,12 @@ The loss equals a plain transformers forward with the prompt's labels masked, fo
 batches alike (packed rows carry position resets, from which transformers builds each model's own
 masks, sliding windows and per-layer-type attention included). For a mixture-of-experts model the
 router load-balancing loss is added as TRL 1.16's SFTTrainer adds it (`podium.training.router_loss`).
+
+`stop_at: {accuracy: 0.3}` trains to a target instead of a fixed step count: every `every` steps
+the model answers held-out prompts of the task it learns (greedy), and training stops once its
+accuracy reaches the target (at most `max_steps`). The prompts are the task's train-split items
+that are not in the SFT data, so the test split stays unseen. A short fixed step count lands on a
+different point of a steep learning curve for every seed; a target lands on the same one.
 """
 
 from __future__ import annotations
@@ -12,23 +18,46 @@ from contextlib import nullcontext
 from functools import partial
 
 import torch
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from podium.data.chat import IGNORE, tokenize_sft, truncate_sft
+from podium.data.chat import IGNORE, as_messages, tokenize_sft, truncate_sft
 from podium.data.collate import pack_batch, pad_batch
-from podium.data.mixture import Mixture, build_mixture
+from podium.data.mixture import Mixture, as_sources, build_mixture, task_problems
 from podium.data.records import write_json
 from podium.distributed.world import current_world
-from podium.errors import DataError
+from podium.config import invalid
+from podium.errors import ConfigError, DataError
+from podium.evaluation.task_accuracy import task_accuracy
 from podium.models.io import AttnImplementation, load_model, load_tokenizer
 from podium.refs import ModelRef
 from podium.stages import StageContext, stage
+from podium.tasks import get_task
 from podium.training.attention_masks import check_causal, padding_free_problem
 from podium.training.logps import token_logps
 from podium.training.loop import train_loop
 from podium.training.lora import LoraSettings, apply_lora, save_lora
 from podium.training.router_loss import load_balancing_loss, recording_router_logits, router_aux_coef, router_top_k
 from podium.training.settings import TrainSettings
+
+
+class StopAt(BaseModel):
+    """Train until greedy accuracy on held-out prompts of a built-in task reaches `accuracy`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    accuracy: float = Field(gt=0, le=1)
+    task: str | None = Field(None, description="default: the first task source of `data`")
+    difficulty: dict | None = Field(None, description="default: that source's difficulty")
+    count: int = Field(200, ge=1, description="held-out prompts per check")
+    every: int = Field(100, ge=1, description="check every N optimizer steps")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _known_task(self):
+        if self.task is not None or self.difficulty:  # found by --dry-run, not after the data is built
+            for loc, message in task_problems(self.task, self.difficulty or {}):
+                raise invalid(loc, message, self.task if loc == ("task",) else (self.difficulty or {}).get(loc[-1]))
+        return self
 
 
 class SFTConfig(TrainSettings):
@@ -41,6 +70,7 @@ class SFTConfig(TrainSettings):
     attn_implementation: AttnImplementation = None
     router_aux_loss_coef: float | None = Field(
         None, ge=0, description="MoE router loss weight; unset: the model config's (as TRL), 0: off")
+    stop_at: StopAt | None = None
 
 
 def sft_objective(model, batch: dict, router_aux_loss_coef: float = 0.0) -> tuple[torch.Tensor, dict]:
@@ -83,6 +113,22 @@ def tokenize_dataset(rows: list[dict], tokenizer, max_length: int) -> tuple[list
     return examples, dropped, truncated
 
 
+def held_out_items(stop: StopAt, data, rows: list[dict]) -> list[dict]:
+    """`stop.count` train-split items of the target task whose prompts are not among the SFT rows."""
+    source = next((s for s in as_sources(data) if s.task is not None), None)
+    task = stop.task or (source.task if source else None)
+    if task is None:
+        raise ConfigError("sft stop_at: name a `task` (no built-in task source in `data`)")
+    difficulty = stop.difficulty if stop.difficulty is not None else (
+        source.difficulty if source is not None and source.task == task else {})
+    seen = {as_messages(r["prompt"])[-1]["content"] for r in rows if "prompt" in r}
+    drawn = get_task(task).items(4 * stop.count + 100, split="train", seed=10_000 + stop.seed, **difficulty)
+    fresh = list({it["prompt"]: it for it in drawn if it["prompt"] not in seen}.values())[: stop.count]
+    if not fresh:
+        raise DataError(f"sft stop_at: every drawn {task} prompt is in the SFT data; nothing is held out")
+    return fresh
+
+
 @stage("sft", SFTConfig, outputs={"model": "."}, distributed="train")
 def sft(cfg: SFTConfig, ctx: StageContext) -> dict:
     """Supervised fine-tuning (completion-only loss) on a dataset mixture."""
@@ -110,12 +156,24 @@ def sft(cfg: SFTConfig, ctx: StageContext) -> dict:
         save_final = lambda m, d, **kw: save_lora(m, tokenizer, d, cfg.lora, base=cfg.model, **kw)
     collate = partial(pack_batch if packing else pad_batch, pad_id=tokenizer.pad_token_id)
     objective = partial(sft_objective, router_aux_loss_coef=router_coef)
+    stopping = {}
+    if cfg.stop_at:
+        held_out = held_out_items(cfg.stop_at, cfg.data, rows)
+        target = cfg.stop_at.accuracy
+        ctx.log.info(f"SFT until accuracy {target} on {len(held_out)} held-out train-split prompts "
+                     f"(checked every {cfg.stop_at.every} steps, at most {cfg.max_steps or 'all'} steps)")
+        stopping = {"evaluate": lambda m: {"accuracy": task_accuracy(m, tokenizer, held_out)["accuracy"]},
+                    "evaluate_every": cfg.stop_at.every,
+                    "stop_when": lambda record: record["eval/accuracy"] >= target}
     summary = train_loop(
         model, objective, examples, collate, cfg, ctx.out_dir, tokenizer=tokenizer,
         save_final=save_final, log=ctx.log,
-        show_progress=ctx.show_progress,
+        show_progress=ctx.show_progress, **stopping,
     )
     out = {"train_loss": summary.get("loss"), "steps": summary["steps"], "examples": len(examples),
            "examples/truncated": truncated, "train_seconds": summary["train_seconds"]}
     out.update({k: summary[k] for k in ("tokens_per_second", "flops_per_second", "mfu") if k in summary})
+    if cfg.stop_at:
+        out["held_out_accuracy"] = summary.get("eval/accuracy")
+        out["target_reached"] = float((summary.get("eval/accuracy") or 0.0) >= cfg.stop_at.accuracy)
     return out
