@@ -52,7 +52,7 @@ from podium.rundir import (
     write_stage_record,
 )
 from podium.seeding import apply_run_seed
-from podium.stages import STAGES, StageContext, load_all_stages
+from podium.stages import STAGES, StageContext, call_stage, load_all_stages
 
 REF = re.compile(r"^@([A-Za-z0-9_\-]+)(?:\.([A-Za-z0-9_\-]+))?$")
 STAGE_NAME = re.compile(r"[A-Za-z0-9_\-]+")
@@ -380,7 +380,7 @@ def run_stages(plan: RunPlan, show_progress: bool = True) -> dict:
                                           allow_pickle=plan.recipe.allow_pickle)
             else:
                 with security_policy(plan.recipe.trust_remote_code, plan.recipe.allow_pickle):
-                    metrics = STAGES[ps.kind].fn(ps.config, ctx) or {}
+                    metrics = call_stage(STAGES[ps.kind], ps.config, ctx)
             seconds = time.perf_counter() - t0
             metrics = {k: v for k, v in metrics.items() if v is not None}
             write_stage_done(ps.out_dir, ps.key, seconds, metrics)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,10 +121,27 @@ def load_all_stages() -> None:
 
 
 def run_stage(kind: str, config: dict | StageConfig, out_dir: str | Path, name: str | None = None) -> dict:
-    """Run one stage alone (from Python or the CLI), outside any recipe."""
+    """Run one stage alone (from Python or the CLI), outside any recipe.
+
+    A stage run from inside another (selfplay's `generate` and `train`) shows progress bars only when
+    the outer one does (`--no-progress` holds for the whole run).
+    """
     spec = get_stage(kind)
     cfg = config if isinstance(config, StageConfig) else spec.config.model_validate(config)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ctx = StageContext(name=name or kind, out_dir=out, kind=kind)
-    return spec.fn(cfg, ctx) or {}
+    ctx = StageContext(name=name or kind, out_dir=out, kind=kind, show_progress=_SHOW_PROGRESS.get())
+    return call_stage(spec, cfg, ctx)
+
+
+# Whether the stage running now shows progress bars; the stages it runs inherit it (run_stage).
+_SHOW_PROGRESS: ContextVar[bool] = ContextVar("podium_show_progress", default=True)
+
+
+def call_stage(spec: StageSpec, cfg: StageConfig, ctx: StageContext) -> dict:
+    """`spec.fn(cfg, ctx)`, with the stages it runs inheriting `ctx.show_progress`."""
+    token = _SHOW_PROGRESS.set(ctx.show_progress)
+    try:
+        return spec.fn(cfg, ctx) or {}
+    finally:
+        _SHOW_PROGRESS.reset(token)

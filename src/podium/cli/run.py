@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 
 from rich.console import Console
 from rich.table import Table
@@ -116,6 +118,14 @@ def run_with_seeds(args, seeds: list[int], run_dir) -> int:
     return 0
 
 
+def quiet_libraries() -> None:
+    """No progress bars from transformers and huggingface_hub either (loading weights, downloads), in this
+    process and in the stages it launches."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read when huggingface_hub / transformers are imported
+    if (hf_logging := sys.modules.get("transformers.utils.logging")) is not None:  # already imported
+        hf_logging.disable_progress_bar()
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="podium run", description="Run a recipe (a YAML list of stages).")
     p.add_argument("recipe")
@@ -127,6 +137,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("overrides", nargs="*", help="key=value, e.g. sft.max_steps=10")
     args = p.parse_intermixed_args(argv)
+    if args.no_progress:
+        quiet_libraries()
     plan = make_plan(args.recipe, args.overrides, args.output, until=args.until)
     seeds = parse_seeds(args.seeds) if args.seeds else plan.recipe.seeds
     if seeds:

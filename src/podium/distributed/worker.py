@@ -28,7 +28,7 @@ from podium.distributed.world import launched_world_size, uses_cpu
 from podium.errors import PodiumError
 from podium.models.io import security_policy
 from podium.rundir import read_json_object
-from podium.stages import StageContext, get_stage
+from podium.stages import StageContext, call_stage, get_stage
 
 log = logging.getLogger("podium")
 
@@ -94,7 +94,7 @@ def run_worker(stage_dir: str | os.PathLike, run_dir: str | os.PathLike | None =
         ctx = StageContext(name=record["name"], out_dir=stage_dir, run_dir=Path(run_dir) if run_dir else None,
                            kind=record["kind"], show_progress=show_progress and rank == 0)
         with security_policy(trust_remote_code, allow_pickle):
-            metrics = spec.fn(cfg, ctx) or {}
+            metrics = call_stage(spec, cfg, ctx)
         PartialState().wait_for_everyone()
         if rank == 0:
             write_json_report(folder / RESULT_FILE, {"metrics": metrics, "world": world})
