@@ -13,7 +13,11 @@ from podium.data.chat import as_messages
 from podium.errors import ConfigError, PodiumError
 from podium.judging.base import Judgement
 from podium.judging.model_judges import GPMJudge, RewardJudge
-from podium.judging.pairwise import PairRMJudge, PairwiseJudge, last_user_text  # llm-blender itself only when a PairRM judge is built
+from podium.judging.pairwise import (  # llm-blender itself only when a PairRM judge is built
+    PairRMJudge,
+    PairwiseJudge,
+    last_user_text,
+)
 from podium.judging.verifier import VerifierJudge
 from podium.models import io
 from podium.models.preference_folders import load_preference_folder

@@ -20,12 +20,12 @@ from functools import partial
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from podium.config import invalid
 from podium.data.chat import IGNORE, as_messages, tokenize_sft, truncate_sft
 from podium.data.collate import pack_batch, pad_batch
 from podium.data.mixture import Mixture, as_sources, build_mixture, task_problems
 from podium.data.records import write_json
 from podium.distributed.world import current_world
-from podium.config import invalid
 from podium.errors import ConfigError, DataError
 from podium.evaluation.task_accuracy import task_accuracy
 from podium.models.io import AttnImplementation, load_model, load_tokenizer
