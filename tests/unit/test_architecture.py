@@ -41,13 +41,10 @@ LAZY_PACKAGES = {"vllm", "lm_eval", "llm_blender", "matplotlib", "datasets", "pe
 KNOWN_LAZY = {
     ("podium.training.loop", "accelerate"): "accelerate starts only with a training run (training/loop.py, harden)",
     ("podium.training.loop", "accelerate.utils"): "as accelerate above: the trackers' ProjectConfiguration (cluster)",
-    ("podium.training.loop", "podium.models.io"): "to be moved up by the loop's owner (harden)",
-    ("podium.training.loop", "tqdm.auto"): "to be moved up by the loop's owner (harden)",
-    ("podium.generation.hf_sampler", "tqdm.auto"): "to be moved up by the sampler's owner (families)",
     ("podium.merging.reader", "huggingface_hub"): "0.5 s of imports that only a Hub id (not a local folder) needs",
 }
-# Cycles owned by another change: merge_lora is folded into the executor in issue 12 item 4.
-KNOWN_CYCLE_EDGES = {("podium.merging.lora", "podium.merging.executor")}
+# Import cycles tolerated for now: none.
+KNOWN_CYCLE_EDGES: set[tuple[str, str]] = set()
 
 
 def module_name(path: Path) -> str:

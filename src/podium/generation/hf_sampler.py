@@ -21,6 +21,7 @@ from contextlib import nullcontext
 from dataclasses import replace
 
 import torch
+from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from podium.generation.kv_cache import preallocated_cache
@@ -228,6 +229,4 @@ def _copy(c: Completion) -> Completion:
 def _progress_bar(total: int, enabled: bool):
     if not enabled:
         return nullcontext()
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc="generate", unit="seq", dynamic_ncols=True)

@@ -28,9 +28,11 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from podium.data.records import write_text
 from podium.errors import PodiumError
+from podium.models.io import check_vocab, save_model
 from podium.training.checkpoint import (
     is_real_dir,
     list_checkpoints,
@@ -173,7 +175,6 @@ def train_loop(
     the model via `save_final(model, out_dir)` (default: safetensors + tokenizer). Under FSDP / ZeRO-3 the
     weights are gathered first and passed on as `save_final(model, out_dir, state_dict=...)`.
     """
-    from podium.models.io import check_vocab, save_model
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -237,8 +238,6 @@ def train_loop(
     model.train()
     progress = None
     if show_progress and acc.is_main_process:
-        from tqdm.auto import tqdm
-
         progress = tqdm(total=total_steps, initial=start_step, desc=f"train {out.name}", unit="step", dynamic_ncols=True)
 
     last = {}
