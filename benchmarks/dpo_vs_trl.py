@@ -11,7 +11,7 @@ Each run is a child process (benchmarks/side_by_side.py: equal threads, A B / B 
 median of the per-pair ratios, load recorded); the phases (reference pass, training loop) are timed
 inside the children. One JSON line per data set goes to benchmarks/results/dpo_vs_trl.jsonl.
 
-`--device cuda` is for a GPU machine (benchmarks/gpu_suite.sh); it compares TRL's bf16 autocast
+`--device cuda` is for a GPU machine (scripts/gpu_check.sh runs it); it compares TRL's bf16 autocast
 (fp32 master weights) with podium's bf16 weights.
 """
 
