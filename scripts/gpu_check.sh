@@ -31,8 +31,8 @@ for stage in ("sft", "sgd", "dpo", "sppo"):
         d = json.loads(m.read_text())
         print(stage, {k: round(v, 1) for k, v in d.items() if "per_second" in k or k == "generated_tokens"})
 PY
-# 3. Issue 18: DPO and SFT against TRL 1.16 on the GPU (bf16 on both sides, the benchmarks' tiny Llama), and
-#    podium's sampler against model.generate with a static cache. Ratios print; JSON lines in benchmarks/results/.
+# 3. Issue 18: DPO and SFT against TRL 1.16 on the GPU (bf16 on both sides, the benchmarks' tiny Llama).
+#    Ratios print; JSON lines in benchmarks/results/. (benchmarks/generate.py has no --device: it runs on CPU only.)
 PYTHONPATH=src timeout 600 $PY benchmarks/dpo_vs_trl.py --device cuda 2>&1 | tail -20 | tee gpu_check/dpo_vs_trl.log
 PYTHONPATH=src timeout 600 $PY benchmarks/sft_vs_trl.py --device cuda 2>&1 | tail -20 | tee gpu_check/sft_vs_trl.log
 echo "done: see gpu_check/"
