@@ -72,5 +72,5 @@ def check_hub_inputs(stages) -> None:
                 missing.append(f"  stage {name!r}: {kind} {repo_id!r}: {why}")
     if missing:
         raise PodiumError("cannot reach these Hub inputs (nothing was run):\n" + "\n".join(missing)
-                          + "\nDownload them on a connected machine (huggingface-cli download ...) or point the "
-                          "recipe at local folders.")
+                          + "\nDownload them on a connected machine (hf download ...; huggingface-cli download before "
+                          "huggingface_hub 0.34) or point the recipe at local folders.")
