@@ -1,8 +1,8 @@
 """Every toy recipe shows its paper's effect: a mean over seeds 0–2 with a 95 % confidence interval.
 
 Each recipe runs once per seed as `podium run` would under `--seeds 0,1,2` (benchmarks/multi_seed.py:
-the seed is added to every stage seed that makes the model; evaluation items stay fixed), two seeds at a
-time on one thread each. The differences are podium's own comparison (podium.cards.compare): paired by
+the seed is added to every stage seed that makes the model; evaluation items stay fixed), all seeds at
+once, one thread each. The differences are podium's own comparison (podium.cards.compare): paired by
 seed, Student-t intervals. Each test also checks that the run is complete (every stage ran, report and
 a card with a model-index).
 """
@@ -29,7 +29,7 @@ SEEDS = (0, 1, 2)
 def run_seeds(recipe: str, out: Path) -> list[Path]:
     from multi_seed import run_seed
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=len(SEEDS)) as pool:
         results = list(pool.map(lambda s: run_seed(str(ROOT / "recipes" / "toy" / recipe), s, out, []), SEEDS))
     for seed, rc, _, err, _ in results:
         assert rc == 0, f"{recipe} seed {seed} failed:\n{err}"
