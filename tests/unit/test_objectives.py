@@ -89,3 +89,13 @@ def test_card_labels_each_stage_by_its_real_method():
     for objective, spec in LOSS_SPECS.items():
         assert objective_method(objective).title == spec.title
         assert spec.method in CITATIONS, f"no citation for method {spec.method!r}"
+
+
+@pytest.mark.parametrize("objective", ["reward", "gpm"])
+def test_head_pooling_is_a_setting_of_preference_models(objective):
+    cfg = TrainConfig.model_validate({"objective": objective, "model": "m", "data": "d.jsonl", "head": {"pooling": "last"}})
+    assert cfg.head == {"pooling": "last"}
+    with pytest.raises(ValidationError, match="pooling"):
+        TrainConfig.model_validate({"objective": objective, "model": "m", "data": "d.jsonl", "head": {"pooling": "max"}})
+    with pytest.raises(ValidationError, match="pooling"):
+        TrainConfig.model_validate({"objective": "dpo", "model": "m", "data": "d.jsonl", "head": {"pooling": "last"}})

@@ -97,6 +97,8 @@ SETTINGS: dict[str, Setting] = {s.key: s for s in (
             ge=0, lt=0.5),
     Setting("head.k", None, int, 4, "GPM embedding size 2k (k 2-D blocks)", ge=1),
     Setting("head.tau", "tau", float, 0.1, "τ: GPM temperature, P = σ(s/τ)", gt=0),
+    Setting("head.pooling", None, str, "mean", "reward/GPM head input: mean state over the response tokens, or "
+            "the last token's (the released GPM and TRL convention)", choices=("mean", "last")),
     Setting("head.gates", None, str, None, "GPM prompt-dependent eigenvalue gates λ(x)",
             choices=(None, "softmax", "softplus")),
 )}
@@ -188,13 +190,13 @@ LOSS_SPECS: dict[str, LossSpec] = {
         "capturing intransitive preferences in K passes instead of K².",
         record_fields=("chosen_score", "rejected_score"), self_play=True, tags=("gpo", "gpm", "self-play")),
     "reward": LossSpec(
-        bradley_terry_loss, "preference_model", ("chosen_rewards", "rejected_rewards"), (), "reward",
+        bradley_terry_loss, "preference_model", ("chosen_rewards", "rejected_rewards"), ("head.pooling",), "reward",
         "Bradley–Terry reward model",
         "A scalar reward head on the backbone, trained on preference pairs with -log σ(r_w − r_l).",
         tags=("reward-model",), defaults=PREFERENCE_MODEL_DEFAULTS),
     "gpm": LossSpec(
         gpm_loss, "preference_model", ("chosen_embeddings", "rejected_embeddings"),
-        ("head.k", "head.tau", "head.gates"), "gpm", "General Preference embedding Model (GPM)",
+        ("head.k", "head.tau", "head.gates", "head.pooling"), "gpm", "General Preference embedding Model (GPM)",
         "Embeds each response in R^{2k} and scores preferences with a skew-symmetric form, "
         "-log σ(s(y_w ≻ y_l)/τ), so intransitive preferences can be learned.", tags=("gpm", "preference-model"),
         defaults=PREFERENCE_MODEL_DEFAULTS),
