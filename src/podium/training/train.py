@@ -74,7 +74,8 @@ class TrainConfig(TrainSettings):
     lambda_: float = objective_setting("lambda")
     alpha: float = objective_setting("alpha")
     label_smoothing: float = objective_setting("label_smoothing")
-    head: dict[str, Any] = Field(default_factory=dict, description="reward/gpm head options (reward: pooling; gpm: k, tau, gates, pooling)")
+    head: dict[str, Any] = Field(default_factory=dict,
+                                 description="reward/gpm head options (reward: pooling; gpm: k, tau, gates, pooling)")
     # The default is the objective's (LossSpec.defaults, TRL's 1e-6 for DPO); the loop's own suits SFT.
     learning_rate: float = Field(TRAINING_DEFAULTS["learning_rate"], gt=0)
     # Data and forward.
