@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.side_by_side import (  # noqa: E402
     append_result,
+    benchmark_model,
     cpu_seconds,
     interleave,
     machine,
@@ -168,17 +169,7 @@ def main() -> None:
         print(json.dumps((run_trl if args.run == "trl" else run_podium)(args)))
         return
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from podium.models.io import save_model
-    from podium.models.tiny import build_tiny_model
-
-    work = Path(tempfile.mkdtemp(prefix="dpo_vs_trl-"))
-    if args.model_dir:
-        args.model, n_params = args.model_dir, None
-    else:
-        model, tok = build_tiny_model(seed=0, **MODEL)
-        n_params = sum(p.numel() for p in model.parameters())
-        args.model = str(save_model(model, tok, work / "model"))
+    work, n_params = benchmark_model(args, MODEL, "dpo_vs_trl-")
     print(f"model: {n_params and round(n_params / 1e6, 2)}M params; {args.pairs} pairs, {args.steps} steps x "
           f"{args.batch_size} pairs; device {args.device}; {args.threads} thread(s) per run; {args.repeats} pairs "
           "of runs, interleaved", flush=True)

@@ -77,6 +77,24 @@ def max_curve_diff(a: list[float], b: list[float]) -> float:
     return max((abs(x - y) for x, y in zip(a[:n], b[:n])), default=float("nan"))
 
 
+def benchmark_model(args, model_config: dict, prefix: str) -> tuple[Path, int | None]:
+    """A scratch folder and the model both sides load: `--model-dir` as given, else podium's tiny Llama built
+    with `model_config` and saved there. Sets `args.model`; returns (folder, parameter count or None)."""
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from podium.models.io import save_model
+    from podium.models.tiny import build_tiny_model
+
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    if args.model_dir:
+        args.model = args.model_dir
+        return work, None
+    model, tok = build_tiny_model(seed=0, **model_config)
+    args.model = str(save_model(model, tok, work / "model"))
+    return work, sum(p.numel() for p in model.parameters())
+
+
 def cpu_seconds() -> float:
     """CPU time this process has used (user + system). With one thread it is what the job cost, and it
     moves much less than wall time when other processes share the cores."""

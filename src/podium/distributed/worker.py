@@ -27,6 +27,7 @@ from podium.distributed.launcher import CONFIG_FILE, LAUNCH_DIR, RESULT_FILE, di
 from podium.distributed.world import launched_world_size, uses_cpu
 from podium.errors import PodiumError
 from podium.models.io import security_policy
+from podium.models.publish import pid_alive
 from podium.rundir import read_json_object
 from podium.stages import StageContext, call_stage, get_stage
 
@@ -38,19 +39,10 @@ def watch_parents(interval: float = 1.0) -> None:
     launcher = os.getppid()
     podium_run = int(os.environ.get("PODIUM_PARENT_PID", "0") or 0)
 
-    def alive(pid: int) -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
     def loop():
         while True:
             time.sleep(interval)
-            if os.getppid() != launcher or (podium_run and not alive(podium_run)):
+            if os.getppid() != launcher or (podium_run and not pid_alive(podium_run)):
                 os._exit(1)
 
     threading.Thread(target=loop, daemon=True, name="podium-parent-watch").start()

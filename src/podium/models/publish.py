@@ -63,10 +63,11 @@ def _owner_dead(name: str, prefix: str) -> bool:
     parts = name[len(prefix):].split("-")
     if len(parts) != 4 or parts[1] != _host() or not parts[2].isdigit():
         return False
-    return not _alive(int(parts[2]))
+    return not pid_alive(int(parts[2]))
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists (this process counts as alive; another user's process too)."""
     if pid == os.getpid():
         return True
     try:
@@ -110,7 +111,7 @@ def _legacy_temp(name: str, out_name: str) -> bool:
     if name == f"{out_name}.tmp-save":
         return True
     prefix = f".{out_name}.tmp-merge-"
-    return name.startswith(prefix) and name[len(prefix):].isdigit() and not _alive(int(name[len(prefix):]))
+    return name.startswith(prefix) and name[len(prefix):].isdigit() and not pid_alive(int(name[len(prefix):]))
 
 
 def _remove(p: Path) -> None:
