@@ -34,10 +34,11 @@ def same_weights(a, b, atol=1e-6):
         torch.testing.assert_close(p, q, rtol=0, atol=atol, msg=n)
 
 
-@pytest.mark.parametrize("optimizer,atol", [("sgd", 1e-7), ("adamw", 1e-5)])
+@pytest.mark.parametrize("optimizer,atol", [("sgd", 1e-7), ("adamw", 5e-5)])
 def test_accumulation_equivalence(tmp_path, optimizer, atol):
     # 4 x 1, 2 x 2 and 1 x 4 see the same examples per step; token-summed losses make the
-    # gradients equal up to float rounding (Adam's normalisation magnifies it to ~1e-6).
+    # gradients equal up to float rounding, which Adam's normalisation magnifies at lr 1e-2: measured
+    # 2.9e-6 on one thread, 1.7e-5 on two (other reduction orders). A wrong scaling moves weights by ~1e-2.
     a, _ = run(tmp_path / "a", batch_size=4, gradient_accumulation_steps=1, optimizer=optimizer)
     b, _ = run(tmp_path / "b", batch_size=2, gradient_accumulation_steps=2, optimizer=optimizer)
     same_weights(a, b, atol)
