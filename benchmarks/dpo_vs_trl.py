@@ -33,10 +33,10 @@ from benchmarks.side_by_side import (  # noqa: E402
     cpu_seconds,
     interleave,
     machine,
-    max_curve_diff,
-    median_ratio,
     peak_rss_mb,
     pin_threads,
+    print_curves,
+    training_ratios,
 )
 
 MODEL = {"hidden_size": 256, "intermediate_size": 768, "num_layers": 4, "num_heads": 4}
@@ -181,12 +181,7 @@ def main() -> None:
         runs = interleave(script, {"podium": child_argv("podium", args, data), "trl": child_argv("trl", args, data)},
                           args.threads, args.repeats)
         pod, trl = runs["podium"], runs["trl"]
-        speed = median_ratio(trl, pod, "wall_s")  # pairs/s ratio = inverse time ratio
-        cpu = median_ratio(trl, pod, "cpu_s")
-        loop = median_ratio(trl, pod, "train_s")
-        ref = median_ratio(trl, pod, "reference_s")
-        mem = median_ratio(pod, trl, "peak_mb")
-        diff = max(max_curve_diff(a["losses"], b["losses"]) for a, b in zip(pod, trl))
+        ratio = training_ratios(pod, trl, reference_pass="reference_s")  # pairs/s ratio = inverse time ratio
         print(f"\n[{name}] prompt {plen} chars, completions {clen} chars")
         for side, rs in (("TRL", trl), ("podium", pod)):
             print(f"  {side:7}: wall " + " ".join(f"{r['wall_s']:.1f}" for r in rs) + " s; CPU "
@@ -194,19 +189,18 @@ def main() -> None:
                   + " ".join(f"{r['reference_s']:.1f}" for r in rs) + " s; loop "
                   + " ".join(f"{r['train_s']:.1f}" for r in rs) + " s; peak +"
                   + " ".join(f"{r['peak_mb']:.0f}" for r in rs) + " MB")
-        print(f"  ratio podium/TRL (median of {len(pod)} pairs): pairs/s x{speed:.2f} (per pair: "
+        print(f"  ratio podium/TRL (median of {len(pod)} pairs): pairs/s x{ratio['speed']:.2f} (per pair: "
               + " ".join(f"{b['wall_s'] / a['wall_s']:.2f}" for a, b in zip(pod, trl))
-              + f"); CPU time x{cpu:.2f}; training loop x{loop:.2f}; reference pass x{ref:.2f}; peak memory x{mem:.2f}")
-        print(f"  loss curves: max |podium - TRL| = {diff:.2e}; TRL " + " ".join(f"{x:.3f}" for x in trl[0]["losses"]))
-        print("                                          podium " + " ".join(f"{x:.3f}" for x in pod[0]["losses"]))
-        if pod[0].get("mfu") is not None:
-            print(f"  podium last step: {pod[0]['flops_per_second'] / 1e9:.1f} GFLOP/s, MFU {pod[0]['mfu']:.3f}")
+              + f"); CPU time x{ratio['cpu_time']:.2f}; training loop x{ratio['train_loop']:.2f}; reference pass "
+              f"x{ratio['reference_pass']:.2f}; peak memory x{ratio['peak_memory']:.2f}")
+        print_curves(pod, trl, ratio["loss_curve_max_abs_diff"])
         path = append_result("dpo_vs_trl", {
             "set": name, "prompt_chars": plen, "completion_chars": clen, "pairs": args.pairs, "steps": args.steps,
             "batch_size": args.batch_size, "device": args.device, "padding_free": args.padding_free,
             "model_params": n_params, "machine": machine(args.threads),
-            "ratio": {"pairs_per_s": speed, "cpu_time": cpu, "train_loop": loop, "reference_pass": ref, "peak_memory": mem},
-            "loss_curve_max_abs_diff": diff, "podium": pod, "trl": trl})
+            "ratio": {"pairs_per_s": ratio["speed"], **{k: ratio[k] for k in ("cpu_time", "train_loop", "reference_pass",
+                                                                       "peak_memory")}},
+            "loss_curve_max_abs_diff": ratio["loss_curve_max_abs_diff"], "podium": pod, "trl": trl})
     print(f"\nresults appended to {path}")
 
 

@@ -36,11 +36,11 @@ from benchmarks.side_by_side import (  # noqa: E402
     cpu_seconds,
     interleave,
     machine,
-    max_curve_diff,
-    median_ratio,
     peak_rss_mb,
     pin_threads,
+    print_curves,
     run_child,
+    training_ratios,
 )
 
 MODEL = {"hidden_size": 256, "intermediate_size": 768, "num_layers": 4, "num_heads": 4}
@@ -193,11 +193,7 @@ def main() -> None:
                                    "trl": child_argv("trl", peer_layout, args, data)}, args.threads, args.repeats)
         pod, trl = runs["podium"], runs["trl"]
         results[layout] = (pod, trl)
-        speed = median_ratio(trl, pod, "wall_s")
-        cpu = median_ratio(trl, pod, "cpu_s")
-        loop = median_ratio(trl, pod, "train_s")
-        mem = median_ratio(pod, trl, "peak_mb")
-        diff = max(max_curve_diff(a["losses"], b["losses"]) for a, b in zip(pod, trl))
+        ratio = training_ratios(pod, trl)
         print(f"\n[podium {layout} vs TRL {peer_layout}]")
         for side, rs in (("TRL", trl), ("podium", pod)):
             print(f"  {side:7}: wall " + " ".join(f"{r['wall_s']:.1f}" for r in rs) + " s ("
@@ -205,18 +201,16 @@ def main() -> None:
                   + " ".join(f"{r['cpu_s']:.1f}" for r in rs) + " s; loop "
                   + " ".join(f"{r['train_s']:.1f}" for r in rs) + " s; peak +"
                   + " ".join(f"{r['peak_mb']:.0f}" for r in rs) + " MB")
-        print(f"  ratio podium/TRL (median of {len(pod)} pairs): tokens/s x{speed:.2f} (per pair: "
+        print(f"  ratio podium/TRL (median of {len(pod)} pairs): tokens/s x{ratio['speed']:.2f} (per pair: "
               + " ".join(f"{b['wall_s'] / a['wall_s']:.2f}" for a, b in zip(pod, trl))
-              + f"); CPU time x{cpu:.2f}; training loop x{loop:.2f}; peak memory x{mem:.2f}")
-        print(f"  loss curves: max |podium - TRL| = {diff:.2e}; TRL " + " ".join(f"{x:.3f}" for x in trl[0]["losses"]))
-        print("                                          podium " + " ".join(f"{x:.3f}" for x in pod[0]["losses"]))
-        if pod[0].get("mfu") is not None:
-            print(f"  podium last step: {pod[0]['flops_per_second'] / 1e9:.1f} GFLOP/s, MFU {pod[0]['mfu']:.3f}")
+              + f"); CPU time x{ratio['cpu_time']:.2f}; training loop x{ratio['train_loop']:.2f}; "
+              f"peak memory x{ratio['peak_memory']:.2f}")
+        print_curves(pod, trl, ratio["loss_curve_max_abs_diff"])
         record = {"layout": layout, "peer_layout": peer_layout, "examples": args.examples, "steps": args.steps,
                   "batch_size": args.batch_size, "tokens": tokens, "device": args.device, "model_params": n_params,
                   "machine": machine(args.threads),
-                  "ratio": {"tokens_per_s": speed, "cpu_time": cpu, "train_loop": loop, "peak_memory": mem},
-                  "loss_curve_max_abs_diff": diff, "podium": pod, "trl": trl}
+                  "ratio": {"tokens_per_s": ratio["speed"], **{k: ratio[k] for k in ("cpu_time", "train_loop", "peak_memory")}},
+                  "loss_curve_max_abs_diff": ratio["loss_curve_max_abs_diff"], "podium": pod, "trl": trl}
         if bfd:
             record["trl_bfd"] = bfd
         path = append_result("sft_vs_trl", record)

@@ -77,6 +77,27 @@ def max_curve_diff(a: list[float], b: list[float]) -> float:
     return max((abs(x - y) for x, y in zip(a[:n], b[:n])), default=float("nan"))
 
 
+def training_ratios(pod: list[dict], peer: list[dict], **times: str) -> dict[str, float]:
+    """podium / peer for a training benchmark, each the median over interleaved pairs: speed (the peer's
+    wall time over podium's), CPU time, training loop, every further phase in `times` (name -> run key,
+    peer over podium) and peak memory (podium over the peer); plus the loss curves' largest difference."""
+    out = {"speed": median_ratio(peer, pod, "wall_s"), "cpu_time": median_ratio(peer, pod, "cpu_s"),
+           "train_loop": median_ratio(peer, pod, "train_s")}
+    out.update({name: median_ratio(peer, pod, key) for name, key in times.items()})
+    out["peak_memory"] = median_ratio(pod, peer, "peak_mb")
+    out["loss_curve_max_abs_diff"] = max(max_curve_diff(a["losses"], b["losses"]) for a, b in zip(pod, peer))
+    return out
+
+
+def print_curves(pod: list[dict], peer: list[dict], diff: float, peer_name: str = "TRL") -> None:
+    """The first pair's loss curves, their largest difference over all pairs, and podium's last-step MFU."""
+    print(f"  loss curves: max |podium - {peer_name}| = {diff:.2e}; {peer_name} "
+          + " ".join(f"{x:.3f}" for x in peer[0]["losses"]))
+    print("                                          podium " + " ".join(f"{x:.3f}" for x in pod[0]["losses"]))
+    if pod[0].get("mfu") is not None:
+        print(f"  podium last step: {pod[0]['flops_per_second'] / 1e9:.1f} GFLOP/s, MFU {pod[0]['mfu']:.3f}")
+
+
 def benchmark_model(args, model_config: dict, prefix: str) -> tuple[Path, int | None]:
     """A scratch folder and the model both sides load: `--model-dir` as given, else podium's tiny Llama built
     with `model_config` and saved there. Sets `args.model`; returns (folder, parameter count or None)."""
