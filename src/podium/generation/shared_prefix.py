@@ -65,13 +65,22 @@ class SharedPrefixCache(DynamicCache):
         self._set_rows(row_prompt)
 
     def _set_rows(self, row_prompt: torch.Tensor) -> None:
-        """Rows are grouped by prompt (each prompt's rows contiguous); `rank` is a row's place in its group."""
+        """Rows are grouped by prompt (each prompt's rows contiguous); `rank` is a row's place in its group.
+
+        Attention works on a `[prompts, group_size]` grid of rows: `slot` is a row's flat place in it, and
+        `dense` says the grid is exactly the rows in order (every prompt has `group_size` rows), so moving
+        between rows and grid is a reshape. `padding` `[rows, 1, 1, width]` marks each row's prompt padding.
+        """
         self.row_prompt = row_prompt
-        first = torch.zeros(len(self.prefix_mask), dtype=torch.long, device=row_prompt.device)
-        counts = torch.bincount(row_prompt, minlength=len(self.prefix_mask))
+        P = len(self.prefix_mask)
+        first = torch.zeros(P, dtype=torch.long, device=row_prompt.device)
+        counts = torch.bincount(row_prompt, minlength=P)
         first[1:] = counts.cumsum(0)[:-1]
         self.rank = torch.arange(len(row_prompt), device=row_prompt.device) - first[row_prompt]
         self.group_size = int(counts.max()) if len(row_prompt) else 0
+        self.slot = row_prompt * self.group_size + self.rank
+        self.dense = bool((counts == self.group_size).all())
+        self.padding = (~self.prefix_mask[row_prompt])[:, None, None, :]
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         """Keep rows `indices` (in order); prompts left without rows are dropped."""
@@ -119,32 +128,34 @@ def _attend(cache: SharedPrefixCache, layer_idx: int, query, key, value, scaling
     rows, heads, _, dim = query.shape
     P, groups, width, _ = pk.shape
     rep = heads // groups
+    K = cache.group_size
     scale = scaling if scaling is not None else dim**-0.5
     q = query.reshape(rows, groups, rep, dim)
-    # Prefix scores: the rows of a prompt as one [group_size * rep, dim] block against that prompt's keys.
-    K = cache.group_size
-    qp = q.new_zeros((P, K, groups, rep, dim))
-    qp[cache.row_prompt, cache.rank] = q
-    qp = qp.permute(0, 2, 1, 3, 4).reshape(P, groups, K * rep, dim)
-    sp = (qp @ pk.transpose(-1, -2)).reshape(P, groups, K, rep, width).permute(0, 2, 1, 3, 4)
-    sp = sp[cache.row_prompt, cache.rank]  # [rows, g, rep, w]
+    # Prefix scores: the rows of a prompt as one [K * rep, dim] block against that prompt's keys.
+    qp = _to_grid(cache, q).reshape(P, K, groups, rep, dim).transpose(1, 2).reshape(P, groups, K * rep, dim)
+    sp = (qp @ pk.transpose(-1, -2)).reshape(P, groups, K, rep, width).transpose(1, 2)
+    sp = _from_grid(cache, sp.reshape(P * K, groups, rep, width))  # [rows, g, rep, w]
+    sp = sp.masked_fill(cache.padding, float("-inf"))
     so = q @ key.transpose(-1, -2)  # [rows, g, rep, t]
     scores = torch.cat([sp, so], dim=-1).float() * scale
-    scores = scores.masked_fill(_prefix_padding(cache, scores, width), float("-inf"))
     weights = scores.softmax(-1).to(value.dtype)
-    wp = weights.new_zeros((P, K, groups, rep, width))
-    wp[cache.row_prompt, cache.rank] = weights[..., :width]
-    wp = wp.permute(0, 2, 1, 3, 4).reshape(P, groups, K * rep, width)
-    op = (wp @ pv).reshape(P, groups, K, rep, dim).permute(0, 2, 1, 3, 4)[cache.row_prompt, cache.rank]
-    out = op + weights[..., width:] @ value  # [rows, g, rep, d]
+    wp = _to_grid(cache, weights[..., :width]).reshape(P, K, groups, rep, width)
+    wp = wp.transpose(1, 2).reshape(P, groups, K * rep, width)
+    op = (wp @ pv).reshape(P, groups, K, rep, dim).transpose(1, 2).reshape(P * K, groups, rep, dim)
+    out = _from_grid(cache, op) + weights[..., width:] @ value  # [rows, g, rep, d]
     return out.reshape(rows, heads, 1, dim).transpose(1, 2).contiguous(), None
 
 
-def _prefix_padding(cache: SharedPrefixCache, scores: torch.Tensor, width: int) -> torch.Tensor:
-    """True where a score is on a prompt's left padding: `[rows, 1, 1, width + generated]`."""
-    pad = torch.zeros((scores.shape[0], scores.shape[-1]), dtype=torch.bool, device=scores.device)
-    pad[:, :width] = ~cache.prefix_mask[cache.row_prompt]
-    return pad[:, None, None, :]
+def _to_grid(cache: SharedPrefixCache, x: torch.Tensor) -> torch.Tensor:
+    """Rows `[rows, ...]` to the `[prompts * group_size, ...]` grid, zeros in the empty places."""
+    if cache.dense:
+        return x
+    return x.new_zeros((len(cache.prefix_mask) * cache.group_size, *x.shape[1:])).index_copy_(0, cache.slot, x)
+
+
+def _from_grid(cache: SharedPrefixCache, x: torch.Tensor) -> torch.Tensor:
+    """The grid's rows back in row order."""
+    return x if cache.dense else x.index_select(0, cache.slot)
 
 
 AttentionInterface.register(NAME, shared_prefix_attention)
