@@ -17,6 +17,7 @@ only real tokens, so a padded row computes what it would compute alone.
 
 from __future__ import annotations
 
+import inspect
 from contextlib import nullcontext
 from dataclasses import replace
 
@@ -25,6 +26,8 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from podium.generation.kv_cache import preallocated_cache
+from podium.generation.lean_decode import LeanDecoder
+from podium.generation.lean_decode import applicable as lean_applicable
 from podium.generation.sampler import Completion, Prompt, SamplingParams, encode_prompts, sequence_seed
 from podium.generation.sampling import select_next_tokens, token_logprobs
 from podium.generation.shared_prefix import SharedPrefixCache, applicable, decoding_with
@@ -50,13 +53,17 @@ class TransformersSampler:
     """Sample from a transformers causal LM with batched KV-cached decoding (CPU or GPU).
 
     `batch_size` counts sequences (prompts x samples) decoded together; `progress`
-    shows a tqdm bar over sequences.
+    shows a tqdm bar over sequences. `lean` decodes with `podium.generation.lean_decode` where it
+    applies (the model's own forward otherwise, and with `lean=False`).
     """
 
     backend = "transformers"
 
-    def __init__(self, model, tokenizer, *, batch_size: int = 32, progress: bool = False):
+    def __init__(self, model, tokenizer, *, batch_size: int = 32, progress: bool = False, lean: bool = True):
         self.model = model
+        self.lean = lean
+        # The forward's KV-cache argument: `cache` since transformers 5 renamed `past_key_values`.
+        self.cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self.tokenizer = tokenizer
         self.batch_size = max(1, int(batch_size))
         self.progress = progress
@@ -91,11 +98,12 @@ class TransformersSampler:
         bar = _progress_bar(len(rows), self.progress)
         was_training = self.model.training
         self.model.eval()  # no dropout while sampling; the caller's mode is restored below
+        lean = LeanDecoder(self.model) if self.lean and lean_applicable(self.model) else None
         try:
             with bar:
                 for start in range(0, len(rows), self.batch_size):
                     chunk = rows[start : start + self.batch_size]
-                    for row, completion in zip(chunk, self._decode(chunk, prompt_ids, params, seed, seed_index)):
+                    for row, completion in zip(chunk, self._decode(chunk, prompt_ids, params, seed, seed_index, lean)):
                         results[row] = completion
                     if hasattr(bar, "update"):
                         bar.update(len(chunk))
@@ -108,7 +116,7 @@ class TransformersSampler:
     @torch.inference_mode()
     def _decode(
         self, rows: list[tuple[int, int]], prompt_ids: list[list[int]], params: SamplingParams, seed: int,
-        seed_index: list[int],
+        seed_index: list[int], lean: LeanDecoder | None = None,
     ) -> list[Completion]:
         """Decode one micro-batch of (prompt index, sample index) rows; prompt i seeds as `seed_index[i]`."""
         device = self.device
@@ -133,9 +141,9 @@ class TransformersSampler:
             input_ids=ids,
             attention_mask=attn,
             position_ids=positions,
-            past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
+            **{self.cache_kwarg: cache},
         )
         logits = out.logits[:, -1, :]
         fan_out = torch.tensor([slot[i] for i, _ in rows], device=device)
@@ -159,50 +167,59 @@ class TransformersSampler:
 
         eos = torch.tensor(self.eos_ids, device=device)
         n_rows = len(rows)
-        tokens = torch.full((n_rows, max_new), self.pad_id, dtype=torch.long, device=device)
-        logps = torch.zeros((n_rows, max_new), dtype=torch.float32, device=device)
-        lengths = torch.zeros(n_rows, dtype=torch.long, device=device)
-        stopped = torch.zeros(n_rows, dtype=torch.bool, device=device)
+        # Per batch position (row alive[b] of the micro-batch): the tokens drawn, their log-probs and the step
+        # of the row's EOS (max_new: none yet). Written a column per step; rows leave when they are dropped.
+        tok_b = torch.full((n_rows, max_new), self.pad_id, dtype=torch.long, device=device)
+        logp_b = torch.zeros((n_rows, max_new), dtype=torch.float32, device=device)
+        stop_b = torch.full((n_rows,), max_new, dtype=torch.long, device=device)
+        tokens, logps, stop_step = torch.empty_like(tok_b), torch.empty_like(logp_b), torch.empty_like(stop_b)
         alive = torch.arange(n_rows, device=device)  # batch position -> row
-        done_in_batch = torch.zeros(n_rows, dtype=torch.bool, device=device)
+        done = torch.zeros(n_rows, dtype=torch.bool, device=device)
 
         for t in range(max_new):
-            u = uniforms[alive, t] if uniforms is not None else None
+            u = uniforms[:, t] if uniforms is not None else None
             nxt = select_next_tokens(logits, u, params.temperature, params.top_k, params.top_p)
-            live = ~done_in_batch
-            rows_live = alive[live]
-            tokens[rows_live, t] = nxt[live]
-            logps[rows_live, t] = token_logprobs(logits[live], nxt[live])
-            lengths[rows_live] += 1
-            hit = torch.isin(nxt, eos) & live
-            stopped[alive[hit]] = True
-            done_in_batch |= hit
-            if t == max_new - 1 or bool(done_in_batch.all()):
+            # Finished rows keep decoding padding (ignored) until they are dropped.
+            nxt = nxt.masked_fill(done, self.pad_id)
+            tok_b[:, t] = nxt
+            logp_b[:, t] = token_logprobs(logits, nxt)
+            hit = torch.isin(nxt, eos) & ~done
+            stop_b.masked_fill_(hit, t)
+            done |= hit
+            n_done = int(done.sum())
+            if t == max_new - 1 or n_done == len(alive):
                 break
-            # Finished rows stop growing; drop them once they are an eighth of the batch,
-            # so the cache copy is paid rarely. Until then they decode padding, ignored.
-            n_done = int(done_in_batch.sum())
+            # Drop finished rows once they are an eighth of the batch, so the cache copy is paid rarely.
             if n_done and n_done * DROP_EVERY >= len(alive):
-                keep = (~done_in_batch).nonzero().squeeze(-1)
+                gone, keep = done.nonzero().squeeze(-1), (~done).nonzero().squeeze(-1)
+                for out, part in ((tokens, tok_b), (logps, logp_b), (stop_step, stop_b)):
+                    out.index_copy_(0, alive[gone], part[gone])
+                tok_b, logp_b, stop_b = tok_b[keep], logp_b[keep], stop_b[keep]
                 cache.batch_select_indices(keep)
-                alive, next_pos, nxt = alive[keep], next_pos[keep], nxt[keep]
+                alive, next_pos, nxt, done = alive[keep], next_pos[keep], nxt[keep], done[keep]
+                uniforms = uniforms[keep] if uniforms is not None else None
                 attn = attn[keep] if attn is not None else None
-                done_in_batch = done_in_batch[keep]
-            nxt = nxt.masked_fill(done_in_batch, self.pad_id)
             if attn is not None:
                 attn = torch.cat([attn, attn.new_ones((len(alive), 1))], dim=1)
             # Shared-prefix attention needs no mask: a row's own tokens are all valid, the prompts' padding
             # is in the cache.
-            with decoding_with(self.model, cache) if shared else nullcontext():
-                out = self.model(
-                    input_ids=nxt.unsqueeze(-1),
-                    attention_mask=attn,
-                    position_ids=next_pos.unsqueeze(-1),
-                    past_key_values=cache,
-                    use_cache=True,
-                )
-            logits = out.logits[:, -1, :]
+            if lean is not None:
+                logits = lean.step(nxt, next_pos, cache, attn)
+            else:
+                with decoding_with(self.model, cache) if shared else nullcontext():
+                    out = self.model(
+                        input_ids=nxt.unsqueeze(-1),
+                        attention_mask=attn,
+                        position_ids=next_pos.unsqueeze(-1),
+                        use_cache=True,
+                        **{self.cache_kwarg: cache},
+                    )
+                logits = out.logits[:, -1, :]
             next_pos = next_pos + 1
+        for out, part in ((tokens, tok_b), (logps, logp_b), (stop_step, stop_b)):
+            out.index_copy_(0, alive, part)
+        stopped = stop_step < max_new
+        lengths = torch.where(stopped, stop_step + 1, t + 1)
 
         tokens, logps, lengths, stopped = tokens.cpu(), logps.cpu(), lengths.cpu(), stopped.cpu()
         completions = []

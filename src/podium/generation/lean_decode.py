@@ -1,0 +1,137 @@
+"""One decoding step of a Llama-family model in a few tensor ops, without transformers' per-call machinery.
+
+A decoding step moves one token per row through the model. On a CPU, and for small batches on a GPU,
+the step's cost is mostly per-op and per-call overhead rather than arithmetic: transformers' forward
+runs ~350 tensor ops per layer (views, dtype casts, `rotate_half` twice, three projections, module and
+keyword plumbing) and builds the attention mask in Python every step. `LeanDecoder` runs the same
+computation from the model's own weights with the layer's projections fused (q, k and v in one matrix
+product, gate and up in another), rotary embedding applied to queries and keys together, the KV cache
+written in place, and attention either by `scaled_dot_product_attention` (the prompt's padding as its
+mask) or, for K samples of one prompt, by shared-prefix attention (`podium.generation.shared_prefix`).
+
+It computes what the model's forward computes (same weights, same op order per element: RMSNorm in
+fp32 then the weight, rotary `x * cos + rotate_half(x) * sin` with the model's own rotary module, so every
+rope scaling type is the model's; SiLU-gated MLP); tests compare logits and sampled tokens with the
+model's forward. It is used only where that holds (`applicable`): plain transformers Llama, Mistral and
+Qwen2 causal LMs (no MoE, no sliding window, SiLU, linear layers that are exactly `nn.Linear`, no hooks
+such as accelerate's offloading or a PEFT wrapper); everything else decodes through the model's forward.
+The prefill (the prompt's tokens) always runs the model's own forward.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from podium.generation.shared_prefix import SharedPrefixCache, _attend
+from podium.generation.shared_prefix import applicable as full_attention_everywhere
+
+CLASSES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM")
+
+
+def applicable(model) -> bool:
+    """Whether `LeanDecoder` computes exactly what `model`'s forward computes (module doc)."""
+    if type(model).__name__ not in CLASSES or not full_attention_everywhere(model.config):
+        return False
+    config = model.config
+    if getattr(config, "hidden_act", None) != "silu" or getattr(config, "pretraining_tp", 1) not in (1, None):
+        return False
+    if "forward" in vars(model):  # a wrapped forward (accelerate's autocast, a test double) must run
+        return False
+    inner = getattr(model, "model", None)
+    if inner is None or not all(hasattr(inner, a) for a in ("embed_tokens", "layers", "norm", "rotary_emb")):
+        return False
+    for module in model.modules():
+        if getattr(module, "_hf_hook", None) is not None or module._forward_hooks or module._forward_pre_hooks:
+            return False
+    linears = [model.lm_head]
+    for layer in inner.layers:
+        attn, mlp = layer.self_attn, layer.mlp
+        linears += [attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj]
+    return all(type(m) is nn.Linear for m in linears) and type(inner.embed_tokens) is nn.Embedding
+
+
+def _cat_or_none(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
+    if all(p is None for p in parts):
+        return None
+    return torch.cat([p if p is not None else w.new_zeros(w.shape[0]) for p, w in parts])
+
+
+class _Layer:
+    """One decoder layer's weights, with q/k/v and gate/up concatenated (copies made once per sampler call)."""
+
+    def __init__(self, layer):
+        attn, mlp = layer.self_attn, layer.mlp
+        self.qkv = torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight])
+        self.qkv_bias = _cat_or_none([(attn.q_proj.bias, attn.q_proj.weight), (attn.k_proj.bias, attn.k_proj.weight),
+                                      (attn.v_proj.bias, attn.v_proj.weight)])
+        self.o, self.o_bias = attn.o_proj.weight, attn.o_proj.bias
+        self.gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])
+        self.gate_up_bias = _cat_or_none([(mlp.gate_proj.bias, mlp.gate_proj.weight),
+                                          (mlp.up_proj.bias, mlp.up_proj.weight)])
+        self.down, self.down_bias = mlp.down_proj.weight, mlp.down_proj.bias
+        self.norm_in = (layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon)
+        self.norm_post = (layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon)
+        self.scaling = attn.scaling
+        self.intermediate = mlp.gate_proj.weight.shape[0]
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """The Llama RMSNorm, op for op: in fp32, then the weight times the result cast back."""
+    dtype = x.dtype
+    h = x.to(torch.float32)
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * h.to(dtype)
+
+
+class LeanDecoder:
+    """Decoding steps of `model` (see `applicable`) against a podium sampling cache (`podium.generation.kv_cache`
+    or `SharedPrefixCache`)."""
+
+    def __init__(self, model):
+        inner = model.model
+        config = model.config
+        self.rotary = inner.rotary_emb
+        self.embed = inner.embed_tokens.weight
+        self.final_norm = (inner.norm.weight, inner.norm.variance_epsilon)
+        self.lm_head, self.lm_head_bias = model.lm_head.weight, model.lm_head.bias
+        self.layers = [_Layer(layer) for layer in inner.layers]
+        attn = inner.layers[0].self_attn
+        self.head_dim = attn.head_dim
+        self.heads = config.num_attention_heads
+        self.kv_heads = config.num_key_value_heads
+
+    @torch.inference_mode()
+    def step(self, tokens: torch.Tensor, positions: torch.Tensor, cache, attention_mask: torch.Tensor | None):
+        """Logits `[rows, V]` of the next token after `tokens` `[rows]` at `positions` `[rows]`.
+
+        `cache` gains each layer's keys and values; `attention_mask` `[rows, columns]` (1 = visible, the cache's
+        columns plus this token's) is the fanned-out cache's padding mask, None with a `SharedPrefixCache`.
+        """
+        rows = tokens.shape[0]
+        H, G, d = self.heads, self.kv_heads, self.head_dim
+        x = F.embedding(tokens, self.embed)  # [rows, hidden]
+        cos, sin = self.rotary(x[:, None], positions[:, None])  # [rows, 1, d]: one row of cos/sin per head
+        half = d // 2
+        shared = isinstance(cache, SharedPrefixCache)
+        mask = None if shared else attention_mask.bool()[:, None, None, :]
+        for i, w in enumerate(self.layers):
+            h = rms_norm(x, *w.norm_in)
+            qkv = F.linear(h, w.qkv, w.qkv_bias).view(rows, H + 2 * G, d)
+            qk = qkv[:, : H + G]
+            rotated = torch.cat((-qk[..., half:], qk[..., :half]), dim=-1)
+            qk = qk * cos + rotated * sin
+            q = qk[:, :H, None, :]  # [rows, H, 1, d]
+            keys, values = cache.layers[i].update(qk[:, H:, None, :], qkv[:, H + G:, None, :])
+            if shared:
+                out = _attend(cache, i, q, keys, values, w.scaling)[0]
+            else:
+                out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=w.scaling,
+                                                     enable_gqa=H != G)
+            x = x + F.linear(out.reshape(rows, H * d), w.o, w.o_bias)
+            h = rms_norm(x, *w.norm_post)
+            gate_up = F.linear(h, w.gate_up, w.gate_up_bias)
+            h = F.silu(gate_up[:, : w.intermediate]) * gate_up[:, w.intermediate:]
+            x = x + F.linear(h, w.down, w.down_bias)
+        return F.linear(rms_norm(x, *self.final_norm), self.lm_head, self.lm_head_bias)
