@@ -1,6 +1,7 @@
 """podium `sft` vs TRL 1.16 SFTTrainer: tokens/s, peak memory and loss curves, side by side.
 
     PYTHONPATH=src python benchmarks/sft_vs_trl.py [--examples 64] [--steps 8] [--repeats 3] [--threads 1]
+        [--preset qwen2.5-0.5b | --model-dir DIR] [--device cuda] [--attn auto]
 
 Same tiny Llama (3.5M parameters, the character tokenizer) as benchmarks/dpo_vs_trl.py, same
 `{"prompt", "completion"}` records of mixed lengths (prompt and completion each 16-256 characters),
@@ -15,6 +16,12 @@ one row, podium packs it into rows as long as its longest example). TRL's `packi
 `--trl-bfd` and shown as "best TRL" when it is the fastest. Tokens/s counts the non-padding input
 tokens of the epoch over the whole job (load, tokenise, train, save). One JSON line per layout to
 benchmarks/results/sft_vs_trl.jsonl.
+
+`--device cuda` runs both sides in bf16 (TRL: autocast over fp32 weights; podium: bf16 weights), with
+flash_attention_2 when flash-attn is installed, else sdpa (both sides; `--attn` sets it). `--preset NAME` trains a random-init
+model of a real architecture (benchmarks/side_by_side.py PRESETS; the character tokenizer padded to its
+vocabulary). Absolute training-loop tokens/s (the epoch's tokens over each side's loop time) and MFU
+(each side's model FLOPs, podium.training.flops, over that time and the measured peak) print too.
 """
 
 from __future__ import annotations
@@ -31,13 +38,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.side_by_side import (  # noqa: E402
+    FlopCounter,
+    add_model_arguments,
     append_result,
+    attention_for,
     benchmark_model,
     cpu_seconds,
     interleave,
     machine,
+    peak_for,
     peak_rss_mb,
     pin_threads,
+    podium_step_totals,
+    print_absolute,
     print_curves,
     run_child,
     training_ratios,
@@ -72,7 +85,8 @@ def run_trl(args) -> dict:
         torch.cuda.reset_peak_memory_stats()
     t0, c0 = time.perf_counter(), cpu_seconds()
     tok = load_tokenizer(args.model)
-    model = load_model(args.model, device="cuda" if cuda else None)
+    model = load_model(args.model, device="cuda" if cuda else None, attn_implementation=args.attn)
+    counter = FlopCounter(model)
     rows = [json.loads(line) for line in Path(args.data).read_text().splitlines()]
     config = SFTConfig(
         output_dir=tempfile.mkdtemp(), learning_rate=args.lr, per_device_train_batch_size=args.batch_size,
@@ -91,7 +105,8 @@ def run_trl(args) -> dict:
     wall = time.perf_counter() - t0
     mem = torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mb() - base
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"wall_s": wall, "cpu_s": cpu_seconds() - c0, "train_s": t2 - t1, "peak_mb": mem, "losses": losses}
+    return {"wall_s": wall, "cpu_s": cpu_seconds() - c0, "train_s": t2 - t1, "peak_mb": mem, "losses": losses,
+            "loop_s": t2 - t1, "loop_mfu": counter.flops / (t2 - t1) / peak_for(args.device)}
 
 
 def run_podium(args) -> dict:
@@ -119,7 +134,8 @@ def run_podium(args) -> dict:
     out = Path(tempfile.mkdtemp())
     cfg = {"model": args.model, "data": args.data, "learning_rate": args.lr, "batch_size": args.batch_size,
            "max_steps": args.steps, "lr_scheduler": "constant", "optimizer": "adamw", "max_grad_norm": 1.0,
-           "seed": 0, "max_length": 1024, "shuffle": False, "packing": args.layout == "packed"}
+           "seed": 0, "max_length": 1024, "shuffle": False, "packing": args.layout == "packed",
+           "attn_implementation": args.attn}
     if cuda:
         cfg["dtype"] = "bfloat16"
     base = peak_rss_mb()
@@ -130,8 +146,10 @@ def run_podium(args) -> dict:
     wall = time.perf_counter() - t0
     mem = torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mb() - base
     steps = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+    loop_s, loop_flops = podium_step_totals(steps, args.batch_size)
     return {"wall_s": wall, "cpu_s": cpu_seconds() - c0, **train_s, "peak_mb": mem, "losses": [s["loss"] for s in steps],
-            "mfu": steps[-1].get("mfu"), "flops_per_second": steps[-1].get("flops_per_second")}
+            "mfu": steps[-1].get("mfu"), "flops_per_second": steps[-1].get("flops_per_second"), "loop_s": loop_s,
+            "loop_mfu": loop_flops / loop_s / peak_for(args.device) if loop_flops else None}
 
 
 def epoch_tokens(data: Path, model: str, n: int) -> int:
@@ -147,7 +165,7 @@ def epoch_tokens(data: Path, model: str, n: int) -> int:
 def child_argv(which: str, layout: str, args, data: Path) -> list[str]:
     return ["--run", which, "--layout", layout, "--model", args.model, "--data", str(data), "--steps",
             str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--device", args.device,
-            "--threads", str(args.threads)]
+            "--threads", str(args.threads), "--attn", args.attn]
 
 
 def main() -> None:
@@ -165,7 +183,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="compute threads of each run (both sides alike)")
     p.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=list(LAYOUTS))
     p.add_argument("--trl-bfd", action="store_true", help="also time TRL's packing=True (BFD)")
-    p.add_argument("--model-dir", help="use this model folder instead of building the tiny Llama")
+    add_model_arguments(p)
     p.add_argument("--min-chars", type=int, default=16)
     p.add_argument("--max-chars", type=int, default=256)
     args = p.parse_args()
@@ -173,12 +191,14 @@ def main() -> None:
         print(json.dumps((run_trl if args.run == "trl" else run_podium)(args)))
         return
 
+    args.attn = attention_for(args.device, args.attn)
     work, n_params = benchmark_model(args, MODEL, "sft_vs_trl-")
     data = work / "sft.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in make_records(args.examples, args.min_chars,
                                                                           args.max_chars, seed=1)))
     tokens = epoch_tokens(data, args.model, args.steps * args.batch_size)
-    print(f"model: {n_params and round(n_params / 1e6, 2)}M params; {args.examples} examples "
+    print(f"model: {args.preset or args.model_dir or 'tiny Llama'}, {n_params and round(n_params / 1e6, 2)}M params, "
+          f"attention {args.attn}; {args.examples} examples "
           f"({args.min_chars}-{args.max_chars} characters each side), {args.steps} steps x {args.batch_size}: "
           f"{tokens} tokens; device {args.device}; {args.threads} thread(s) per run; {args.repeats} pairs of runs",
           flush=True)
@@ -206,8 +226,12 @@ def main() -> None:
               + f"); CPU time x{ratio['cpu_time']:.2f}; training loop x{ratio['train_loop']:.2f}; "
               f"peak memory x{ratio['peak_memory']:.2f}")
         print_curves(pod, trl, ratio["loss_curve_max_abs_diff"])
+        for r in pod + trl:
+            r["loop_tokens_per_s"] = tokens / r["loop_s"]
+        print_absolute(pod, trl, "tokens")
         record = {"layout": layout, "peer_layout": peer_layout, "examples": args.examples, "steps": args.steps,
                   "batch_size": args.batch_size, "tokens": tokens, "device": args.device, "model_params": n_params,
+                  "preset": args.preset, "attn_implementation": args.attn,
                   "machine": machine(args.threads),
                   "ratio": {"tokens_per_s": ratio["speed"], **{k: ratio[k] for k in ("cpu_time", "train_loop", "peak_memory")}},
                   "loss_curve_max_abs_diff": ratio["loss_curve_max_abs_diff"], "podium": pod, "trl": trl}
