@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from podium.generation.shared_prefix import SharedPrefixCache, _attend
+from podium.generation.shared_prefix import SharedPrefixCache, attend
 from podium.generation.shared_prefix import applicable as full_attention_everywhere
 
 CLASSES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM")
@@ -125,7 +125,7 @@ class LeanDecoder:
             q = qk[:, :H, None, :]  # [rows, H, 1, d]
             keys, values = cache.layers[i].update(qk[:, H:, None, :], qkv[:, H + G:, None, :])
             if shared:
-                out = _attend(cache, i, q, keys, values, w.scaling)[0]
+                out = attend(cache, i, q, keys, values, w.scaling)[0]
             else:
                 out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=w.scaling,
                                                      enable_gqa=H != G)

@@ -118,8 +118,15 @@ def shared_prefix_attention(module, query: torch.Tensor, key: torch.Tensor, valu
     cache = _ACTIVE.get()
     if cache is None or query.shape[2] != 1 or kwargs.get("sliding_window") or kwargs.get("softcap"):
         raise RuntimeError(f"{NAME} attention runs only for single-token decoding inside decoding_with()")
-    with record_function("shared_prefix_attention"):  # named in profiles (benchmarks/profile_hot_paths.py)
-        return _attend(cache, module.layer_idx, query, key, value, scaling)
+    return attend(cache, module.layer_idx, query, key, value, scaling)
+
+
+def attend(cache: SharedPrefixCache, layer_idx: int, query, key, value, scaling):
+    """Shared-prefix attention of one decoding step at layer `layer_idx` (shapes: `shared_prefix_attention`)."""
+    if torch.autograd._profiler_enabled():  # named in profiles (benchmarks/profile_hot_paths.py), free otherwise
+        with record_function("shared_prefix_attention"):
+            return _attend(cache, layer_idx, query, key, value, scaling)
+    return _attend(cache, layer_idx, query, key, value, scaling)
 
 
 def _attend(cache: SharedPrefixCache, layer_idx: int, query, key, value, scaling):
