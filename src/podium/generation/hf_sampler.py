@@ -49,6 +49,13 @@ def eos_token_ids(model, tokenizer) -> list[int]:
     return ids
 
 
+def cache_argument(model) -> str:
+    """The model forward's KV-cache argument: `cache` since transformers 5 renamed `past_key_values`
+    (read from the model class, under a PEFT wrapper or an instance-level forward wrapper)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
+
+
 class TransformersSampler:
     """Sample from a transformers causal LM with batched KV-cached decoding (CPU or GPU).
 
@@ -62,8 +69,7 @@ class TransformersSampler:
     def __init__(self, model, tokenizer, *, batch_size: int = 32, progress: bool = False, lean: bool = True):
         self.model = model
         self.lean = lean
-        # The forward's KV-cache argument: `cache` since transformers 5 renamed `past_key_values`.
-        self.cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self.cache_kwarg = cache_argument(model)
         self.tokenizer = tokenizer
         self.batch_size = max(1, int(batch_size))
         self.progress = progress
