@@ -18,7 +18,7 @@ from transformers import (
 
 from podium.generation.hf_sampler import TransformersSampler
 from podium.generation.kv_cache import preallocated_cache
-from podium.generation.lean_decode import LeanDecoder, applicable
+from podium.generation.lean_decode import LeanDecoder, lean_applicable
 from podium.generation.sampler import SamplingParams
 from podium.models.tiny import build_tiny_model
 
@@ -52,7 +52,7 @@ FAMILIES = {
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_lean_step_equals_the_models_forward(family):
     model = FAMILIES[family]()
-    assert applicable(model)
+    assert lean_applicable(model)
     lean = LeanDecoder(model)
     ids = torch.tensor([[0, 0, 5, 9, 14], [3, 8, 2, 7, 1]])  # row 0 left-padded
     mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
@@ -90,18 +90,18 @@ def test_sampler_draws_the_same_tokens_with_and_without_the_lean_step(family, ba
 
 
 def test_not_applied_where_the_step_would_differ():
-    assert not applicable(_model(MistralForCausalLM, MistralConfig, sliding_window=8))
-    assert not applicable(_model(Gemma2ForCausalLM, Gemma2Config, head_dim=8))
-    assert not applicable(_model(MixtralForCausalLM, MixtralConfig, num_local_experts=2, num_experts_per_tok=1))
-    assert not applicable(_model(LlamaForCausalLM, LlamaConfig, hidden_act="gelu"))
+    assert not lean_applicable(_model(MistralForCausalLM, MistralConfig, sliding_window=8))
+    assert not lean_applicable(_model(Gemma2ForCausalLM, Gemma2Config, head_dim=8))
+    assert not lean_applicable(_model(MixtralForCausalLM, MixtralConfig, num_local_experts=2, num_experts_per_tok=1))
+    assert not lean_applicable(_model(LlamaForCausalLM, LlamaConfig, hidden_act="gelu"))
 
     hooked = FAMILIES["llama-gqa"]()
     hooked.model.layers[0].mlp.register_forward_hook(lambda *a: None)
-    assert not applicable(hooked)
+    assert not lean_applicable(hooked)
 
     wrapped = FAMILIES["llama-gqa"]()
     wrapped.forward = wrapped.forward  # as accelerate's autocast wrapper does
-    assert not applicable(wrapped)
+    assert not lean_applicable(wrapped)
 
     class LoraLinear(nn.Linear):  # an adapter layer computes more than its weight
         pass
@@ -109,4 +109,4 @@ def test_not_applied_where_the_step_would_differ():
     adapted = FAMILIES["llama-gqa"]()
     q = adapted.model.layers[1].self_attn.q_proj
     adapted.model.layers[1].self_attn.q_proj = LoraLinear(q.in_features, q.out_features, bias=False)
-    assert not applicable(adapted)
+    assert not lean_applicable(adapted)

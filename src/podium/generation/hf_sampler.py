@@ -17,7 +17,6 @@ only real tokens, so a padded row computes what it would compute alone.
 
 from __future__ import annotations
 
-import inspect
 from contextlib import nullcontext
 from dataclasses import replace
 
@@ -27,10 +26,11 @@ from transformers import DynamicCache
 
 from podium.generation.kv_cache import preallocated_cache
 from podium.generation.lean_decode import LeanDecoder
-from podium.generation.lean_decode import applicable as lean_applicable
+from podium.generation.lean_decode import lean_applicable
 from podium.generation.sampler import Completion, Prompt, SamplingParams, encode_prompts, sequence_seed
 from podium.generation.sampling import select_next_tokens, token_logprobs
 from podium.generation.shared_prefix import SharedPrefixCache, applicable, decoding_with
+from podium.training.attention_masks import cache_argument
 
 # Finished rows are dropped from the batch once they are 1/DROP_EVERY of it: dropping copies the cache of the
 # rows kept, keeping them costs their share of every step's cache read.
@@ -47,13 +47,6 @@ def eos_token_ids(model, tokenizer) -> list[int]:
             if int(i) not in ids:
                 ids.append(int(i))
     return ids
-
-
-def cache_argument(model) -> str:
-    """The model forward's KV-cache argument: `cache` since transformers 5 renamed `past_key_values`
-    (read from the model class, under a PEFT wrapper or an instance-level forward wrapper)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
 
 
 class TransformersSampler:

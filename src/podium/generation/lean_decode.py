@@ -12,7 +12,7 @@ mask) or, for K samples of one prompt, by shared-prefix attention (`podium.gener
 It computes what the model's forward computes (same weights, same op order per element: RMSNorm in
 fp32 then the weight, rotary `x * cos + rotate_half(x) * sin` with the model's own rotary module, so every
 rope scaling type is the model's; SiLU-gated MLP); tests compare logits and sampled tokens with the
-model's forward. It is used only where that holds (`applicable`): plain transformers Llama, Mistral and
+model's forward. It is used only where that holds (`lean_applicable`): plain transformers Llama, Mistral and
 Qwen2 causal LMs (no MoE, no sliding window, SiLU, linear layers that are exactly `nn.Linear`, no hooks
 such as accelerate's offloading or a PEFT wrapper); everything else decodes through the model's forward.
 The prefill (the prompt's tokens) always runs the model's own forward.
@@ -30,7 +30,7 @@ from podium.generation.shared_prefix import applicable as full_attention_everywh
 CLASSES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM")
 
 
-def applicable(model) -> bool:
+def lean_applicable(model) -> bool:
     """Whether `LeanDecoder` computes exactly what `model`'s forward computes (module doc)."""
     if type(model).__name__ not in CLASSES or not full_attention_everywhere(model.config):
         return False
@@ -86,7 +86,7 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 class LeanDecoder:
-    """Decoding steps of `model` (see `applicable`) against a podium sampling cache (`podium.generation.kv_cache`
+    """Decoding steps of `model` (see `lean_applicable`) against a podium sampling cache (`podium.generation.kv_cache`
     or `SharedPrefixCache`)."""
 
     def __init__(self, model):

@@ -26,6 +26,8 @@ says so in the log rather than risk a silent difference.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from podium.errors import PodiumError
@@ -59,6 +61,12 @@ def model_config(model):
     """The (text) config of a model, through DDP / PEFT wrappers."""
     config = _unwrap(model).config
     return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def cache_argument(model) -> str:
+    """The forward's KV-cache argument: `cache` since transformers 5 renamed `past_key_values` (read from the
+    model class, so DDP / PEFT wrappers and an instance-level forward wrapper do not hide it)."""
+    return "cache" if "cache" in inspect.signature(type(_unwrap(model)).forward).parameters else "past_key_values"
 
 
 def architecture(model) -> str:

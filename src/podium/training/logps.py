@@ -37,7 +37,7 @@ import torch
 from transformers import DynamicCache
 
 from podium.errors import PodiumError
-from podium.training.attention_masks import model_config, prefix_sharing_problem, prepared_masks
+from podium.training.attention_masks import cache_argument, model_config, prefix_sharing_problem, prepared_masks
 from podium.training.router_loss import load_balancing_loss, recording_router_logits, router_top_k
 
 PROMPT, CHOSEN, REJECTED = 0, 1, 2
@@ -282,14 +282,15 @@ def _prompt_cache_forward(model, batch: dict, device, router_loss: bool):
         raise PodiumError(f"prefix sharing cannot be exact for this model: {problem}; set prefix_sharing: false")
     extra = {"output_router_logits": False} if hasattr(model_config(model), "output_router_logits") else {}
     cache = DynamicCache(config=model_config(model))
+    extra[cache_argument(model)] = cache
     with recording_router_logits(model) if router_loss else nullcontext() as routed:
         first = model(input_ids=batch["prompt_ids"].to(device), attention_mask=batch["prompt_mask"].to(device),
-                      position_ids=batch["prompt_positions"].to(device), past_key_values=cache, use_cache=True,
+                      position_ids=batch["prompt_positions"].to(device), use_cache=True,
                       logits_to_keep=1, **extra).logits[:, -1]
         cache.batch_repeat_interleave(2)  # each prompt's keys and values for its chosen and its rejected row
         pred = batch["completion_pred"].to(device)
         rest = model(input_ids=batch["completion_ids"].to(device), attention_mask=batch["cache_mask"].to(device),
-                     position_ids=batch["completion_positions"].to(device), past_key_values=cache, use_cache=True,
+                     position_ids=batch["completion_positions"].to(device), use_cache=True,
                      logits_to_keep=pred, **extra).logits
     if rest.dim() == 3:  # a model that ignores boolean logits_to_keep returns [R, L, V]
         rest = rest[pred]
