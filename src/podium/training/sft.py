@@ -33,6 +33,7 @@ from podium.refs import ModelRef
 from podium.stages import StageContext, stage
 from podium.tasks import get_task
 from podium.training.attention_masks import check_causal, padding_free_problem
+from podium.training.segment_attention import attending_by_segments, segments_applicable
 from podium.training.logps import token_logps
 from podium.training.loop import train_loop
 from podium.training.lora import LoraSettings, apply_lora, save_lora
@@ -82,11 +83,16 @@ def sft_objective(model, batch: dict, router_aux_loss_coef: float = 0.0) -> tupl
     [R, T, V] logits tensor is ever computed. A packed batch has `position_ids` restarting per example.
     """
     # No cache: transformers separates packed sequences by their position resets only without one.
-    kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch.get("attention_mask"), "use_cache": False,
+    # No padding mask: padded rows are right-padded, so under causal attention no real token sees a pad and
+    # the mask changes nothing that is kept; without it attention takes sdpa's causal kernel, not the masked one.
+    kwargs = {"input_ids": batch["input_ids"], "attention_mask": None, "use_cache": False,
               "logits_to_keep": batch["pred_mask"]}
     if batch.get("position_ids") is not None:
         kwargs["position_ids"] = batch["position_ids"]
-    with recording_router_logits(model) if router_aux_loss_coef else nullcontext() as routed:
+    packed = batch.get("position_ids") is not None
+    by_segments = attending_by_segments(model, batch["position_ids"]) if packed and segments_applicable(model) \
+        else nullcontext()
+    with recording_router_logits(model) if router_aux_loss_coef else nullcontext() as routed, by_segments:
         logits = model(**kwargs).logits
     if logits.dim() == 3:  # a model that ignores boolean logits_to_keep returns [R, T, V]
         logits = logits[batch["pred_mask"].to(logits.device)]

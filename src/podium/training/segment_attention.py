@@ -1,0 +1,94 @@
+"""Attention over packed rows one example at a time: causal attention per segment, no block-diagonal mask.
+
+A packed row holds several examples, separated by position resets. transformers turns the resets into a
+block-diagonal causal mask `[R, 1, L, L]`, and sdpa/eager attention then computes every query-key pair
+of the row, masked or not, through sdpa's masked path (on a CPU that was 55 % of a packed SFT step,
+benchmarks/profile_hot_paths.py). Here each example's queries attend to its own keys with
+`scaled_dot_product_attention(..., is_causal=True)`: the pairs outside an example are never computed,
+the kernel skips the causal upper triangle, and no mask is built. The result is the block-diagonal
+causal attention itself (what flash-attention's variable-length kernel computes on a GPU), so the loss
+equals the padded forward's (tests/unit/test_segment_attention.py).
+
+It applies where attention is plain causal attention on every layer (`segments_applicable`): sdpa, no
+sliding window, no logit soft-capping, no attention dropout, and an architecture whose layers call the
+attention interface (`podium.generation.shared_prefix.ARCHITECTURES`). `attending_by_segments` switches the
+model's `_attn_implementation` to `NAME` for one forward and restores it afterwards.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+import torch
+import torch.nn.functional as F
+from transformers import AttentionInterface
+from transformers.masking_utils import AttentionMaskInterface
+
+from podium.generation.shared_prefix import applicable as full_causal_attention
+from podium.training.attention_masks import attn_implementation, model_config
+
+NAME = "podium_segments"
+_SEGMENTS: ContextVar[list[list[tuple[int, int]]] | None] = ContextVar("podium_segments", default=None)
+
+
+def segments_applicable(model) -> bool:
+    """Whether per-segment causal attention computes what `model`'s attention computes on packed rows."""
+    config = model_config(model)
+    return (attn_implementation(model) == "sdpa" and full_causal_attention(config)
+            and not getattr(config, "attention_dropout", 0.0))
+
+
+def segments(position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
+    """Per row of `position_ids` `[R, L]`, the `(start, end)` column ranges of its examples (a run starts
+    where the position does not continue the previous one)."""
+    starts = torch.ones_like(position_ids, dtype=torch.bool)
+    starts[:, 1:] = position_ids[:, 1:] != position_ids[:, :-1] + 1
+    length = position_ids.shape[1]
+    out = []
+    for row in starts.cpu():
+        cols = row.nonzero().squeeze(-1).tolist()
+        out.append(list(zip(cols, cols[1:] + [length])))
+    return out
+
+
+@contextmanager
+def attending_by_segments(model, position_ids: torch.Tensor):
+    """Inside the block, `model`'s attention runs per segment of the packed rows `position_ids` `[R, L]`."""
+    config = model_config(model)
+    saved = config._attn_implementation
+    token = _SEGMENTS.set(segments(position_ids))
+    config._attn_implementation = NAME
+    try:
+        yield
+    finally:
+        config._attn_implementation = saved
+        _SEGMENTS.reset(token)
+
+
+def segment_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask,
+                      dropout: float = 0.0, scaling: float | None = None, **kwargs):
+    """The attention interface of `NAME`: `query` `[R, H, L, d]`, `key`/`value` `[R, G, L, d]`; returns
+    `[R, L, H, d]` as transformers' attention functions do."""
+    runs = _SEGMENTS.get()
+    if runs is None or dropout or kwargs.get("sliding_window") or kwargs.get("softcap"):
+        raise RuntimeError(f"{NAME} attention runs only inside attending_by_segments(), without dropout, "
+                           "sliding windows or soft-capping")
+    gqa = query.shape[1] != key.shape[1]
+    rows = []
+    for r, row in enumerate(runs):
+        q, k, v = query[r:r + 1], key[r:r + 1], value[r:r + 1]
+        parts = [F.scaled_dot_product_attention(q[:, :, s:e], k[:, :, s:e], v[:, :, s:e], is_causal=True,
+                                                scale=scaling, enable_gqa=gqa) for s, e in row]
+        rows.append(parts[0] if len(parts) == 1 else torch.cat(parts, dim=2))
+    out = rows[0] if len(rows) == 1 else torch.cat(rows, dim=0)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _no_mask(*args, **kwargs) -> None:
+    """The mask builder of `NAME`: segments need no mask, so transformers builds none."""
+    return None
+
+
+AttentionInterface.register(NAME, segment_attention)
+AttentionMaskInterface.register(NAME, _no_mask)
