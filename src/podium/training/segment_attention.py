@@ -76,10 +76,12 @@ def segment_attention(module, query: torch.Tensor, key: torch.Tensor, value: tor
                            "sliding windows or soft-capping")
     gqa = query.shape[1] != key.shape[1]
     rows = []
-    for r, row in enumerate(runs):
-        q, k, v = query[r:r + 1], key[r:r + 1], value[r:r + 1]
-        parts = [F.scaled_dot_product_attention(q[:, :, s:e], k[:, :, s:e], v[:, :, s:e], is_causal=True,
-                                                scale=scaling, enable_gqa=gqa) for s, e in row]
+    # torch.split, not slicing: a split's backward is one concatenation, while each slice's backward would
+    # be a zero tensor of the whole input's size.
+    for q, k, v, row in zip(query.split(1), key.split(1), value.split(1), runs):
+        sizes = [e - s for s, e in row]
+        parts = [F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=scaling, enable_gqa=gqa)
+                 for qs, ks, vs in zip(q.split(sizes, dim=2), k.split(sizes, dim=2), v.split(sizes, dim=2))]
         rows.append(parts[0] if len(parts) == 1 else torch.cat(parts, dim=2))
     out = rows[0] if len(rows) == 1 else torch.cat(rows, dim=0)
     return out.transpose(1, 2).contiguous(), None

@@ -14,6 +14,8 @@ different point of a steep learning curve for every seed; a target lands on the 
 
 from __future__ import annotations
 
+import sys
+
 from contextlib import nullcontext
 from functools import partial
 
@@ -160,7 +162,12 @@ def sft(cfg: SFTConfig, ctx: StageContext) -> dict:
     if cfg.lora:
         model = apply_lora(model, cfg.lora)
         save_final = lambda m, d, **kw: save_lora(m, tokenizer, d, cfg.lora, base=cfg.model, **kw)
-    collate = partial(pack_batch if packing else pad_batch, pad_id=tokenizer.pad_token_id)
+    collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
+    if packing:
+        # Attended one example at a time (training/segment_attention.py), a row's length costs no attention:
+        # the whole micro-batch goes in one row, without padding. Otherwise rows as long as the longest example.
+        one_row = sys.maxsize if segments_applicable(model) else None
+        collate = partial(pack_batch, pad_id=tokenizer.pad_token_id, capacity=one_row)
     objective = partial(sft_objective, router_aux_loss_coef=router_coef)
     stopping = {}
     if cfg.stop_at:
