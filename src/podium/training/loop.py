@@ -43,6 +43,7 @@ from podium.training.checkpoint import (
 )
 from podium.training.divergence import DivergenceGuard, weight_norm
 from podium.training.flops import TrainingFlops, peak_flops
+from podium.training.host_heap import HeapTrimmer
 from podium.training.settings import TrainSettings
 
 Objective = Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict[str, torch.Tensor]]]
@@ -208,6 +209,7 @@ def train_loop(
     # The scheduler is not prepared: accelerate would step it once per process.
     model, optimizer = acc.prepare(model, optimizer)
     guard = DivergenceGuard(enabled=s.detect_divergence)
+    heap = HeapTrimmer(acc.device)
     replicated = weights_replicated(acc)
 
     start_step = 0
@@ -250,6 +252,7 @@ def train_loop(
         mine = idx[rank * per_rank : (rank + 1) * per_rank]
         batches = [collate([examples[i] for i in mine[j : j + s.batch_size]]) for j in range(0, per_rank, s.batch_size)]
         step_flops = sum(flops(b) for b in batches) if flops else 0.0
+        heap.before_step(batches)  # host memory only (training/host_heap.py)
         count = torch.tensor(float(sum(b["count"] for b in batches)), device=acc.device)
         global_count = acc.reduce(count, reduction="sum") if world > 1 else count
         loss_total = torch.zeros((), device=acc.device)
