@@ -7,7 +7,7 @@ from transformers import Gemma2Config, Gemma2ForCausalLM, MistralConfig, Mistral
 import podium.training.sft as sft
 from podium.data.collate import pack_batch, pad_batch
 from podium.models.tiny import build_tiny_model
-from podium.training.segment_attention import NAME, attending_by_segments, segments, segments_applicable
+from podium.training.segment_attention import SEGMENTS_NAME, attending_by_segments, segments, segments_applicable
 from podium.training.sft import sft_objective
 
 
@@ -56,7 +56,7 @@ def test_implementation_restored_after_an_error():
     model, _ = build_tiny_model(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=4)
     with pytest.raises(RuntimeError, match="boom"):
         with attending_by_segments(model, torch.zeros(1, 4, dtype=torch.long)):
-            assert model.config._attn_implementation == NAME
+            assert model.config._attn_implementation == SEGMENTS_NAME
             raise RuntimeError("boom")
     assert model.config._attn_implementation == "sdpa"
 

@@ -12,7 +12,7 @@ equals the padded forward's (tests/unit/test_segment_attention.py).
 It applies where attention is plain causal attention on every layer (`segments_applicable`): sdpa, no
 sliding window, no logit soft-capping, no attention dropout, and an architecture whose layers call the
 attention interface (`podium.generation.shared_prefix.ARCHITECTURES`). `attending_by_segments` switches the
-model's `_attn_implementation` to `NAME` for one forward and restores it afterwards.
+model's `_attn_implementation` to `SEGMENTS_NAME` for one forward and restores it afterwards.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from transformers.masking_utils import AttentionMaskInterface
 from podium.generation.shared_prefix import applicable as full_causal_attention
 from podium.training.attention_masks import attn_implementation, model_config
 
-NAME = "podium_segments"
+SEGMENTS_NAME = "podium_segments"
 _SEGMENTS: ContextVar[list[list[tuple[int, int]]] | None] = ContextVar("podium_segments", default=None)
 
 
@@ -58,7 +58,7 @@ def attending_by_segments(model, position_ids: torch.Tensor):
     config = model_config(model)
     saved = config._attn_implementation
     token = _SEGMENTS.set(segments(position_ids))
-    config._attn_implementation = NAME
+    config._attn_implementation = SEGMENTS_NAME
     try:
         yield
     finally:
@@ -68,11 +68,11 @@ def attending_by_segments(model, position_ids: torch.Tensor):
 
 def segment_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask,
                       dropout: float = 0.0, scaling: float | None = None, **kwargs):
-    """The attention interface of `NAME`: `query` `[R, H, L, d]`, `key`/`value` `[R, G, L, d]`; returns
+    """The attention interface of `SEGMENTS_NAME`: `query` `[R, H, L, d]`, `key`/`value` `[R, G, L, d]`; returns
     `[R, L, H, d]` as transformers' attention functions do."""
     runs = _SEGMENTS.get()
     if runs is None or dropout or kwargs.get("sliding_window") or kwargs.get("softcap"):
-        raise RuntimeError(f"{NAME} attention runs only inside attending_by_segments(), without dropout, "
+        raise RuntimeError(f"{SEGMENTS_NAME} attention runs only inside attending_by_segments(), without dropout, "
                            "sliding windows or soft-capping")
     gqa = query.shape[1] != key.shape[1]
     rows = []
@@ -88,9 +88,9 @@ def segment_attention(module, query: torch.Tensor, key: torch.Tensor, value: tor
 
 
 def _no_mask(*args, **kwargs) -> None:
-    """The mask builder of `NAME`: segments need no mask, so transformers builds none."""
+    """The mask builder of `SEGMENTS_NAME`: segments need no mask, so transformers builds none."""
     return None
 
 
-AttentionInterface.register(NAME, segment_attention)
-AttentionMaskInterface.register(NAME, _no_mask)
+AttentionInterface.register(SEGMENTS_NAME, segment_attention)
+AttentionMaskInterface.register(SEGMENTS_NAME, _no_mask)
