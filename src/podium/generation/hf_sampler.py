@@ -25,8 +25,7 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from podium.generation.kv_cache import preallocated_cache
-from podium.generation.lean_decode import LeanDecoder
-from podium.generation.lean_decode import lean_applicable
+from podium.generation.lean_decode import LeanDecoder, lean_applicable
 from podium.generation.sampler import Completion, Prompt, SamplingParams, encode_prompts, sequence_seed
 from podium.generation.sampling import select_next_tokens, token_logprobs
 from podium.generation.shared_prefix import SharedPrefixCache, applicable, decoding_with

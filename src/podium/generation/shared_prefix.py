@@ -21,7 +21,6 @@ decoding steps only (the prefill runs the model's own attention) and restores it
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from contextvars import ContextVar
 
 import torch
@@ -29,6 +28,7 @@ from torch.profiler import record_function
 from transformers import AttentionInterface, DynamicCache
 
 from podium.generation.kv_cache import PreallocatedLayer
+from podium.training.attention_masks import routed_attention
 
 NAME = "podium_shared_prefix"
 # Decoder layers verified to call `cache.update` and then the attention interface with the updated keys.
@@ -97,18 +97,9 @@ class SharedPrefixCache(DynamicCache):
         return self.prefix_mask.shape[1] + self.layers[layer_idx].filled
 
 
-@contextmanager
 def decoding_with(model, cache: SharedPrefixCache):
     """Route `model`'s attention through `shared_prefix_attention` with `cache` while inside the block."""
-    config = model.config
-    saved = config._attn_implementation
-    token = _ACTIVE.set(cache)
-    config._attn_implementation = NAME
-    try:
-        yield
-    finally:
-        config._attn_implementation = saved
-        _ACTIVE.reset(token)
+    return routed_attention(model.config, NAME, _ACTIVE, cache)
 
 
 def shared_prefix_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask,

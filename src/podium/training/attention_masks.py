@@ -27,6 +27,8 @@ says so in the log rather than risk a silent difference.
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 
@@ -61,6 +63,20 @@ def model_config(model):
     """The (text) config of a model, through DDP / PEFT wrappers."""
     config = _unwrap(model).config
     return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+@contextmanager
+def routed_attention(config, implementation: str, state: ContextVar, value):
+    """Inside the block the model of `config` attends with the registered attention `implementation`, which
+    reads `value` from `state`; the model's own implementation and the state are restored afterwards."""
+    saved = config._attn_implementation
+    token = state.set(value)
+    config._attn_implementation = implementation
+    try:
+        yield
+    finally:
+        config._attn_implementation = saved
+        state.reset(token)
 
 
 def cache_argument(model) -> str:

@@ -17,7 +17,6 @@ model's `_attn_implementation` to `SEGMENTS_NAME` for one forward and restores i
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from contextvars import ContextVar
 
 import torch
@@ -26,7 +25,7 @@ from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface
 
 from podium.generation.shared_prefix import applicable as full_causal_attention
-from podium.training.attention_masks import attn_implementation, model_config
+from podium.training.attention_masks import attn_implementation, model_config, routed_attention
 
 SEGMENTS_NAME = "podium_segments"
 _SEGMENTS: ContextVar[list[list[tuple[int, int]]] | None] = ContextVar("podium_segments", default=None)
@@ -52,18 +51,9 @@ def segments(position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
     return out
 
 
-@contextmanager
 def attending_by_segments(model, position_ids: torch.Tensor):
     """Inside the block, `model`'s attention runs per segment of the packed rows `position_ids` `[R, L]`."""
-    config = model_config(model)
-    saved = config._attn_implementation
-    token = _SEGMENTS.set(segments(position_ids))
-    config._attn_implementation = SEGMENTS_NAME
-    try:
-        yield
-    finally:
-        config._attn_implementation = saved
-        _SEGMENTS.reset(token)
+    return routed_attention(model_config(model), SEGMENTS_NAME, _SEGMENTS, segments(position_ids))
 
 
 def segment_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask,

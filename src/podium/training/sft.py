@@ -15,7 +15,6 @@ different point of a steep learning curve for every seed; a target lands on the 
 from __future__ import annotations
 
 import sys
-
 from contextlib import nullcontext
 from functools import partial
 
@@ -35,11 +34,11 @@ from podium.refs import ModelRef
 from podium.stages import StageContext, stage
 from podium.tasks import get_task
 from podium.training.attention_masks import check_causal, padding_free_problem
-from podium.training.segment_attention import attending_by_segments, segments_applicable
 from podium.training.logps import token_logps
 from podium.training.loop import train_loop
 from podium.training.lora import LoraSettings, apply_lora, save_lora
 from podium.training.router_loss import load_balancing_loss, recording_router_logits, router_aux_coef, router_top_k
+from podium.training.segment_attention import attending_by_segments, segments_applicable
 from podium.training.settings import TrainSettings
 
 
