@@ -16,6 +16,7 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
+import podium.generation.lean_decode as lean_decode
 from podium.generation.hf_sampler import TransformersSampler
 from podium.generation.kv_cache import preallocated_cache
 from podium.generation.lean_decode import LeanDecoder, lean_applicable
@@ -50,10 +51,13 @@ FAMILIES = {
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_lean_step_equals_the_models_forward(family):
+@pytest.mark.parametrize("fuse", [True, False])  # fused projections, or apart (above FUSE_LIMIT_BYTES)
+def test_lean_step_equals_the_models_forward(family, fuse, monkeypatch):
     model = FAMILIES[family]()
     assert lean_applicable(model)
+    monkeypatch.setattr(lean_decode, "FUSE_LIMIT_BYTES", 2**40 if fuse else 0)
     lean = LeanDecoder(model)
+    assert (lean.layers[0].qkv.weight is not None) == fuse
     ids = torch.tensor([[0, 0, 5, 9, 14], [3, 8, 2, 7, 1]])  # row 0 left-padded
     mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
     positions = (mask.cumsum(-1) - 1).clamp(min=0)

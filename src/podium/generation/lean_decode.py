@@ -5,7 +5,8 @@ the step's cost is mostly per-op and per-call overhead rather than arithmetic: t
 runs ~350 tensor ops per layer (views, dtype casts, `rotate_half` twice, three projections, module and
 keyword plumbing) and builds the attention mask in Python every step. `LeanDecoder` runs the same
 computation from the model's own weights with the layer's projections fused (q, k and v in one matrix
-product, gate and up in another), rotary embedding applied to queries and keys together, the KV cache
+product, gate and up in another; up to `FUSE_LIMIT_BYTES` of weight copies), rotary embedding applied to
+queries and keys together, the KV cache
 written in place, and attention either by `scaled_dot_product_attention` (the prompt's padding as its
 mask) or, for K samples of one prompt, by shared-prefix attention (`podium.generation.shared_prefix`).
 
@@ -52,29 +53,49 @@ def lean_applicable(model) -> bool:
     return all(type(m) is nn.Linear for m in linears) and type(inner.embed_tokens) is nn.Embedding
 
 
-def _cat_or_none(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
-    if all(p is None for p in parts):
-        return None
-    return torch.cat([p if p is not None else w.new_zeros(w.shape[0]) for p, w in parts])
+# Fusing copies the q/k/v and gate/up weights. Worth it where per-op overhead dominates (small models, small
+# batches); above this many bytes of copies (a large model on a GPU) the projections run apart instead.
+FUSE_LIMIT_BYTES = 256 * 2**20
+
+
+class _Projections:
+    """Several linear layers applied to one input, their outputs concatenated: one matrix product over
+    concatenated weights when `fuse`, else one per layer (no weight copies)."""
+
+    def __init__(self, linears: list[nn.Linear], fuse: bool):
+        self.parts = [(m.weight, m.bias) for m in linears]
+        self.weight = self.bias = None
+        if fuse:
+            self.weight = torch.cat([m.weight for m in linears])
+            if any(m.bias is not None for m in linears):
+                self.bias = torch.cat([m.bias if m.bias is not None else m.weight.new_zeros(m.out_features)
+                                       for m in linears])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight is not None:
+            return F.linear(x, self.weight, self.bias)
+        return torch.cat([F.linear(x, w, b) for w, b in self.parts], dim=-1)
 
 
 class _Layer:
-    """One decoder layer's weights, with q/k/v and gate/up concatenated (copies made once per sampler call)."""
+    """One decoder layer's weights (q/k/v and gate/up as `_Projections`)."""
 
-    def __init__(self, layer):
+    def __init__(self, layer, fuse: bool):
         attn, mlp = layer.self_attn, layer.mlp
-        self.qkv = torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight])
-        self.qkv_bias = _cat_or_none([(attn.q_proj.bias, attn.q_proj.weight), (attn.k_proj.bias, attn.k_proj.weight),
-                                      (attn.v_proj.bias, attn.v_proj.weight)])
+        self.qkv = _Projections([attn.q_proj, attn.k_proj, attn.v_proj], fuse)
         self.o, self.o_bias = attn.o_proj.weight, attn.o_proj.bias
-        self.gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])
-        self.gate_up_bias = _cat_or_none([(mlp.gate_proj.bias, mlp.gate_proj.weight),
-                                          (mlp.up_proj.bias, mlp.up_proj.weight)])
+        self.gate_up = _Projections([mlp.gate_proj, mlp.up_proj], fuse)
         self.down, self.down_bias = mlp.down_proj.weight, mlp.down_proj.bias
         self.norm_in = (layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon)
         self.norm_post = (layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon)
         self.scaling = attn.scaling
         self.intermediate = mlp.gate_proj.weight.shape[0]
+
+
+def _fused_bytes(layers) -> int:
+    """Bytes the fused q/k/v and gate/up weight copies of `layers` take."""
+    names = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.gate_proj", "mlp.up_proj")
+    return sum(layer.get_submodule(n).weight.nbytes for layer in layers for n in names)
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -96,7 +117,8 @@ class LeanDecoder:
         self.embed = inner.embed_tokens.weight
         self.final_norm = (inner.norm.weight, inner.norm.variance_epsilon)
         self.lm_head, self.lm_head_bias = model.lm_head.weight, model.lm_head.bias
-        self.layers = [_Layer(layer) for layer in inner.layers]
+        fuse = _fused_bytes(inner.layers) <= FUSE_LIMIT_BYTES
+        self.layers = [_Layer(layer, fuse) for layer in inner.layers]
         attn = inner.layers[0].self_attn
         self.head_dim = attn.head_dim
         self.heads = config.num_attention_heads
@@ -118,7 +140,7 @@ class LeanDecoder:
         mask = None if shared else attention_mask.bool()[:, None, None, :]
         for i, w in enumerate(self.layers):
             h = rms_norm(x, *w.norm_in)
-            qkv = F.linear(h, w.qkv, w.qkv_bias).view(rows, H + 2 * G, d)
+            qkv = w.qkv(h).view(rows, H + 2 * G, d)
             qk = qkv[:, : H + G]
             rotated = torch.cat((-qk[..., half:], qk[..., :half]), dim=-1)
             qk = qk * cos + rotated * sin
@@ -131,7 +153,7 @@ class LeanDecoder:
                                                      enable_gqa=H != G)
             x = x + F.linear(out.reshape(rows, H * d), w.o, w.o_bias)
             h = rms_norm(x, *w.norm_post)
-            gate_up = F.linear(h, w.gate_up, w.gate_up_bias)
+            gate_up = w.gate_up(h)
             h = F.silu(gate_up[:, : w.intermediate]) * gate_up[:, w.intermediate:]
             x = x + F.linear(h, w.down, w.down_bias)
         return F.linear(rms_norm(x, *self.final_norm), self.lm_head, self.lm_head_bias)
