@@ -1,5 +1,7 @@
 """Packed SFT rows attended one example at a time give the padded forward's loss and gradients."""
 
+import sys
+
 import pytest
 import torch
 from transformers import Gemma2Config, Gemma2ForCausalLM, MistralConfig, MistralForCausalLM
@@ -34,12 +36,14 @@ def _loss_and_grads(model, batch):
 
 
 @pytest.mark.parametrize("kv_heads", [4, 2])
-def test_packed_by_segments_equals_padded_and_masked_packed(monkeypatch, kv_heads):
+@pytest.mark.parametrize("one_row", [False, True])  # rows as long as the longest example / the SFT stage's one row
+def test_packed_by_segments_equals_padded_and_masked_packed(monkeypatch, kv_heads, one_row):
     model, _ = build_tiny_model(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
                                 num_kv_heads=kv_heads, seed=1)
     assert segments_applicable(model)
     examples = _examples([17, 5, 30, 9, 12, 3, 21])
-    packed = pack_batch(examples, pad_id=0)
+    packed = pack_batch(examples, pad_id=0, capacity=sys.maxsize if one_row else None)
+    assert len(packed["input_ids"]) == 1 if one_row else len(packed["input_ids"]) > 1
     assert any(len(r) > 1 for r in segments(packed["position_ids"]))  # rows hold several examples
     loss_seg, grads_seg = _loss_and_grads(model, packed)
     loss_pad, grads_pad = _loss_and_grads(model, pad_batch(examples, pad_id=0))
