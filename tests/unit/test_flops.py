@@ -62,17 +62,23 @@ def test_frozen_weights_cost_no_weight_gradient():
 
 def test_prefix_sharing_counts_the_prompt_once():
     """Worked example: the shared layout's count is the plain layout's minus one forward + backward of each
-    prompt (its tokens' matmuls and their causal attention pairs) and of one LM-head row (the last prompt
-    position predicts the first chosen and the first rejected token from one row of logits)."""
+    prompt but its last token (its tokens' matmuls and causal attention pairs; the last prompt token runs in
+    both completion rows, as in the plain layout, and predicts the first completion token there), minus what
+    those tokens skip in the last layer, which computes only their keys and values: its other weights
+    (everything but k_proj and v_proj) and its attention."""
     model, tok = build_tiny_model(seed=0, **TINY)
     examples, _ = tokenize_pairs(PAIRS, tok, 64)
     f = TrainingFlops.from_model(model)
+    last = model.model.layers[-1]
+    kept = last.self_attn.k_proj.weight.numel() + last.self_attn.v_proj.weight.numel()
+    skip = sum(p.numel() for p in last.parameters() if p.dim() >= 2) - kept
+    assert f.prompt_skip == f.prompt_skip_trainable == skip
     plain = f(pack_pairs(examples, tok.pad_token_id))
     shared = f(pack_pairs(examples, tok.pad_token_id, prefix_sharing=True))
-    prompts = [len(e["prompt_ids"]) for e in examples]
-    once = sum(6 * f.body * p + 12 * f.attention_width * len(f.windows) * p * (p + 1) / 2 + 6 * f.head
-               for p in prompts)
-    assert plain - shared == pytest.approx(once, rel=1e-12)
+    body = [len(e["prompt_ids"]) - 1 for e in examples]
+    once = sum(6 * f.body * n + 12 * f.attention_width * len(f.windows) * n * (n + 1) / 2 for n in body)
+    skipped = sum(6 * skip * n + 12 * f.attention_width * n * (n + 1) / 2 for n in body)
+    assert plain - shared == pytest.approx(once + skipped, rel=1e-12)
 
 
 def test_mixture_of_experts_counts_the_experts_a_token_uses():

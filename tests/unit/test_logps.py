@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from tests.pref_helpers import PAIRS, TINY
@@ -61,13 +63,14 @@ def test_gradients_agree_across_layouts(setup):
 
 
 def test_prefix_sharing_shares_the_prompt(setup):
-    """Prefix sharing computes P + C + R tokens per pair (one prompt forward for B rows, then 2B completion
-    rows on its cache) instead of 2 rows of P + C and P + R."""
+    """Prefix sharing computes P + C + R + 1 tokens per pair (one forward of the B prompts but their last
+    token, then 2B rows [last prompt token, completion] on its cache) instead of 2 rows of P + C and P + R."""
     _, tok, examples = setup
     shared = pack_pairs(examples, tok.pad_token_id, prefix_sharing=True)
     plain = pack_pairs(examples, tok.pad_token_id)
     expected = sum(len(e["prompt_ids"]) + len(e["chosen_ids"]) + len(e["rejected_ids"]) for e in examples)
-    assert shared["num_tokens"] == expected
+    assert shared["num_tokens"] == expected + len(examples)
+    assert shared["prompt_mask"].sum() == sum(len(e["prompt_ids"]) - 1 for e in examples)
     assert plain["num_tokens"] == expected + sum(len(e["prompt_ids"]) for e in examples)
     assert shared["prompt_ids"].shape[0] == len(examples) and shared["completion_ids"].shape[0] == 2 * len(examples)
     assert plain["input_ids"].shape[0] == 2 * len(examples)
@@ -100,3 +103,42 @@ def test_token_logps_worked_example():
                            [torch.log(torch.tensor(2.0)), 0.0, 0.0]])
     out = token_logps(logits, torch.tensor([1, 0]), chunk_size=1)
     assert out.tolist() == pytest.approx([-0.2876821, -0.6931472], abs=1e-6)
+
+
+@pytest.mark.parametrize("kv_heads", [4, 2])
+def test_the_prompt_forward_last_layer_writes_the_full_layers_keys_and_values(kv_heads):
+    """keys_values_only: the cache holds what the whole last layer writes; log-probs and gradients are those
+    of the whole layer."""
+    from transformers import DynamicCache
+
+    import podium.training.prompt_pass as prompt_pass
+
+    model, tok = build_tiny_model(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
+                                  num_kv_heads=kv_heads, seed=3)
+    assert prompt_pass.last_layer(model) is model.model.layers[-1]
+    ids, mask = torch.tensor([[0, 0, 5, 9, 14], [3, 8, 2, 7, 1]]), torch.tensor([[0, 0, 1, 1, 1], [1] * 5])
+    caches = []
+    for only in (True, False):
+        cache = DynamicCache(config=model.config)
+        with prompt_pass.keys_values_only(model) if only else contextlib.nullcontext():
+            model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0), cache=cache,
+                  use_cache=True)
+        caches.append(cache)
+    assert "forward" not in vars(model.model.layers[-1])  # restored
+    for a, b in zip(caches[0].layers, caches[1].layers):
+        assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
+
+    examples = [{"prompt_ids": tok.encode("What is 12 + 30?"), "chosen_ids": tok.encode(" 42"),
+                 "rejected_ids": tok.encode(" 41 or so")}, {"prompt_ids": tok.encode("a"),
+                 "chosen_ids": tok.encode("b"), "rejected_ids": tok.encode("cd")}]
+    results = []
+    for only in (True, False):
+        with pytest.MonkeyPatch.context() as mp:
+            if not only:
+                mp.setattr(prompt_pass, "last_layer", lambda m: None)
+            model.zero_grad()
+            logps, _ = sequence_logps(model, pack_pairs(examples, tok.pad_token_id, prefix_sharing=True))
+            logps.sum().backward()
+            results.append((logps.detach(), torch.cat([p.grad.flatten() for p in model.parameters()])))
+    assert torch.equal(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-6, atol=1e-7)

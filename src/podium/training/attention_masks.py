@@ -51,7 +51,7 @@ PREPARED_MASK_IMPLEMENTATIONS = ("sdpa", "eager")
 POSITION_PACKING_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 
 
-def _unwrap(model):
+def unwrapped_model(model):
     """The transformers model inside DDP / PEFT wrappers."""
     m = model
     while hasattr(m, "module"):  # DDP and friends
@@ -61,7 +61,7 @@ def _unwrap(model):
 
 def model_config(model):
     """The (text) config of a model, through DDP / PEFT wrappers."""
-    config = _unwrap(model).config
+    config = unwrapped_model(model).config
     return config.get_text_config() if hasattr(config, "get_text_config") else config
 
 
@@ -82,12 +82,12 @@ def routed_attention(config, implementation: str, state: ContextVar, value):
 def cache_argument(model) -> str:
     """The forward's KV-cache argument: `cache` since transformers 5 renamed `past_key_values` (read from the
     model class, so DDP / PEFT wrappers and an instance-level forward wrapper do not hide it)."""
-    return "cache" if "cache" in inspect.signature(type(_unwrap(model)).forward).parameters else "past_key_values"
+    return "cache" if "cache" in inspect.signature(type(unwrapped_model(model)).forward).parameters else "past_key_values"
 
 
 def architecture(model) -> str:
     """The model's class name (e.g. `Gemma2ForCausalLM`), for messages."""
-    return type(_unwrap(model)).__name__
+    return type(unwrapped_model(model)).__name__
 
 
 def attn_implementation(model) -> str:

@@ -15,7 +15,9 @@ gradients to their inputs):
 
 - T: real (non-padding) tokens of the forward. A layout that computes a token once counts it once:
   with prefix sharing the prompt of a pair is one forward, so it is counted once (TRL's layout
-  computes it twice, and would count it twice).
+  computes it twice, and would count it twice). Where that prompt forward's last layer computes only
+  keys and values (`podium.training.prompt_pass`), its other matmuls and attention are not counted for
+  the prompt tokens.
 - N_body: parameters of the matmuls applied to every token: every weight matrix except the input
   embedding (a lookup) and the LM head; a mixture-of-experts layer counts `num_experts_per_tok /
   num_experts` of its expert weights (the experts a token uses). Vectors (norms, biases) are left out.
@@ -44,6 +46,8 @@ from pathlib import Path
 
 import torch
 
+from podium.training.prompt_pass import last_layer
+
 PEAK_ENV = "PODIUM_PEAK_FLOPS"
 
 
@@ -57,6 +61,10 @@ class TrainingFlops:
     head_trainable: bool
     attention_width: int  # d_attn = heads x head_dim
     windows: tuple[int | None, ...]  # per layer: sliding window or None (full attention)
+    # The last layer's weights besides its key and value projections, total and trainable: what a prompt
+    # token skips when the prompt forward's last layer computes only keys and values (training/prompt_pass.py).
+    prompt_skip: float = 0.0
+    prompt_skip_trainable: float = 0.0
 
     @classmethod
     def from_model(cls, model: torch.nn.Module) -> TrainingFlops:
@@ -85,8 +93,16 @@ class TrainingFlops:
         types = getattr(config, "layer_types", None) or (
             ["sliding_attention" if window else "full_attention"] * layers)
         windows = tuple(window if t == "sliding_attention" and window else None for t in types)
+        skip = skip_trainable = 0.0
+        last = last_layer(model)
+        if last is not None:
+            kept = {id(last.self_attn.k_proj.weight), id(last.self_attn.v_proj.weight)}
+            for p in last.parameters():
+                if p.dim() >= 2 and id(p) not in kept:
+                    skip += float(p.numel())
+                    skip_trainable += float(p.numel()) if p.requires_grad else 0.0
         return cls(body, trainable, head, bool(out is not None and out.weight.requires_grad), heads * head_dim,
-                   windows)
+                   windows, skip, skip_trainable)
 
     def __call__(self, batch: dict) -> float:
         """Training FLOPs of one micro-batch (module doc).
@@ -97,7 +113,8 @@ class TrainingFlops:
         """
         if "token_positions" in batch:  # a layout of several forwards (training/logps.py) lists its tokens
             seen = batch["token_positions"].double() + 1
-            return self._total(float(seen.numel()), float(batch["logit_rows"]), seen)
+            total = self._total(float(seen.numel()), float(batch["logit_rows"]), seen)
+            return total - self._prompt_pass_saving(seen[:batch.get("prompt_tokens", 0)])
         ids = batch["input_ids"]
         real = batch.get("token_mask")
         if real is None:
@@ -111,6 +128,17 @@ class TrainingFlops:
         pred = batch.get("pred_mask")
         logits = float(pred.sum()) if pred is not None else (tokens if self.head else 0.0)
         return self._total(tokens, logits, seen)
+
+    def _prompt_pass_saving(self, seen: torch.Tensor) -> float:
+        """FLOPs the prompt tokens `seen` `[n]` skip in a last layer that computes only keys and values: its
+        other matmuls and its attention, forward and backward."""
+        if not self.prompt_skip or not len(seen):
+            return 0.0
+        window = self.windows[-1] if self.windows else None
+        pairs = float((seen if window is None else seen.clamp(max=window)).sum())
+        n = float(len(seen))
+        return ((4 * self.prompt_skip + 2 * self.prompt_skip_trainable) * n
+                + 12 * self.attention_width * pairs)
 
     def _total(self, tokens: float, logits: float, seen: torch.Tensor) -> float:
         """Training FLOPs of `tokens` real tokens, `logits` LM-head rows, `seen` `[tokens]` keys each token sees."""

@@ -5,8 +5,10 @@ up to float rounding (tested):
 
 - plain (TRL's layout): 2B right-padded rows, `[prompt, chosen]` then `[prompt, rejected]`.
 - prefix sharing: the prompt is computed once per pair instead of twice. Two forwards: the B
-  prompts (left-padded) fill a KV cache, the cache is repeated for each pair's two completions, and
-  the 2B completions (right-padded) run against it (as generation continues a prefilled prompt).
+  prompts but their last token (left-padded) fill a KV cache, the cache is repeated for each pair's
+  two completions, and the 2B rows `[last prompt token, completion]` (right-padded) run against it (as
+  generation continues a prefilled prompt). No logit comes from the first forward, so its last layer
+  computes only keys and values where the architecture allows (`podium.training.prompt_pass`).
   Gradients flow through the cache into the prompt's forward. transformers builds every mask
   itself from the 2D padding masks (sliding windows, per-layer-type attention, soft-capping
   included), and attention covers only what is visible: the prompt with itself, each completion
@@ -38,6 +40,7 @@ from transformers import DynamicCache
 
 from podium.errors import PodiumError
 from podium.training.attention_masks import cache_argument, model_config, prefix_sharing_problem, prepared_masks
+from podium.training.prompt_pass import keys_values_only
 from podium.training.router_loss import load_balancing_loss, recording_router_logits, router_top_k
 
 PROMPT, CHOSEN, REJECTED = 0, 1, 2
@@ -142,42 +145,46 @@ def pack_pairs(examples: list[dict], pad_token_id: int, *, prefix_sharing: bool 
 def pack_prompt_cache(examples: list[dict], pad_token_id: int) -> dict:
     """The prefix-sharing layout of two forwards (module doc) for B pairs with non-empty prompts.
 
-    Returns `prompt_ids`, `prompt_mask`, `prompt_positions` `[B, P]` (left-padded), `completion_ids`,
-    `completion_mask`, `completion_positions` `[2B, C]` (right-padded; row 2i chosen of pair i, 2i + 1
-    rejected), `cache_mask` `[2B, P + C]` (the second forward's 2D mask), `completion_pred` `[2B, C]`
-    (positions whose logits are kept), `target_pred` `[M]` (index of each completion token's predicting
-    row in `[first forward's B last-prompt rows ; second forward's kept rows]`), `target_ids`,
-    `target_seg` `[M]` (as `pack_pairs`), `num_tokens`, `token_positions` (position of every real
-    token, for the FLOP count), `logit_rows`, and the router-loss weights `prompt_weight` (2: a prompt
-    token stands for two TRL rows) and `completion_weight`.
+    The first forward runs each prompt but its last token (left-padded, `[B, P]`, P = longest prompt - 1;
+    it only fills the KV cache), the second the 2B rows `[last prompt token, completion]` (right-padded,
+    `[2B, C]`; row 2i chosen of pair i, 2i + 1 rejected) against it. Every logit kept comes from the second
+    forward, so the first forward's last layer need compute only its keys and values (`prompt_pass`).
+    Returns `prompt_ids`, `prompt_mask`, `prompt_positions` `[B, P]`, `completion_ids`, `completion_mask`,
+    `completion_positions` `[2B, C]`, `cache_mask` `[2B, P + C]` (the second forward's 2D mask),
+    `completion_pred` `[2B, C]` (positions whose logits are kept), `target_pred` `[M]` (index of each
+    completion token's predicting row among the kept logits), `target_ids`, `target_seg` `[M]` (as
+    `pack_pairs`), `num_tokens`, `token_positions` (position of every token the forwards run, for the
+    FLOP count), `logit_rows`, and the router-loss weights `prompt_weight` (2: a prompt token stands for
+    two TRL rows) and `completion_weight` (the last prompt token runs in both rows, so it counts twice too).
     """
     B = len(examples)
     prompts = [ex["prompt_ids"] for ex in examples]
     completions = [c for ex in examples for c in (ex["chosen_ids"], ex["rejected_ids"])]
-    P, C = max(map(len, prompts)), max(map(len, completions))
+    P = max(map(len, prompts)) - 1
+    C = 1 + max(map(len, completions))
     prompt_ids = torch.full((B, P), pad_token_id, dtype=torch.long)
     prompt_mask = torch.zeros((B, P), dtype=torch.long)
     for i, p in enumerate(prompts):
-        prompt_ids[i, P - len(p):] = torch.tensor(p, dtype=torch.long)
-        prompt_mask[i, P - len(p):] = 1
+        if len(p) > 1:
+            prompt_ids[i, P - len(p) + 1:] = torch.tensor(p[:-1], dtype=torch.long)
+            prompt_mask[i, P - len(p) + 1:] = 1
     completion_ids = torch.full((2 * B, C), pad_token_id, dtype=torch.long)
     completion_mask = torch.zeros((2 * B, C), dtype=torch.long)
     for r, c in enumerate(completions):
-        completion_ids[r, :len(c)] = torch.tensor(c, dtype=torch.long)
-        completion_mask[r, :len(c)] = 1
+        completion_ids[r, :1 + len(c)] = torch.tensor([prompts[r // 2][-1], *c], dtype=torch.long)
+        completion_mask[r, :1 + len(c)] = 1
     lengths = torch.tensor([len(p) for p in prompts]).repeat_interleave(2)
-    completion_positions = lengths[:, None] + torch.arange(C)
-    # Completion token j >= 1 is predicted at completion position j - 1; token 0 by the prompt's last position.
+    completion_positions = lengths[:, None] - 1 + torch.arange(C)
+    # Completion token j is predicted at row position j (the last prompt token predicts token 0).
     completion_pred = torch.zeros((2 * B, C), dtype=torch.bool)
     completion_pred[:, :-1] = completion_mask[:, 1:].bool()
     rank = completion_pred.flatten().cumsum(0).view(2 * B, C) - 1
     target_pred, target_ids, target_seg = [], [], []
     for r, c in enumerate(completions):
         pair, seg = divmod(r, 2)
-        seg = pair if seg == 0 else B + pair
-        target_pred += [pair] + [B + int(rank[r, j - 1]) for j in range(1, len(c))]
+        target_pred += rank[r, :len(c)].tolist()
         target_ids += c
-        target_seg += [seg] * len(c)
+        target_seg += [pair if seg == 0 else B + pair] * len(c)
     prompt_positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
     return {
         "layout": "prompt_cache", "n_pairs": B,
@@ -192,7 +199,8 @@ def pack_prompt_cache(examples: list[dict], pad_token_id: int) -> dict:
         "num_tokens": int(prompt_mask.sum() + completion_mask.sum()),
         "token_positions": torch.cat([prompt_positions[prompt_mask.bool()],
                                       completion_positions[completion_mask.bool()]]),
-        "logit_rows": B + int(completion_pred.sum()),
+        "logit_rows": int(completion_pred.sum()),
+        "prompt_tokens": int(prompt_mask.sum()),  # the first entries of `token_positions`
         "prompt_weight": 2.0 * prompt_mask.float(), "completion_weight": completion_mask.float(),
     }
 
@@ -274,20 +282,22 @@ def pair_logps(model, batch: dict, *, router_loss: bool = False) -> PairLogps:
 
 
 def _prompt_cache_forward(model, batch: dict, device, router_loss: bool):
-    """The two forwards of the `prompt_cache` layout: logits `[B + N, V]` (the prompts' last positions,
-    then the completions' kept positions), and for the router loss one `[tokens, E]` tensor per MoE layer
-    (both forwards' tokens) with their weights."""
+    """The two forwards of the `prompt_cache` layout: logits `[N, V]` of the second forward's kept positions,
+    and for the router loss one `[tokens, E]` tensor per MoE layer (both forwards' tokens) with their weights."""
     problem = prefix_sharing_problem(model)
     if problem:
         raise PodiumError(f"prefix sharing cannot be exact for this model: {problem}; set prefix_sharing: false")
     extra = {"output_router_logits": False} if hasattr(model_config(model), "output_router_logits") else {}
     cache = DynamicCache(config=model_config(model))
     extra[cache_argument(model)] = cache
+    prompts = batch["prompt_ids"].shape[1] > 0  # every prompt one token long: the second forward is all
     with recording_router_logits(model) if router_loss else nullcontext() as routed:
-        first = model(input_ids=batch["prompt_ids"].to(device), attention_mask=batch["prompt_mask"].to(device),
-                      position_ids=batch["prompt_positions"].to(device), use_cache=True,
-                      logits_to_keep=1, **extra).logits[:, -1]
-        cache.batch_repeat_interleave(2)  # each prompt's keys and values for its chosen and its rejected row
+        if prompts:
+            # Only the cache is kept from this forward, so its last layer computes keys and values alone.
+            with keys_values_only(model) if not router_loss else nullcontext():
+                model(input_ids=batch["prompt_ids"].to(device), attention_mask=batch["prompt_mask"].to(device),
+                      position_ids=batch["prompt_positions"].to(device), use_cache=True, logits_to_keep=1, **extra)
+            cache.batch_repeat_interleave(2)  # each prompt's keys and values for its chosen and its rejected row
         pred = batch["completion_pred"].to(device)
         rest = model(input_ids=batch["completion_ids"].to(device), attention_mask=batch["cache_mask"].to(device),
                      position_ids=batch["completion_positions"].to(device), use_cache=True,
@@ -295,11 +305,13 @@ def _prompt_cache_forward(model, batch: dict, device, router_loss: bool):
     if rest.dim() == 3:  # a model that ignores boolean logits_to_keep returns [R, L, V]
         rest = rest[pred]
     if not router_loss:
-        return torch.cat([first, rest]), None, None
+        return rest, None, None
+    if not prompts:
+        return rest, routed, batch["completion_weight"].reshape(-1)
     layers = len(routed) // 2  # each MoE layer ran once per forward
     routed = [torch.cat([routed[i], routed[layers + i]]) for i in range(layers)]
     weight = torch.cat([batch["prompt_weight"].reshape(-1), batch["completion_weight"].reshape(-1)])
-    return torch.cat([first, rest]), routed, weight
+    return rest, routed, weight
 
 
 def sequence_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
