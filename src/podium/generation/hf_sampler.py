@@ -174,6 +174,11 @@ class TransformersSampler:
         alive = torch.arange(n_rows, device=device)  # batch position -> row
         done = torch.zeros(n_rows, dtype=torch.bool, device=device)
 
+        def settle(positions: torch.Tensor) -> None:
+            """Copy the results of batch `positions` to their rows."""
+            for out, part in ((tokens, tok_b), (logps, logp_b), (stop_step, stop_b)):
+                out.index_copy_(0, alive[positions], part[positions])
+
         for t in range(max_new):
             u = uniforms[:, t] if uniforms is not None else None
             nxt = select_next_tokens(logits, u, params.temperature, params.top_k, params.top_p)
@@ -189,9 +194,8 @@ class TransformersSampler:
                 break
             # Drop finished rows once they are an eighth of the batch, so the cache copy is paid rarely.
             if n_done and n_done * DROP_EVERY >= len(alive):
-                gone, keep = done.nonzero().squeeze(-1), (~done).nonzero().squeeze(-1)
-                for out, part in ((tokens, tok_b), (logps, logp_b), (stop_step, stop_b)):
-                    out.index_copy_(0, alive[gone], part[gone])
+                keep = (~done).nonzero().squeeze(-1)
+                settle(done.nonzero().squeeze(-1))
                 tok_b, logp_b, stop_b = tok_b[keep], logp_b[keep], stop_b[keep]
                 cache.batch_select_indices(keep)
                 alive, next_pos, nxt, done = alive[keep], next_pos[keep], nxt[keep], done[keep]
@@ -214,8 +218,7 @@ class TransformersSampler:
                     )
                 logits = out.logits[:, -1, :]
             next_pos = next_pos + 1
-        for out, part in ((tokens, tok_b), (logps, logp_b), (stop_step, stop_b)):
-            out.index_copy_(0, alive, part)
+        settle(torch.arange(len(alive), device=device))
         stopped = stop_step < max_new
         lengths = torch.where(stopped, stop_step + 1, t + 1)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.models.llama.modeling_llama import rotate_half
 
 from podium.generation.shared_prefix import SharedPrefixCache, attend
 from podium.generation.shared_prefix import applicable as full_attention_everywhere
@@ -135,15 +136,13 @@ class LeanDecoder:
         H, G, d = self.heads, self.kv_heads, self.head_dim
         x = F.embedding(tokens, self.embed)  # [rows, hidden]
         cos, sin = self.rotary(x[:, None], positions[:, None])  # [rows, 1, d]: one row of cos/sin per head
-        half = d // 2
         shared = isinstance(cache, SharedPrefixCache)
         mask = None if shared else attention_mask.bool()[:, None, None, :]
         for i, w in enumerate(self.layers):
             h = rms_norm(x, *w.norm_in)
             qkv = w.qkv(h).view(rows, H + 2 * G, d)
             qk = qkv[:, : H + G]
-            rotated = torch.cat((-qk[..., half:], qk[..., :half]), dim=-1)
-            qk = qk * cos + rotated * sin
+            qk = qk * cos + rotate_half(qk) * sin
             q = qk[:, :H, None, :]  # [rows, H, 1, d]
             keys, values = cache.layers[i].update(qk[:, H:, None, :], qkv[:, H + G:, None, :])
             if shared:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
 
-import torch
+from transformers.models.llama.modeling_llama import rotate_half
 
 from podium.training.attention_masks import unwrapped_model
 
@@ -40,11 +40,6 @@ def last_layer(model):
     if getattr(layer, "gradient_checkpointing", False) or "forward" in vars(layer):
         return None
     return layer
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
 def keys_values_only(model):
@@ -67,7 +62,7 @@ def _keys_values_only(layer):
         values = attention.v_proj(h).view(shape).transpose(1, 2)
         cos, sin = position_embeddings
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-        cache.update((keys * cos) + (_rotate_half(keys) * sin), values, attention.layer_idx)
+        cache.update((keys * cos) + (rotate_half(keys) * sin), values, attention.layer_idx)
         return hidden_states
 
     layer.forward = forward
