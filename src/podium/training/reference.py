@@ -71,8 +71,14 @@ def data_hash(examples: list[dict]) -> str:
     return h.hexdigest()
 
 
+# The version of how entries are computed: 2 since prefix sharing runs the last prompt token in the completion
+# rows (training/logps.py), which moves log-probs at float rounding; a cached entry reproduces a cold run's.
+CACHE_VERSION = 2
+
+
 def cache_key(ref_weights_hash: str, examples: list[dict], dtype: str) -> str:
-    payload = json.dumps({"weights": ref_weights_hash, "data": data_hash(examples), "dtype": dtype, "v": 1})
+    payload = json.dumps({"weights": ref_weights_hash, "data": data_hash(examples), "dtype": dtype,
+                          "v": CACHE_VERSION})
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
