@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
 from podium.cards.report import write_report
-from podium.config import Located, format_validation_error, load_yaml, parse_override, set_in, validate
+from podium.config import Located, NumberRules, format_validation_error, load_yaml, parse_override, set_in, validate
 from podium.distributed.launcher import run_distributed
 from podium.distributed.spec import LaunchSpec, check_environment, plan_launch
 from podium.errors import ConfigError, PodiumError
@@ -72,7 +72,7 @@ def path_component_problem(name: str) -> str | None:
     return None
 
 
-class Recipe(BaseModel):
+class Recipe(NumberRules):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, description="the run's name; runs/<name> is its default output dir")

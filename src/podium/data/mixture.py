@@ -19,9 +19,9 @@ import random
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, ValidationError, model_validator
 
-from podium.config import invalid, relocated
+from podium.config import NumberRules, invalid, relocated
 from podium.data.records import read_jsonl
 from podium.errors import ConfigError, DataError
 from podium.refs import DataSpec
@@ -46,7 +46,7 @@ def task_problems(task: str | None, difficulty: dict) -> list[tuple[tuple, str]]
              f"{', '.join(accepted) or 'none'}") for key in difficulty if key not in accepted]
 
 
-class DataSource(BaseModel):
+class DataSource(NumberRules):
     """One source of a mixture: a dataset (`path`: JSONL, saved folder or Hub id) or a built-in `task`."""
 
     model_config = ConfigDict(extra="forbid")
