@@ -16,6 +16,7 @@ path swapped for a FIFO between a check and the open cannot hang the process.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import stat
 from dataclasses import dataclass
@@ -100,6 +101,8 @@ def open_regular(path: str | os.PathLike, error: type[PodiumError] = PodiumError
         raise error(f"{path}: cannot read ({e.strerror})") from None
     try:
         st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise error(f"{path}: is a folder, not a {what}")
         if not stat.S_ISREG(st.st_mode):
             raise error(f"{path}: is {kind_of(st.st_mode)}, not a regular file; podium reads only regular files")
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)
@@ -153,3 +156,17 @@ def is_regular_or_missing(path: Path) -> bool:
         return True
     except OSError:
         return False
+
+
+def read_json_bounded(path: str | os.PathLike, error: type[PodiumError] = PodiumError, limit: Limit = JSON_FILE,
+              what: str = "JSON file"):
+    """The parsed content of a bounded regular JSON file; an `error` naming the file (and line) otherwise."""
+    data = read_bounded(path, limit, error, what)
+    try:
+        return json.loads(data)
+    except UnicodeDecodeError as e:
+        raise error(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise error(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    except RecursionError:
+        raise error(f"{path}: JSON nested too deeply") from None

@@ -33,7 +33,8 @@ from podium.config import Located, NumberRules, format_validation_error, load_ya
 from podium.distributed.launcher import run_distributed
 from podium.distributed.spec import LaunchSpec, check_environment, plan_launch
 from podium.errors import ConfigError, PodiumError
-from podium.hub import REPO_ID, check_hub_inputs
+from podium.fingerprint import fingerprint
+from podium.hub import check_hub_inputs, looks_local
 from podium.models.io import security_policy
 from podium.refs import iter_refs
 from podium.run_lock import RunDirLock
@@ -42,11 +43,13 @@ from podium.rundir import (
     StageEntry,
     StageRecord,
     copy_stage_dir,
+    made_by_podium,
     read_done,
     read_stage_record,
     remove_stage_dir,
     run_dir_problem,
     stage_dir_problem,
+    stage_output_problem,
     write_run_report,
     write_stage_done,
     write_stage_record,
@@ -58,8 +61,6 @@ REF = re.compile(r"^@([A-Za-z0-9_\-]+)(?:\.([A-Za-z0-9_\-]+))?$")
 STAGE_NAME = re.compile(r"[A-Za-z0-9_\-]+")
 # Stage names that are folders of the run-dir layout itself (podium.rundir).
 RESERVED_STAGE_NAMES = (PLOTS_DIR,)
-# A reference that names a local path (not a Hub id): it must exist when the plan is made.
-LOCAL_PATH_SUFFIXES = (".jsonl", ".json", ".yaml", ".yml", ".txt", ".csv", ".parquet", ".safetensors")
 log = logging.getLogger("podium")
 
 
@@ -121,6 +122,7 @@ class PlannedStage:
     shared_from: Path | None = None
     status: str = "run"
     launch: LaunchSpec | None = None  # run as an `accelerate launch` child (None: in-process)
+    note: str | None = None  # why a finished stage runs again (its output changed since it finished)
 
 
 @dataclass
@@ -129,29 +131,6 @@ class RunPlan:
     path: str
     run_dir: Path
     stages: list[PlannedStage]
-
-
-def file_fingerprint(path: Path) -> str:
-    """Content hash of a file; for a folder, names + sizes + mtimes (model folders are large)."""
-    h = hashlib.sha256()
-    if path.is_file():
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    else:
-        for p in sorted(path.rglob("*")):
-            if p.is_file():
-                st = p.stat()
-                h.update(f"{p.relative_to(path)}:{st.st_size}:{st.st_mtime_ns};".encode())
-    return h.hexdigest()
-
-
-def looks_local(value: str) -> bool:
-    """Whether a reference names a local path rather than a Hub id (`org/name`) or a bare name."""
-    v = value.strip()
-    if v.startswith(("/", "./", "../", "~")) or v.endswith(LOCAL_PATH_SUFFIXES):
-        return True
-    return "/" in v and not REPO_ID.match(v)
 
 
 def resolve_refs(value, keypath, earlier: dict[str, PlannedStage], located: Located, stage_name: str, deps: list,
@@ -196,7 +175,10 @@ def resolve_refs(value, keypath, earlier: dict[str, PlannedStage], located: Loca
         if beside.exists():
             value = str(beside.resolve())
     if Path(value).exists():
-        hashed.append((value, file_fingerprint(Path(value))))
+        try:
+            hashed.append((value, fingerprint(Path(value))))
+        except PodiumError as e:  # a FIFO or device named as an input: found now, never opened
+            missing.append(f"{located.where(keypath)}: stage {stage_name!r}: {e}")
     elif any(looks_local(part) and not Path(part).exists() for part in value.split("+")):  # BASE+LORA
         missing.append(f"{located.where(keypath)}: stage {stage_name!r}: {value!r} does not exist (looked in "
                        f"{os.getcwd()} and beside the recipe)")
@@ -272,11 +254,7 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
             key_src["launch"] = launch.key_part()  # the global batch counts the processes
         key = hashlib.sha256(json.dumps(key_src, sort_keys=True, default=str).encode()).hexdigest()
         ps = PlannedStage(name, kind, cfg, key, run_dir / name, deps, launch=launch)
-        done, record = read_done(ps.out_dir), read_stage_record(ps.out_dir)
-        if done is not None and done.get("key") == key:
-            ps.status = "cached"
-        elif record is not None and record.key == key:
-            ps.status = "resume"
+        refresh_status(ps)
         ps.missing = missing
         planned[name] = ps
     stages = list(planned.values())
@@ -312,7 +290,13 @@ def refresh_status(ps: PlannedStage) -> None:
     between planning and taking the lock)."""
     done, record = read_done(ps.out_dir), read_stage_record(ps.out_dir)
     if done is not None and done.get("key") == ps.key:
-        ps.status = "cached"
+        # Reused only as it was finished: a file changed, truncated or removed since reruns the stage.
+        ps.note = stage_output_problem(ps.out_dir) if made_by_podium(ps.out_dir) else None
+        if ps.note is None:
+            ps.status = "cached"
+            return
+        ps.status = "run"
+        ps.note = f"its output changed since it finished ({ps.note})"
     elif ps.status != "reuse":
         ps.status = "resume" if record is not None and record.key == ps.key else "run"
 
@@ -364,6 +348,8 @@ def run_stages(plan: RunPlan, show_progress: bool = True) -> dict:
             entry = StageEntry(ps.name, ps.kind, "cached", done.get("seconds", 0.0), done.get("metrics", {}))
             log.info(f"[{ps.name}] cached ({ps.kind})")
         else:
+            if ps.note:
+                log.warning(f"[{ps.name}] {ps.note}: running it again")
             if ps.status == "run" and os.path.lexists(ps.out_dir):
                 remove_stage_dir(ps.out_dir, plan.run_dir)  # stale output of another config; only if podium made it
             ps.out_dir.mkdir(parents=True, exist_ok=True)

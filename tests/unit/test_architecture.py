@@ -20,13 +20,13 @@ SRC = Path(__file__).parents[2] / "src"
 
 # Bottom to top. A module belongs to the layer of its longest matching prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("podium", "podium.errors", "podium.config", "podium.stages", "podium.refs")),
+    ("foundation", ("podium", "podium.errors", "podium.limits", "podium.config", "podium.stages", "podium.refs")),
     ("math", ("podium.losses", "podium.merging.methods", "podium.merging.sparsify", "podium.generation.sampling",
               "podium.evaluation.leaderboard", "podium.evaluation.suites")),
     ("components", ("podium.data", "podium.models", "podium.tasks", "podium.generation", "podium.training",
                     "podium.judging", "podium.selfplay.targets", "podium.pairs.dpop", "podium.evaluation",
                     "podium.merging", "podium.cards", "podium.rundir", "podium.run_lock", "podium.hub",
-                    "podium.distributed")),
+                    "podium.distributed", "podium.cache_auth", "podium.fingerprint", "podium.ownership")),
     ("stages", ("podium.models.build", "podium.tasks.stage", "podium.training.sft", "podium.training.train",
                 "podium.evaluation.stage", "podium.generation.stage", "podium.selfplay.sgd", "podium.pairs.stage",
                 "podium.selfplay.sppo", "podium.merging.stage", "podium.cards.stage")),

@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", default=None, help="write {'average': ..., 'tasks': {name: score}} here")
     args = p.parse_args(argv)
     loaded = load_results(args.results)
-    board = leaderboard(loaded["results"], args.version, loaded["n_samples"])
+    board = leaderboard(loaded["results"], args.version, loaded["n_samples"], source=args.results)
     print(format_table(board, args.version))
     for name, source in board.get("sources", {}).items():
         print(f"{name}: {source}", file=sys.stderr)

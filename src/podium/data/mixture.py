@@ -26,24 +26,39 @@ from podium.data.records import read_jsonl
 from podium.errors import ConfigError, DataError
 from podium.refs import DataSpec
 from podium.tasks import get_task
+from podium.tasks.base import check_count
 
 
-def task_problems(task: str | None, difficulty: dict) -> list[tuple[tuple, str]]:
-    """(key path, message) for an unknown task, or difficulty keys its item generator does not take.
+def task_problems(task: str | None, difficulty: dict, count: int | None = None) -> list[tuple[tuple, str]]:
+    """(key path, message) for an unknown task, difficulty keys its item generator does not take or values it
+    refuses, or a `count` of items over `podium.limits.SOURCE_ROWS`.
 
-    `task` None is the default task. A typo such as `max_digit` is found here, when the config is
-    validated (`--dry-run`), not when the items are drawn.
+    `task` None is the default task. A typo such as `max_digit`, a value such as `max_digits: 1e9` and a
+    `count: 1e12` are found here, when the config is validated (`--dry-run`), not when the items are drawn.
     """
     try:
         family = get_task(task)
     except ConfigError as e:
         return [(("task",), str(e))]
     params = inspect.signature(family.sample).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return []
-    accepted = [n for n in list(params)[1:]]  # after the random generator
-    return [(("difficulty", key), f"task {family.name!r} has no difficulty setting {key!r}; it takes "
-             f"{', '.join(accepted) or 'none'}") for key in difficulty if key not in accepted]
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        accepted = [n for n in list(params)[1:]]  # after the random generator
+        unknown = [(("difficulty", key), f"task {family.name!r} has no difficulty setting {key!r}; it takes "
+                    f"{', '.join(accepted) or 'none'}") for key in difficulty if key not in accepted]
+        if unknown:
+            return unknown
+    if count is not None:
+        try:
+            check_count(count, f"task {family.name}")
+        except ConfigError as e:
+            return [(("count",), str(e))]
+    try:  # one draw: the generator checks its difficulty values (ranges, types) itself
+        family.sample(random.Random(0), **difficulty)
+    except ConfigError as e:
+        return [(("difficulty",), str(e))]
+    except (TypeError, ValueError, OverflowError) as e:
+        return [(("difficulty",), f"task {family.name!r}: difficulty {difficulty!r} is not usable ({e})")]
+    return []
 
 
 class DataSource(NumberRules):
@@ -65,7 +80,7 @@ class DataSource(NumberRules):
         if (self.path is None) == (self.task is None):
             raise invalid((), "each data source needs exactly one of 'path' or 'task'", None)
         if self.task is not None:
-            for loc, message in task_problems(self.task, self.difficulty):
+            for loc, message in task_problems(self.task, self.difficulty, self.count):
                 raise invalid(loc, message, self.task if loc == ("task",) else self.difficulty.get(loc[-1]))
         return self
 

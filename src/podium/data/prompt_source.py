@@ -36,7 +36,7 @@ class PromptSource(StageConfig):
     @model_validator(mode="after")
     def _check_task(self):
         if self.prompts is None:
-            for loc, message in task_problems(self.task, self.difficulty):
+            for loc, message in task_problems(self.task, self.difficulty, self.count):
                 raise invalid(loc, message, self.task if loc == ("task",) else self.difficulty.get(loc[-1]))
         return self
 

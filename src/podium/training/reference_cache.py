@@ -1,9 +1,12 @@
 """Entries of the reference log-prob cache on disk: where they live, how they are written and verified.
 
 The cache (`~/.cache/podium/ref_logps`, or `$PODIUM_CACHE/ref_logps`) outlives runs and may be shared, so an
-entry is never trusted blindly: each file carries in its safetensors metadata the key, the shape, the dtype
-and a checksum of the tensor's bytes, and is read back only when all of them match (and every value is
-finite). podium.training.reference decides what is cached (the key) and when.
+entry is never trusted blindly: each file carries in its safetensors metadata the key, the shape, the dtype,
+a checksum of the tensor's bytes and an HMAC of all of them under the user's cache key (podium.cache_auth),
+and is read back only when all of them match (and every value is finite). A checksum alone proves nothing
+against an edit (a poisoned entry with its checksum recomputed turned a DPO loss of 0.69 into 0.05); the
+HMAC needs the key, which lives outside the cache. podium.training.reference decides what is cached (the
+key) and when.
 """
 
 from __future__ import annotations
@@ -17,10 +20,15 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from podium.cache_auth import cache_root, sign, verify
+
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("PODIUM_CACHE") or Path.home() / ".cache" / "podium"
-    return Path(root) / "ref_logps"
+    return cache_root() / "ref_logps"
+
+
+# The metadata the HMAC covers (the sha256 covers the values).
+SIGNED = ("format", "version", "key", "shape", "dtype", "sha256")
 
 
 def checksum(t: torch.Tensor) -> str:
@@ -30,8 +38,9 @@ def checksum(t: torch.Tensor) -> str:
 def write_entry(path: Path, key: str, logps: torch.Tensor) -> None:
     """Store `logps` `[N, 2]` with its key, shape, dtype and checksum; atomic (temporary name, then rename)."""
     logps = logps.detach().to("cpu", torch.float32).contiguous()
-    meta = {"format": "podium-reference-logps", "version": "1", "key": key,
+    meta = {"format": "podium-reference-logps", "version": "2", "key": key,
             "shape": json.dumps(list(logps.shape)), "dtype": "float32", "sha256": checksum(logps)}
+    meta["mac"] = sign(*(meta[k] for k in SIGNED))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -64,6 +73,8 @@ def read_entry(path: Path, key: str, shape: tuple[int, int]) -> tuple[torch.Tens
         return None, f"dtype {logps.dtype}, expected float32"
     if meta.get("sha256") != checksum(logps):
         return None, "checksum mismatch (the values were changed or damaged)"
+    if not verify(meta.get("mac"), *(meta.get(k, "") for k in SIGNED)):
+        return None, "not authenticated by this user's cache key (written elsewhere, by an older podium, or edited)"
     if not bool(torch.isfinite(logps).all()):
         return None, "non-finite values"
     return logps, None
