@@ -36,8 +36,9 @@ from podium.errors import ConfigError, PodiumError
 from podium.fingerprint import fingerprint
 from podium.hub import check_hub_inputs, looks_local
 from podium.models.io import security_policy
+from podium.ownership import overlap_problem
 from podium.refs import iter_refs
-from podium.run_lock import RunDirLock
+from podium.run_lock import RunDirLock, check_enclosing, folder_locks
 from podium.rundir import (
     PLOTS_DIR,
     StageEntry,
@@ -123,6 +124,7 @@ class PlannedStage:
     status: str = "run"
     launch: LaunchSpec | None = None  # run as an `accelerate launch` child (None: in-process)
     note: str | None = None  # why a finished stage runs again (its output changed since it finished)
+    inputs: list[str] = field(default_factory=list)  # the existing local files and folders it reads
 
 
 @dataclass
@@ -256,6 +258,7 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
         ps = PlannedStage(name, kind, cfg, key, run_dir / name, deps, launch=launch)
         refresh_status(ps)
         ps.missing = missing
+        ps.inputs = [value for value, _ in hashed if not value.startswith("@")]
         planned[name] = ps
     stages = list(planned.values())
     if until is not None:
@@ -275,6 +278,11 @@ def plan_problems(plan: RunPlan) -> list[str]:
         problems.extend(ps.missing)
         if why := stage_dir_problem(ps.out_dir):
             problems.append(f"stage {ps.name!r}: {why}")
+        # A stage folder is replaced when the stage runs: it must not be, hold or lie inside any stage's input.
+        for qs in plan.stages:
+            if why := overlap_problem(ps.out_dir, qs.inputs, f"stage {ps.name!r}'s folder"):
+                problems.append(why + (f" (read by stage {qs.name!r}; refer to it as '@{ps.name}')"
+                                       if qs is not ps else ""))
     return problems
 
 
@@ -328,8 +336,10 @@ def run_plan(plan: RunPlan, show_progress: bool = True) -> dict:
     check_hub_inputs([(ps.name, ps.kind, json.loads(ps.config.model_dump_json(by_alias=True))) for ps in plan.stages
                       if ps.status != "cached"])
     check_environment([ps.launch for ps in plan.stages if ps.status != "cached" and ps.launch is not None])
+    check_enclosing(plan.run_dir, "run dir", itself=False)
     plan.run_dir.mkdir(parents=True, exist_ok=True)
-    with RunDirLock(plan.run_dir, "run dir"):
+    # The run dir's lock, and each stage folder's (the lock a command run alone takes on a folder it writes).
+    with RunDirLock(plan.run_dir, "run dir"), folder_locks(ps.out_dir for ps in plan.stages):
         for ps in plan.stages:
             refresh_status(ps)
         check_plan(plan)
