@@ -8,6 +8,7 @@ import torch
 from tqdm.auto import tqdm
 
 from podium.data.chat import as_messages, prompt_text
+from podium.models.io import check_vocab, generation_budget
 from podium.tasks import get_task
 
 
@@ -22,6 +23,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 def generate_texts(model, tokenizer, prompts: list, *, max_new_tokens: int = 32, batch_size: int = 64,
                    temperature: float = 0.0, num_samples: int = 1, seed: int = 0, progress=None) -> list[list[str]]:
     """Completions for each prompt (message lists get the chat template); [len(prompts)][num_samples]."""
+    check_vocab(model, tokenizer)
     texts = [prompt_text(tokenizer, as_messages(p)) for p in prompts]
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # less padding per batch
     out: list[list[str]] = [[] for _ in texts]
@@ -34,8 +36,9 @@ def generate_texts(model, tokenizer, prompts: list, *, max_new_tokens: int = 32,
             idx = order[b : b + batch_size]
             enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
             enc = {k: v.to(model.device) for k, v in enc.items()}
+            budget = generation_budget(model, max_new_tokens, enc["input_ids"].shape[1], "eval")
             gen = model.generate(
-                **enc, max_new_tokens=max_new_tokens, do_sample=temperature > 0,
+                **enc, max_new_tokens=budget, do_sample=temperature > 0,
                 temperature=temperature if temperature > 0 else None, top_p=None, top_k=None,
                 num_return_sequences=num_samples, pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from podium.errors import PodiumError
 from podium.merging.config import MergeConfig, parse_config
 from podium.merging.outputs import tokenizer_source, write_extras
 from podium.merging.plan import MergePlan, TensorTask, plan_merge
@@ -106,8 +107,13 @@ def merge_tensor(task: TensorTask, fn, tensors: list[torch.Tensor],
     """One output tensor from its inputs (which `fn` may overwrite: they are read for this task only)."""
     if task.in_dtype is not None:
         tensors = [x.to(task.in_dtype) for x in tensors]
-    out = fn(tensors, task.base_index, task.shared, task.per_input, rng)
-    return out.to(task.out_dtype)
+    out = fn(tensors, task.base_index, task.shared, task.per_input, rng).to(task.out_dtype)
+    if not bool(torch.isfinite(out).all()):  # NaN or inf: a model that exits 0 and scores garbage
+        inputs = ", ".join(f"{model.ref}:{name}" for model, name in task.inputs)
+        raise PodiumError(f"merged tensor {task.out_name} has NaN or infinite values (from {inputs} with parameters "
+                          f"{task.shared} {task.per_input}: non-finite inputs, or weights summing to 0 with normalize?); "
+                          "nothing was written")
+    return out
 
 
 def stored_copy(task: TensorTask, cfg: MergeConfig) -> Copy | None:

@@ -27,7 +27,7 @@ from podium.config import invalid
 from podium.data.mixture import Mixture
 from podium.data.preference import read_pairs, tokenize_pairs
 from podium.data.response_batches import make_pair_collate
-from podium.errors import DataError
+from podium.errors import DataError, PodiumError
 from podium.losses import LOSS_SPECS, SETTINGS, TRAINING_DEFAULTS, check_records
 from podium.models.heads import build_preference_model
 from podium.models.io import (
@@ -36,6 +36,7 @@ from podium.models.io import (
     check_weights_format,
     choose_attn_implementation,
     load_model,
+    loading_problem,
     load_tokenizer,
     resolve_dtype,
 )
@@ -199,9 +200,12 @@ def build_preference_model_parts(cfg: TrainConfig, ctx: StageContext) -> TrainPa
     tokenizer = load_tokenizer(cfg.model)
     rows = read_pairs(cfg.data, seed=cfg.seed, log=ctx.log)
     check_weights_format(cfg.model, POLICY["allow_pickle"])
-    backbone = AutoModel.from_pretrained(cfg.model, dtype=resolve_dtype(cfg.dtype),
-                                         trust_remote_code=POLICY["trust_remote_code"], use_safetensors=True,
-                                         **choose_attn_implementation(cfg.model, cfg.attn_implementation, base=True))
+    backbone, info = AutoModel.from_pretrained(cfg.model, dtype=resolve_dtype(cfg.dtype),
+                                               trust_remote_code=POLICY["trust_remote_code"], use_safetensors=True,
+                                               output_loading_info=True,
+                                               **choose_attn_implementation(cfg.model, cfg.attn_implementation, base=True))
+    if problem := loading_problem(info, f"model {cfg.model!r}"):  # the new head is the only random part
+        raise PodiumError(problem)
     model = build_preference_model(cfg.objective, backbone, **cfg.head)
     collate = make_pair_collate(tokenizer, cfg.max_length)
     return TrainParts(model, tokenizer, PREFERENCE_MODEL_OBJECTIVES[cfg.objective], rows, collate,
