@@ -36,8 +36,8 @@ from podium.models.io import (
     check_weights_format,
     choose_attn_implementation,
     load_model,
-    loading_problem,
     load_tokenizer,
+    loading_problem,
     resolve_dtype,
 )
 from podium.refs import ModelRef
