@@ -220,7 +220,9 @@ def command_output(out: str | os.PathLike, kind: str, config: dict, inputs: Iter
         yield metrics
         return
     out = Path(os.path.abspath(os.path.expanduser(str(out))))
-    for problem in (name_problem(out), overlap_problem(out, inputs, what), output_folder_problem(out, overwrite)):
+    if problem := name_problem(out):
+        raise PodiumError(f"{what} {problem}")
+    for problem in (overlap_problem(out, inputs, what), output_folder_problem(out, overwrite)):
         if problem:
             raise PodiumError(problem)
     record = StageRecord(out.name, kind, command_key(kind, config), [], config)

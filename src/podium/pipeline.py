@@ -36,7 +36,9 @@ from podium.errors import ConfigError, PodiumError
 from podium.fingerprint import fingerprint
 from podium.hub import check_hub_inputs, looks_local
 from podium.models.io import security_policy
+from podium.models.publish import name_problem
 from podium.ownership import overlap_problem
+from podium.preflight import late_problems
 from podium.refs import iter_refs
 from podium.run_lock import RunDirLock, check_enclosing, folder_locks
 from podium.rundir import (
@@ -216,6 +218,8 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
         raise ConfigError(f"{recipe_path}: the default output runs/{default_name} is not one folder: name the "
                           "recipe or pass --output")
     run_dir = Path(output or recipe.output_dir or Path("runs") / default_name).resolve()
+    if why := name_problem(run_dir):  # before any file system call with it (a long name fails those too)
+        raise ConfigError(f"{recipe_path}: run dir {run_dir}: {why}")
 
     planned: dict[str, PlannedStage] = {}
     for i, raw in enumerate(recipe.stages):
@@ -228,6 +232,8 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
             raise ConfigError(f"{where}: duplicate stage name {name!r}")
         if not STAGE_NAME.fullmatch(name):
             raise ConfigError(f"{where}: stage name {name!r} may only use letters, digits, '_' and '-'")
+        if why := name_problem(run_dir / name):
+            raise ConfigError(f"{where}: stage name: {why}")
         if name in RESERVED_STAGE_NAMES:
             raise ConfigError(f"{where}: stage name {name!r} is a folder of the run dir itself; choose another")
         if kind not in STAGES:
@@ -283,7 +289,7 @@ def plan_problems(plan: RunPlan) -> list[str]:
             if why := overlap_problem(ps.out_dir, qs.inputs, f"stage {ps.name!r}'s folder"):
                 problems.append(why + (f" (read by stage {qs.name!r}; refer to it as '@{ps.name}')"
                                        if qs is not ps else ""))
-    return problems
+    return problems + late_problems(plan.run_dir, plan.stages)
 
 
 def check_plan(plan: RunPlan) -> None:
@@ -383,7 +389,7 @@ def run_stages(plan: RunPlan, show_progress: bool = True) -> dict:
             entry = StageEntry(ps.name, ps.kind, "ran", round(seconds, 3), metrics)
             log.info(f"[{ps.name}] done in {seconds:.1f}s {format_metrics(metrics)}")
         entries.append(entry)
-        report = write_run_report(plan.run_dir, str(plan.path), plan.recipe.name, entries)
+        report = write_run_report(plan.run_dir, str(plan.path), plan.recipe.name, entries, plan.recipe.seed)
     return report
 
 

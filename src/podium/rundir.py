@@ -1,7 +1,7 @@
 """The run directory's layout: what the pipeline writes, and what cards, reports and tests read.
 
     RUN_DIR/
-      report.json          the run's record: {"recipe", "name", "run_dir", "stages": [StageEntry...]},
+      report.json          the run's record: {"recipe", "name", "run_dir", "seed", "stages": [StageEntry...]},
                            rewritten after every stage (so an interrupted run has one too)
       report.md, report/   rendered from the run dir by podium.cards.report (plots under report/)
       .podium-lock         who is running in this dir (podium.run_lock); one podium process per run dir
@@ -130,9 +130,11 @@ def read_done(folder: str | os.PathLike) -> dict | None:
     return read_json_object(path) if path.exists() else None
 
 
-def write_run_report(run_dir: str | os.PathLike, recipe: str, name: str | None, stages: list[StageEntry]) -> dict:
-    """Write report.json; returns its content."""
-    report = {"recipe": recipe, "name": name, "run_dir": str(run_dir), "stages": [asdict(s) for s in stages]}
+def write_run_report(run_dir: str | os.PathLike, recipe: str, name: str | None, stages: list[StageEntry],
+                     seed: int | None = None) -> dict:
+    """Write report.json (`seed`: the recipe seed the run used); returns its content."""
+    report = {"recipe": recipe, "name": name, "run_dir": str(run_dir), "seed": seed,
+              "stages": [asdict(s) for s in stages]}
     write_json(Path(run_dir) / REPORT_FILE, report)
     return report
 

@@ -116,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     setup_logging(verbose="-v" in argv)
     argv = [a for a in argv if a != "-v"]
+    if not argv:  # `podium -v` alone
+        load_all_stages()
+        print_help(STAGES)
+        return 0
     cmd, rest = argv[0], argv[1:]
     try:
         return run_command(cmd, rest)

@@ -45,6 +45,9 @@ def print_plan(plan: RunPlan, console=None) -> None:
     for i, s in enumerate(plan.stages, 1):
         table.add_row(str(i), s.name, s.kind, s.status, ", ".join(s.deps) or "-", s.key[:12])
     console.print(table)
+    for s in plan.stages:
+        if s.note:  # a finished stage whose files changed since: it runs again
+            console.print(f"[{s.name}] {s.note}: it runs again", markup=False, highlight=False, soft_wrap=True)
 
 
 def print_launches(plan: RunPlan, show_progress: bool = True, console=None) -> None:

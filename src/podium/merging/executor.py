@@ -22,6 +22,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -65,6 +66,26 @@ def run_merge(cfg: MergeConfig, out_dir: str | os.PathLike, *, seed: int | None 
             m.close()
     return {"merge_seconds": time.perf_counter() - start, "num_tensors": float(len(plan.tasks)),
             "num_layers": float(plan.num_layers)}
+
+
+def merge_problem(cfg: MergeConfig) -> str | None:
+    """What would stop `cfg` when it runs, found from the input models' headers and configs only (layer ranges
+    past a model's layers, missing tensors, shapes, architectures), or None; inputs that are not local
+    folders yet (an earlier stage's output, a Hub id) are not checked."""
+    refs = cfg.referenced_models()
+    if not all(Path(part).expanduser().is_dir() for ref in refs for part in ref.split("+")):
+        return None
+    models: dict[str, ModelSource] = {}
+    try:
+        for ref in refs:
+            models[ref] = ModelSource(ref)
+        plan_merge(cfg, models)
+    except PodiumError as e:
+        return str(e)
+    finally:
+        for m in models.values():
+            m.close()
+    return None
 
 
 def merge_lora(base: str | os.PathLike, adapter: str | os.PathLike, out_dir: str | os.PathLike,

@@ -140,20 +140,22 @@ def name_problem(out: str | os.PathLike) -> str | None:
     except (OSError, ValueError):
         name_max, path_max = 255, 4096
     longest = f".{out.name}.{OLD}-{_host()}-{'9' * 7}-{'f' * 8}"
+    size = len(out.name.encode())
+    shown = out.name if size <= 40 else out.name[:40] + "..."
     if len(longest.encode()) > name_max:
-        spare = name_max - (len(longest.encode()) - len(out.name.encode()))
-        return (f"{out}: the name {out.name[:40]!r}... ({len(out.name.encode())} bytes) is too long: podium writes beside "
-                f"it under names {len(longest.encode()) - len(out.name.encode())} bytes longer and this filesystem allows "
-                f"{name_max}; use a name of at most {max(spare, 0)} bytes")
+        extra = len(longest.encode()) - size
+        return (f"the name {shown!r} ({size} bytes) is too long for {out.parent}: podium writes beside it under names "
+                f"{extra} bytes longer, and this filesystem allows {name_max}; use a name of at most "
+                f"{max(name_max - extra, 0)} bytes")
     if len(str(out.parent / longest).encode()) >= path_max:
-        return f"{out}: the path is too long for this filesystem ({path_max} bytes with podium's temp names)"
+        return f"the path {str(out)[:60]!r}... is too long for this filesystem ({path_max} bytes with podium's temp names)"
     return None
 
 
 def check_writable(out: str | os.PathLike) -> None:
     """Raise a PodiumError unless `out` can be created or replaced (checked before any work is done)."""
     if problem := name_problem(out):
-        raise PodiumError(problem)
+        raise PodiumError(f"output {problem}")
     out = Path(out).resolve()
     cwd = Path.cwd().resolve()
     if out == cwd or out in cwd.parents:
