@@ -18,14 +18,13 @@ import logging
 import os
 import re
 import sys
-from pathlib import Path
 
 import huggingface_hub
 from huggingface_hub import HfApi, snapshot_download
 from pydantic import BaseModel
 
 from podium.errors import PodiumError
-from podium.limits import regular_file_problem
+from podium.limits import path_text_problem, regular_file_problem
 from podium.refs import iter_refs
 from podium.stages import get_stage
 
@@ -45,17 +44,19 @@ def looks_local(value: str) -> bool:
         return True
     if "/" in v and not REPO_ID.match(v):
         return True
-    return "/" in v and Path(v.split("/", 1)[0]).is_dir()
+    return "/" in v and os.path.isdir(v.split("/", 1)[0])
 
 
 def local_path_problem(value: str) -> str | None:
     """Why a local-looking reference cannot be read: it does not exist, or is neither a folder nor a regular file.
     None for a path that can be read and for what looks like a Hub id."""
-    path = Path(value).expanduser()
-    if os.path.lexists(path) and not path.exists():
+    if problem := path_text_problem(value):
+        return f"{value[:60]!r}... {problem}"
+    path = os.path.expanduser(value)
+    if os.path.lexists(path) and not os.path.exists(path):
         return f"{value!r} is a broken symbolic link"
-    if path.exists():
-        problem = None if path.is_dir() else regular_file_problem(path)
+    if os.path.exists(path):
+        problem = None if os.path.isdir(path) else regular_file_problem(path)
         return f"{value!r} {problem}" if problem else None
     if looks_local(value):
         return f"{value!r} does not exist (a local path, so it is not looked up on the Hub)"
@@ -97,7 +98,7 @@ def before_hub_lookup(value: str, what: str = "input") -> None:
     """Call before a library resolves `value` (a local path or a Hub id): a missing local path is an error, and
     a Hub id is looked up online only when the Hub answers (`hub_online`)."""
     check_local(value, what)
-    if not Path(str(value).split("+")[0]).expanduser().exists():
+    if not os.path.exists(os.path.expanduser(str(value).split("+")[0])):
         hub_online()
 
 
@@ -110,7 +111,7 @@ def hub_inputs(schema: type[BaseModel], config: dict) -> list[tuple[str, str]]:
             continue
         # mergekit's BASE+LORA names two models
         for part in value.split("+") if kind == "model" else [value]:
-            if REPO_ID.match(part) and not looks_local(part) and not Path(part).exists():
+            if REPO_ID.match(part) and not looks_local(part) and not os.path.exists(part):
                 found.append((part, kind))
     return found
 

@@ -76,6 +76,25 @@ def kind_of(mode: int) -> str:
     return FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file")
 
 
+NAME_MAX, PATH_MAX = 255, 4095  # Linux's limits on one path component and a whole path (bytes)
+
+
+def path_text_problem(value: str) -> str | None:
+    """Why `value` cannot name a file at all (a NUL byte, a component or a whole path longer than the system
+    allows), or None. Checked before any file system call: pathlib raises on such names instead of saying no."""
+    if "\0" in value:
+        return "contains a NUL byte"
+    try:
+        encoded = os.fsencode(value)
+    except UnicodeError:
+        return "is not a valid file name"
+    if len(encoded) > PATH_MAX:
+        return f"is {len(encoded)} bytes long, longer than a path may be ({PATH_MAX})"
+    if any(len(part) > NAME_MAX for part in encoded.split(b"/")):
+        return f"has a component longer than a file name may be ({NAME_MAX} bytes)"
+    return None
+
+
 def regular_file_problem(path: str | os.PathLike) -> str | None:
     """Why `path` is not a regular file podium may read (None when it is). Never opens the file."""
     try:

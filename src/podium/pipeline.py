@@ -35,6 +35,7 @@ from podium.distributed.spec import LaunchSpec, check_environment, plan_launch
 from podium.errors import ConfigError, PodiumError
 from podium.fingerprint import fingerprint
 from podium.hub import check_hub_inputs, looks_local
+from podium.limits import path_text_problem
 from podium.models.io import security_policy
 from podium.models.publish import name_problem
 from podium.ownership import overlap_problem
@@ -174,16 +175,19 @@ def resolve_refs(value, keypath, earlier: dict[str, PlannedStage], located: Loca
         return str((earlier[ref].out_dir / rel).resolve())
     if keypath[2:] not in ref_paths:  # keypath = ("stages", i, key...)
         return value
-    if value.strip() and not Path(value).is_absolute() and not Path(value).exists():
+    if problem := path_text_problem(value):  # before pathlib sees it (it raises on such names)
+        missing.append(f"{located.where(keypath)}: stage {stage_name!r}: {value[:60]!r}... {problem}")
+        return value
+    if value.strip() and not Path(value).is_absolute() and not os.path.exists(value):
         beside = Path(located.path).parent / value
-        if beside.exists():
+        if os.path.exists(beside):
             value = str(beside.resolve())
-    if Path(value).exists():
+    if os.path.exists(value):
         try:
             hashed.append((value, fingerprint(Path(value))))
         except PodiumError as e:  # a FIFO or device named as an input: found now, never opened
             missing.append(f"{located.where(keypath)}: stage {stage_name!r}: {e}")
-    elif any(looks_local(part) and not Path(part).exists() for part in value.split("+")):  # BASE+LORA
+    elif any(looks_local(part) and not os.path.exists(part) for part in value.split("+")):  # BASE+LORA
         missing.append(f"{located.where(keypath)}: stage {stage_name!r}: {value!r} does not exist (looked in "
                        f"{os.getcwd()} and beside the recipe)")
     return value

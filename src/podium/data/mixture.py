@@ -24,6 +24,7 @@ from pydantic import AfterValidator, ConfigDict, Field, ValidationError, model_v
 from podium.config import NumberRules, invalid, relocated
 from podium.data.records import read_jsonl
 from podium.errors import ConfigError, DataError
+from podium.hub import hub_online, local_path_problem
 from podium.refs import DataSpec
 from podium.tasks import get_task
 from podium.tasks.base import check_count
@@ -145,6 +146,8 @@ def task_record(task, item: dict) -> dict:
 
 def load_rows(path: str, split: str = "train", name: str | None = None) -> list[dict]:
     """Rows from a JSONL file, a `save_to_disk` folder or a Hub dataset id."""
+    if problem := local_path_problem(path):  # a FIFO, a missing local path: never a Hub dataset id
+        raise DataError(f"dataset {problem}")
     p = Path(path)
     if p.is_file():
         if p.suffix in (".jsonl", ".json"):
@@ -170,6 +173,7 @@ def load_rows(path: str, split: str = "train", name: str | None = None) -> list[
                 raise DataError(f"{p}: folder holds no *.jsonl files and no saved dataset")
             rows = [r for f in files for r in read_jsonl(f)]
     else:
+        hub_online()
         rows = load_hub_dataset(path, split, name)
     if not rows:
         raise DataError(f"{path}: dataset is empty")

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from podium.errors import PodiumError
+from podium.hub import check_local, hub_online
 from podium.limits import open_regular, read_json_bounded
 from podium.merging.lora import LoraAdapter
 from podium.models.dtypes import FROM_SAFETENSORS, nbytes
@@ -24,9 +25,11 @@ from podium.models.publish import HUB_MODEL_PATTERNS
 
 def resolve_model_path(name: str) -> Path:
     """A local folder as is; a Hub id from the local cache (or a download when online)."""
+    check_local(name, "model")  # a local path that does not exist is not a Hub id
     p = Path(name).expanduser()
     if p.is_dir():
         return p
+    hub_online()
     try:
         from huggingface_hub import snapshot_download  # here, not on top: 0.5 s of imports only Hub ids need
 
