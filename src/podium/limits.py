@@ -53,7 +53,7 @@ class Limit:
     def shown(self, value: int | None = None) -> str:
         value = self.value if value is None else value
         if self.unit == MiB:
-            return f"{value / MiB:g} MiB"
+            return f"{value / MiB:g} MiB" if value >= MiB else f"{value:,} bytes"
         return f"{value:,}"
 
     def raise_hint(self) -> str:

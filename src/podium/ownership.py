@@ -32,7 +32,7 @@ from pathlib import Path
 
 from podium.data.records import write_json, write_text
 from podium.errors import PodiumError
-from podium.models.publish import name_problem
+from podium.models.publish import PUBLISHED, name_problem
 from podium.run_lock import output_lock
 from podium.rundir import STAGE_FILE, StageRecord, made_by_podium, write_stage_done
 
@@ -104,6 +104,8 @@ def claim_folder(out: str | os.PathLike, record: StageRecord) -> Path:
     A folder podium did not make is only claimed after `output_folder_problem` allowed it (--overwrite)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if not (out / PUBLISHED).exists():  # nothing in it is podium's to delete yet (an older model in it is not)
+        write_text(out / PUBLISHED, "[]\n")
     write_json(out / STAGE_FILE, asdict(record))
     return out
 

@@ -87,11 +87,19 @@ class DataSource(NumberRules):
 
 
 def as_sources(data: str | Path | list | dict) -> list[DataSource]:
-    if isinstance(data, (str, Path)):
-        return [DataSource(path=str(data))]
-    if isinstance(data, dict):
-        return [DataSource.model_validate(data)]
-    return [DataSource(path=d) if isinstance(d, str) else DataSource.model_validate(d) for d in data]
+    """The sources of a mixture spec; a ConfigError (not a pydantic traceback) for one that is not valid."""
+    items = [data] if isinstance(data, (str, Path, dict)) else data
+    if not isinstance(items, list):
+        raise ConfigError(f"data: a dataset path, a source mapping or a list of them, got {type(data).__name__}")
+    sources = []
+    for i, item in enumerate(items):
+        try:
+            sources.append(DataSource(path=str(item)) if isinstance(item, (str, Path))
+                           else DataSource.model_validate(item))
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'source'}: {err['msg']}" for err in e.errors())
+            raise ConfigError(f"data source {i}: {problems}") from None
+    return sources
 
 
 def check_mixture(data):
