@@ -18,7 +18,6 @@ import pytest
 from tests.security.bounds import plant_fifo, time_bound
 
 from podium import hub
-from podium.cli import main
 from podium.data.mixture import build_mixture, load_rows
 from podium.data.records import read_jsonl
 from podium.errors import ConfigError, DataError, PodiumError
