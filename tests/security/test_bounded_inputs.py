@@ -113,17 +113,21 @@ def test_max_new_tokens_is_checked_against_the_models_positions(tiny_dir, tmp_pa
                                "max_new_tokens": 10**9}, tmp_path / "out")
 
 
-def test_generation_stops_at_the_models_positions(tiny_dir, tmp_path):
-    (tmp_path / "p.jsonl").write_text('{"prompt": "hi"}\n')
-    run_stage("generate", {"model": str(tiny_dir), "prompts": str(tmp_path / "p.jsonl"), "max_new_tokens": 500,
-                           "temperature": 1.0, "seed": 3}, tmp_path / "out")
-    from podium.models.io import load_tokenizer
-    tok = load_tokenizer(tiny_dir)
-    row = read_jsonl(tmp_path / "out" / "samples.jsonl")[0]
-    text = row["responses"][0] if "responses" in row else row["response"]
-    prompt_tokens = len(tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True,
-                                                tokenize=True))
-    assert prompt_tokens + len(tok(text, add_special_tokens=False)["input_ids"]) <= 512
+def test_generation_stops_at_the_models_positions(tiny_dir):
+    """A model that never emits EOS, a 400-token prompt and max_new_tokens 500: the old sampler generated all 500
+    (positions 400..900 of a 512-position model); now the completion ends at the last position."""
+    from podium.generation.hf_sampler import TransformersSampler
+    from podium.generation.sampler import SamplingParams
+    from podium.models.io import load_model, load_tokenizer
+
+    model, tok = load_model(tiny_dir), load_tokenizer(tiny_dir)
+    sampler = TransformersSampler(model, tok, batch_size=1, lean=False)
+    sampler.eos_ids = [len(tok) + 10]  # an id no model emits: only the length limit stops it
+    prompt = "1" * 400
+    width = len(tok(prompt)["input_ids"])
+    (completion,) = sampler.generate([prompt], n=1, params=SamplingParams(temperature=1.0, max_new_tokens=500),
+                                     seed=0)[0]
+    assert completion.num_tokens == 512 - width and completion.finish_reason == "length"
 
 
 @pytest.fixture

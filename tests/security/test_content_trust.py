@@ -7,6 +7,7 @@ folder whose content changed while names, sizes and mtimes stayed (`cp -p`, `tou
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -17,14 +18,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tests.pref_helpers import PAIRS, TINY
 
-from podium import cache_auth, fingerprint
 from podium.data.preference import tokenize_pairs
 from podium.models.tiny import build_tiny_model
 from podium.pipeline import make_plan, run_plan
 from podium.refs import FileRef
 from podium.stages import StageConfig, stage
 from podium.training import reference
-from podium.training.reference_cache import checksum
 
 CALLS: list[str] = []
 
@@ -32,7 +31,7 @@ CALLS: list[str] = []
 @pytest.fixture(autouse=True)
 def own_key(tmp_path, monkeypatch):
     """A cache key of this test's own (the user's key file stays untouched)."""
-    monkeypatch.setenv(cache_auth.KEY_ENV, str(tmp_path / "keys" / "cache.key"))
+    monkeypatch.setenv("PODIUM_CACHE_KEY", str(tmp_path / "keys" / "cache.key"))
     monkeypatch.setenv("PODIUM_CACHE", str(tmp_path / "cache-root"))
 
 
@@ -47,7 +46,7 @@ def test_a_forged_reference_cache_entry_is_refused(tmp_path):
         meta, values = f.metadata(), f.get_tensor("reference_logps")
     poisoned = values.clone()
     poisoned[:, 1] -= 50.0  # rejected answers look far less likely to the reference: a forged DPO margin
-    meta["sha256"] = checksum(poisoned)
+    meta["sha256"] = hashlib.sha256(poisoned.contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
     save_file({"reference_logps": poisoned}, str(entry), metadata=meta)
     again, hit = reference.cached_reference_logps(model, examples, tok.pad_token_id, cache_dir=cache)
     assert not hit
@@ -55,6 +54,8 @@ def test_a_forged_reference_cache_entry_is_refused(tmp_path):
 
 
 def test_an_entry_written_under_another_users_key_is_not_trusted(tmp_path, monkeypatch):
+    from podium import cache_auth
+
     model, tok = build_tiny_model(seed=0, **TINY)
     examples, _ = tokenize_pairs(PAIRS, tok, 64)
     cache = tmp_path / "shared-cache"
@@ -67,6 +68,8 @@ def test_an_entry_written_under_another_users_key_is_not_trusted(tmp_path, monke
 
 
 def test_a_key_file_others_can_read_is_not_used(tmp_path, monkeypatch, caplog):
+    from podium import cache_auth
+
     key = tmp_path / "loose.key"
     key.write_bytes(os.urandom(cache_auth.KEY_BYTES))
     key.chmod(0o644)
@@ -141,6 +144,8 @@ def test_an_input_changed_with_the_same_name_size_and_mtime_reruns_its_stage(tmp
 
 
 def test_fingerprints_are_remembered_by_inode_size_mtime_and_ctime(tmp_path, monkeypatch):
+    from podium import fingerprint
+
     monkeypatch.setattr(fingerprint, "RACY_SECONDS", 0.0)
     hashed = []
     real = fingerprint._sha256
@@ -157,6 +162,8 @@ def test_fingerprints_are_remembered_by_inode_size_mtime_and_ctime(tmp_path, mon
 
 
 def test_a_forged_fingerprint_memo_entry_is_ignored(tmp_path, monkeypatch):
+    from podium import fingerprint
+
     monkeypatch.setattr(fingerprint, "RACY_SECONDS", 0.0)
     p = tmp_path / "w.bin"
     p.write_bytes(b"x" * 4096)
