@@ -68,7 +68,10 @@ def load_yaml(path: str | os.PathLike) -> Located:
 def check_depth(text: str, path: str) -> None:
     """Refuse a document nested deeper than `YAML_DEPTH` before it is composed (PyYAML composes recursively)."""
     limit, depth = YAML_DEPTH.value, 0
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # its reader refuses control characters already here
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
     try:
         while (event := loader.get_event()) is not None:
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
@@ -174,11 +177,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r}: expected key=value, e.g. sft.learning_rate=1e-4")
     key, raw = text.split("=", 1)
-    if not key.strip():
+    if not key.strip() or any(not part.strip() for part in key.split(".")):
         raise ConfigError(f"override {text!r}: empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    try:  # podium's loader: no tags, no recursive aliases (`&a [*a]`), bounded like a recipe
+        value = parse_yaml(raw, f"override {text!r}").data if raw.strip() else ""
+    except ConfigError:
         value = raw
     # YAML reads 1e-3 as a string (no dot); users mean a number.
     if isinstance(value, str):

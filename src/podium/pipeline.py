@@ -232,6 +232,8 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
         if not isinstance(raw, dict) or "name" not in raw or "kind" not in raw:
             raise ConfigError(f"{where}: each stage needs a 'name' and a 'kind'")
         name, kind = str(raw["name"]), raw["kind"]
+        if not isinstance(kind, str):
+            raise ConfigError(f"{located.where(base + ('kind',))}: the stage kind is a name such as 'sft', got {kind!r}")
         if name in planned:
             raise ConfigError(f"{where}: duplicate stage name {name!r}")
         if not STAGE_NAME.fullmatch(name):

@@ -84,11 +84,21 @@ def _completion_text(value: Any) -> str:
     return "".join(str(m.get("content", "")) for m in value)
 
 
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else ""
+
+
 def tokenize_pair(row: dict, tokenizer) -> dict:
     """Token ids of one pair: `prompt_ids`, `chosen_ids`, `rejected_ids` (TRL 1.16 rules, untruncated)."""
     if is_conversational(row):
         def render(messages, **kw):
-            out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **kw)
+            try:
+                out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **kw)
+            except MemoryError:
+                raise
+            except Exception as e:  # noqa: BLE001 - the template refuses the record's messages (roles, emptiness)
+                raise DataError(f"{row.get('_source', 'record')}: the tokenizer's chat template cannot render this "
+                                f"pair ({type(e).__name__}: {_first_line(e)})") from None
             return list(out["input_ids"])
 
         prompt = as_messages(row["prompt"], "user")

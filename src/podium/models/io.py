@@ -16,6 +16,7 @@ from typing import Annotated, Literal, get_args
 
 import torch
 import transformers
+from huggingface_hub import errors as hf_errors
 from pydantic import Field
 from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
@@ -170,6 +171,12 @@ def shape_problem(folder: Path) -> str | None:
     return None
 
 
+# What loading a folder raises when one of its files is wrong (besides RuntimeError for shapes, handled apart):
+# huggingface_hub's strict config dataclasses raise their own type for a field of the wrong type.
+FOLDER_ERRORS = (OSError, ValueError, TypeError, KeyError, AttributeError, SafetensorError,
+                 getattr(hf_errors, "StrictDataclassError", ValueError))
+
+
 def load_model(
     name_or_path: str | os.PathLike,
     *,
@@ -200,9 +207,10 @@ def load_model(
             **attn,
         )
     # What transformers raises for a folder it cannot use (missing or invalid files, unknown model
-    # type, custom code refused): the user's input, so one line instead of a traceback.
-    except (OSError, ValueError, SafetensorError) as e:
-        raise PodiumError(f"could not load {where}: {first_line(e)}") from None
+    # type, custom code refused, a config field of the wrong type): the user's input, so one line instead
+    # of a traceback.
+    except FOLDER_ERRORS as e:
+        raise PodiumError(f"could not load {where}: {type(e).__name__}: {first_line(e)}") from None
     except torch.OutOfMemoryError:
         raise
     except RuntimeError as e:  # tensors whose shapes contradict config.json (transformers: "size mismatch")
@@ -291,8 +299,12 @@ def load_tokenizer(name_or_path: str | os.PathLike, *, trust_remote_code: bool |
             tok = PreTrainedTokenizerFast.from_pretrained(str(name_or_path))
         else:
             tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as e:
-        raise PodiumError(f"could not load tokenizer {str(name_or_path)!r}: {first_line(e)}") from None
+    except MemoryError:
+        raise
+    # The tokenizers library reports a damaged tokenizer.json with its own exception types (and transformers
+    # with KeyError or TypeError on a wrong layout): all of them are about the folder's files.
+    except Exception as e:  # noqa: BLE001
+        raise PodiumError(f"could not load tokenizer {str(name_or_path)!r}: {type(e).__name__}: {first_line(e)}") from None
     if tok.pad_token is None:
         # Llama-style tokenizers ship without a pad token; padding is always masked out.
         tok.pad_token = tok.eos_token
