@@ -61,10 +61,10 @@ def stage_names():
 
 
 @st.composite
-def stages(draw):
+def stages(draw, index: int = 1):
     kind = draw(st.sampled_from(KINDS + ["nope"]))
     settings = dict(VALID_SETTINGS.get(kind, {}))
-    how = draw(st.sampled_from(["valid", "near", "near", "hostile"]))
+    how = draw(st.sampled_from(["valid", "valid", "near", "near", "hostile"]))
     if how == "near" and settings:  # one setting changed, dropped or added
         key = draw(st.sampled_from(sorted(settings) + ["unknown_key"]))
         if draw(st.booleans()):
@@ -75,18 +75,20 @@ def stages(draw):
         settings = draw(st.dictionaries(st.sampled_from(sorted({k for s in VALID_SETTINGS.values() for k in s})
                                                         + ["seed", "launch", "name", "kind", "output_dir"]),
                                         VALUES, max_size=5))
-    return {"name": draw(stage_names()), "kind": kind, **settings}
+    name = draw(stage_names()) if how == "hostile" or draw(st.integers(0, 5)) == 0 else f"s{index}"
+    return {"name": name, "kind": kind, **settings}
 
 
 @st.composite
 def recipes(draw):
     """A recipe mapping: a valid chain (base, then stages reading it), near-valid or hostile."""
     chain = [{"name": "base", "kind": "tiny_model", **VALID_SETTINGS["tiny_model"]}]
-    chain += draw(st.lists(stages(), max_size=3))
-    recipe = {"name": draw(st.one_of(st.just("fuzz"), stage_names())), "stages": chain}
-    for key in draw(st.lists(st.sampled_from(["seed", "seeds", "output_dir", "trust_remote_code", "allow_pickle",
-                                              "launch", "extra"]), max_size=2)):
-        recipe[key] = draw(VALUES)
+    chain += [draw(stages(i)) for i in range(1, draw(st.integers(0, 3)) + 1)]
+    recipe = {"name": draw(stage_names()) if draw(st.integers(0, 4)) == 0 else "fuzz", "stages": chain}
+    if draw(st.integers(0, 3)) == 0:
+        for key in draw(st.lists(st.sampled_from(["seed", "seeds", "output_dir", "trust_remote_code", "allow_pickle",
+                                                  "launch", "extra"]), max_size=2)):
+            recipe[key] = draw(st.one_of(VALUES, st.sampled_from([0, 1, [0, 1], True, False])))
     if draw(st.integers(0, 9)) == 0:
         recipe = draw(VALUES)  # anything at all
     return recipe
@@ -101,6 +103,12 @@ HOSTILE_YAML = st.sampled_from([
 
 
 def overrides():
+    valid = st.sampled_from(["seed=1", "base.hidden_size=16", "base.seed=3", "sft.data.0.count=4", "sft.batch_size=1",
+                             "sft.max_steps=2", "sft.learning_rate=1e-4", "name=other", "sft.packing=true"])
+    return st.one_of(st.lists(valid, max_size=3), hostile_overrides())
+
+
+def hostile_overrides():
     key = st.one_of(st.sampled_from(["seed", "seeds", "name", "base.hidden_size", "base.seed", "sft.data.0.count",
                                      "sft.batch_size", "sft.max_steps", "sft.learning_rate", "nope.x", "base",
                                      "stages", "stages.0.kind", "sft.data.9.count", "base.num_layers.x", ".", ""]),
@@ -118,7 +126,19 @@ FIELD = st.one_of(TEXT, st.lists(MESSAGE, max_size=3), VALUES)
 
 
 @st.composite
-def data_rows(draw):
+def data_rows(draw, kind: str | None = None):
+    kind = kind or draw(st.sampled_from(["sft", "chat", "pair", "chat-pair", "any", "any"]))
+    if kind == "sft":
+        return {"prompt": draw(TEXT), "completion": draw(TEXT)}
+    if kind == "chat":
+        return {"messages": [{"role": "user", "content": draw(TEXT)}, {"role": "assistant", "content": draw(TEXT)}]}
+    if kind == "pair":
+        return {"prompt": draw(TEXT), "chosen": draw(TEXT), "rejected": draw(TEXT),
+                **({"chosen_prob": draw(NUMBERS)} if draw(st.booleans()) else {})}
+    if kind == "chat-pair":
+        return {"prompt": [{"role": "user", "content": draw(TEXT)}],
+                "chosen": [{"role": "assistant", "content": draw(TEXT)}],
+                "rejected": [{"role": "assistant", "content": draw(TEXT)}]}
     row = {}
     for key in draw(st.lists(st.sampled_from(["prompt", "completion", "messages", "chosen", "rejected", "answer",
                                               "task", "chosen_prob", "rejected_prob", "score", "_source"]),
@@ -131,7 +151,12 @@ def data_rows(draw):
 def jsonl_bytes(draw):
     """A JSONL file: valid rows, near-valid rows and hostile lines (bytes that are not UTF-8, deep nesting, ...)."""
     lines = []
+    clean = draw(st.booleans())  # half the files hold only well-formed rows of one format
+    fmt = draw(st.sampled_from(["sft", "chat", "pair", "chat-pair"]))
     for _ in range(draw(st.integers(0, 6))):
+        if clean:
+            lines.append(json.dumps(draw(data_rows(fmt))).encode())
+            continue
         kind = draw(st.sampled_from(["row", "row", "row", "hostile"]))
         if kind == "row":
             lines.append(json.dumps(draw(data_rows())).encode())
@@ -147,17 +172,20 @@ def jsonl_bytes(draw):
 def annotation_files(draw):
     """AlpacaEval annotation files (JSON list or JSONL) and podium judgments, near-valid or hostile."""
     rows = []
+    clean = draw(st.booleans())  # half the files are well-formed annotations
     for _ in range(draw(st.integers(0, 6))):
-        row = {"instruction": draw(TEXT), "output_1": draw(st.one_of(TEXT, VALUES)),
-               "output_2": draw(st.one_of(TEXT, VALUES)), "preference": draw(st.one_of(
+        valid = clean or draw(st.booleans())
+        row = {"instruction": draw(TEXT), "output_1": draw(TEXT if valid else st.one_of(TEXT, VALUES)),
+               "output_2": draw(TEXT if valid else st.one_of(TEXT, VALUES)),
+               "preference": draw(st.floats(1, 2) if valid else st.one_of(
                    st.sampled_from([1, 2, 1.5, 0, None, 3, -1, math.nan, math.inf, "2", True]), NUMBERS))}
-        if draw(st.booleans()):
+        if not valid and draw(st.booleans()):
             row = {k: v for k, v in row.items() if draw(st.booleans())}
-        if draw(st.integers(0, 4)) == 0:
+        if not clean and draw(st.integers(0, 4)) == 0:
             row = {"preference": draw(NUMBERS), "model_response": draw(TEXT), "baseline_response": draw(TEXT)}
         rows.append(row)
     if draw(st.booleans()):
-        return json.dumps(rows if draw(st.integers(0, 5)) else draw(VALUES), allow_nan=True).encode()
+        return json.dumps(rows if clean or draw(st.integers(0, 5)) else draw(VALUES), allow_nan=True).encode()
     return "\n".join(json.dumps(r, allow_nan=True) for r in rows).encode()
 
 

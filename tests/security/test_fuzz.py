@@ -7,7 +7,7 @@ message (a CLI exit code with an `error:` line) — never another exception or a
 the example's output may change, and nothing may run past `BOUND` seconds.
 
 Profiles (`PODIUM_FUZZ_PROFILE`): `ci` (the default: derandomized, so a CI run is reproducible, and a fixed
-number of examples per target that fits about 90 s on 2 cores) and `long` (random, 20x the examples; the
+number of examples per target that fits about 90 s on 2 cores) and `long` (random, 8x the examples; the
 README's local command). A failure prints the smallest input hypothesis found; add it to the probe tests.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 from tests.security.bounds import time_bound
@@ -64,7 +64,7 @@ COMMON = dict(deadline=None, database=None, print_blob=True,
 settings.register_profile("ci", derandomize=True, **COMMON)
 settings.register_profile("long", derandomize=False, **COMMON)
 PROFILE = os.environ.get("PODIUM_FUZZ_PROFILE", "ci")
-SCALE = 20 if PROFILE == "long" else 1
+SCALE = 8 if PROFILE == "long" else 1
 
 
 def fuzz(examples: int):
@@ -143,9 +143,10 @@ def outside_output(root: Path) -> dict:
     return {k: v for k, v in snapshot(root).items() if not OWN.match(k)}
 
 
-def attempt(fn, root: Path) -> str:
+def attempt(fn, root: Path, label: str = "") -> str:
     """Run `fn` under the bound; "ok" or "refused" (a PodiumError with a message). Anything else fails the test,
-    and so does a change outside the output."""
+    and so does a change outside the output. `label` names the outcome in hypothesis' statistics
+    (`--hypothesis-show-statistics`: how many examples got how far)."""
     before = outside_output(root)
     with time_bound(BOUND):
         try:
@@ -155,6 +156,8 @@ def attempt(fn, root: Path) -> str:
             assert str(e).strip(), f"a {type(e).__name__} without a message"
             outcome = "refused"
     assert outside_output(root) == before, "a file outside the output changed"
+    if label:
+        event(f"{label}: {outcome}")
     return outcome
 
 
@@ -171,6 +174,7 @@ def cli(argv: list[str], root: Path) -> int:
             except SystemExit as e:  # argparse's usage errors
                 code = e.code
     attempt(run, root)
+    event(f"podium {argv[0]}: exit {code}")
     text = err.getvalue()
     assert code in (0, 1, 2), (code, text[-2000:])
     assert "Traceback" not in text, text[-4000:]
@@ -191,7 +195,7 @@ def write_recipe(root: Path, recipe) -> Path:
     return p
 
 
-@fuzz(examples=70)
+@fuzz(examples=400)
 @given(recipe=st.one_of(recipes(), HOSTILE_YAML))
 def test_recipes_through_the_planner_and_dry_run(recipe, key_file, tiny_model_dir):
     with sandbox(key_file, tiny_model_dir) as root:
@@ -200,7 +204,7 @@ def test_recipes_through_the_planner_and_dry_run(recipe, key_file, tiny_model_di
         def plan():
             problems = plan_problems(make_plan(str(path), output=str(root / "out")))
             assert all(isinstance(p, str) and p for p in problems)
-        attempt(plan, root)
+        attempt(plan, root, "plan")
         cli(["run", str(path), "--dry-run", "--output", str(root / "out")], root)
         assert not (root / "out").exists() or not any((root / "out").iterdir()), "--dry-run wrote into its output"
 
@@ -210,28 +214,29 @@ VALID_RECIPE = {"name": "fuzz", "stages": [
     {"name": "sft", "kind": "sft", "model": "@base", "data": [{"task": "arithmetic", "count": 8}], "max_steps": 1}]}
 
 
-@fuzz(examples=60)
+@fuzz(examples=300)
 @given(ovs=overrides())
 def test_overrides_through_the_planner(ovs, key_file):
     with sandbox(key_file) as root:
         path = write_recipe(root, VALID_RECIPE)
-        attempt(lambda: plan_problems(make_plan(str(path), ovs, output=str(root / "out"))), root)
+        attempt(lambda: plan_problems(make_plan(str(path), ovs, output=str(root / "out"))), root, "plan")
         cli(["run", str(path), "--dry-run", "--output", str(root / "out"), *ovs], root)
 
 
-@fuzz(examples=80)
+@fuzz(examples=400)
 @given(content=jsonl_bytes(), count=st.one_of(st.none(), st.integers(1, 20)))
 def test_data_files_through_loading_and_tokenizing(content, count, key_file, tokenizer):
     with sandbox(key_file) as root:
         path = root / "in" / "rows.jsonl"
         path.write_bytes(content)
-        attempt(lambda: read_jsonl(path), root)
+        attempt(lambda: read_jsonl(path), root, "read")
         attempt(lambda: load_rows(str(path)), root)
-        attempt(lambda: tokenize_dataset(build_mixture([{"path": str(path), "count": count}])[0], tokenizer, 48), root)
-        attempt(lambda: tokenize_pairs(read_pairs(str(path)), tokenizer, 48), root)
+        attempt(lambda: tokenize_dataset(build_mixture([{"path": str(path), "count": count}])[0], tokenizer, 48), root,
+                "sft tokenize")
+        attempt(lambda: tokenize_pairs(read_pairs(str(path)), tokenizer, 48), root, "pairs tokenize")
 
 
-@fuzz(examples=60)
+@fuzz(examples=240)
 @given(content=annotation_files())
 def test_annotation_files_through_winrate(content, key_file):
     with sandbox(key_file) as root:
@@ -240,7 +245,7 @@ def test_annotation_files_through_winrate(content, key_file):
         cli(["winrate", str(path), "--output", str(root / "out")], root)
 
 
-@fuzz(examples=60)
+@fuzz(examples=240)
 @given(content=results_files(), version=st.sampled_from(["v1", "v2"]))
 def test_results_files_through_leaderboard(content, version, key_file):
     with sandbox(key_file) as root:
@@ -299,14 +304,14 @@ def damage_model(folder: Path, damage: str, field: str, value) -> None:
         weights.symlink_to("/dev/zero")
 
 
-@fuzz(examples=40)
+@fuzz(examples=200)
 @given(damage=MODEL_DAMAGE, field=st.sampled_from(CONFIG_FIELDS), value=VALUES)
 def test_model_folders_through_loading_and_merging(damage, field, value, key_file, tiny_model_dir):
     with sandbox(key_file, tiny_model_dir) as root:
         model = root / "in" / "model"
         damage_model(model, damage, field, value)
-        attempt(lambda: load_model(model), root)
-        attempt(lambda: load_tokenizer(model), root)
+        attempt(lambda: load_model(model), root, "load_model")
+        attempt(lambda: load_tokenizer(model), root, "load_tokenizer")
 
         def read_headers():
             ModelSource(str(model)).close()
@@ -316,14 +321,24 @@ def test_model_folders_through_loading_and_merging(damage, field, value, key_fil
         cli(["merge", str(cfg), str(root / "out")], root)
 
 
-@fuzz(examples=25)
-@given(config=VALUES, method=st.sampled_from(["linear", "slerp", "ties", "passthrough", "task_arithmetic", "nope"]))
-def test_merge_configs_through_the_merge_command(config, method, key_file, tiny_model_dir):
+# Each method's parameters (mergekit's names), for near-valid configs.
+METHOD_PARAMS = {"linear": ["weight", "normalize"], "slerp": ["t"], "ties": ["weight", "density", "normalize"],
+                 "passthrough": ["scale"], "task_arithmetic": ["weight", "lambda"], "nope": ["weight"]}
+
+
+@fuzz(examples=120)
+@given(data=st.data(), method=st.sampled_from(sorted(METHOD_PARAMS)))
+def test_merge_configs_through_the_merge_command(data, method, key_file, tiny_model_dir):
+    value = st.one_of(st.floats(-2, 2), st.sampled_from([0, 0.5, 1, True]), VALUES)
+    params = data.draw(st.dictionaries(st.sampled_from(METHOD_PARAMS[method]), value, max_size=2))
     with sandbox(key_file, tiny_model_dir) as root:
         model = str(root / "in" / "model")
-        raw = {"merge_method": method, "base_model": model,
-               "models": [{"model": model, "parameters": place(config, root) if isinstance(config, dict) else
-                           {"weight": config, "t": config, "density": config}}, {"model": model}]}
+        entries = [{"model": model, "parameters": params}, {"model": model, "parameters": params}]
+        raw = {"merge_method": method, "models": entries[:1] if method == "passthrough" else entries}
+        if method in ("slerp", "ties", "task_arithmetic"):
+            raw["base_model"] = model
+        if data.draw(st.integers(0, 4)) == 0:
+            raw[data.draw(st.sampled_from(["parameters", "dtype", "slices", "tokenizer_source"]))] = data.draw(VALUES)
         cfg = root / "in" / "merge.yml"
-        cfg.write_text(json.dumps(raw, allow_nan=True, default=str))
+        cfg.write_text(json.dumps(place(raw, root), allow_nan=True, default=str))
         cli(["merge", str(cfg), str(root / "out")], root)

@@ -117,6 +117,13 @@ def parse_config(raw: Any, origin: str = "<config>", located: Located | None = N
     for key in raw:
         if key not in TOP_KEYS:
             raise ConfigError(f"{where(key)}: unknown key; expected one of {', '.join(sorted(TOP_KEYS))}")
+    for key, types, what in (("merge_method", (str,), "a method name"), ("base_model", (str,), "a model"),
+                             ("dtype", (str,), "a dtype name"), ("out_dtype", (str,), "a dtype name"),
+                             ("tokenizer_source", (str,), "base, union or a model"), ("name", (str,), "a name"),
+                             ("random_seed", (int,), "an integer")):
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+            raise ConfigError(f"{where(key)}: expected {what}, got {value!r:.60}")
     name = raw.get("merge_method")
     if name not in MERGE_METHODS:
         raise ConfigError(f"{where('merge_method')}: unknown merge method {name!r}; known methods: "
@@ -140,6 +147,14 @@ def parse_config(raw: Any, origin: str = "<config>", located: Located | None = N
                 known = ", ".join(sorted(spec.params)) or "none"
                 raise ConfigError(f"{loc}: unknown parameter {pname!r} for merge method {name!r}; its parameters: {known}")
             _check_setting(setting, loc)
+            if spec.params[pname].kind is float:
+                for v in _leaves(setting):
+                    try:
+                        number = float(v)
+                    except ValueError:
+                        raise ConfigError(f"{loc}: {v!r} is not a number") from None
+                    if not math.isfinite(number):
+                        raise ConfigError(f"{loc}: {v!r} is not a finite number")
             if name == "slerp" and pname == "t":
                 for v in _numbers(setting):
                     if not 0 <= v <= 1:
@@ -235,6 +250,15 @@ def _check_setting(setting, loc: str) -> None:
         if not isinstance(cond, dict) or "value" not in cond or set(cond) - {"filter", "value"}:
             raise ConfigError(f"{loc}: each conditional entry needs `value` and an optional `filter`")
         _check_setting(cond["value"], loc)
+
+
+def _leaves(setting) -> list:
+    """The scalar values of a setting (a scalar, a gradient list or `{filter, value}` entries)."""
+    if isinstance(setting, dict):
+        return _leaves(setting.get("value"))
+    if isinstance(setting, list):
+        return [v for s in setting for v in _leaves(s)]
+    return [] if setting is None else [setting]
 
 
 def _numbers(setting) -> list[float]:
