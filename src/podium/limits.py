@@ -20,7 +20,6 @@ import json
 import os
 import stat
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 from podium.errors import PodiumError
@@ -165,16 +164,6 @@ def bounded_lines(f: BinaryIO, path, limit: Limit = JSONL_LINE, error: type[Podi
             raise error(f"{path}:{lineno}: a line longer than {limit.shown()} (the limit on {limit.what}); podium "
                         f"reads at most that much per line: {limit.raise_hint()}")
         yield lineno, raw
-
-
-def is_regular_or_missing(path: Path) -> bool:
-    """True for a regular file or a path that does not exist (what a writer may replace or create)."""
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False
 
 
 def read_json_bounded(path: str | os.PathLike, error: type[PodiumError] = PodiumError, limit: Limit = JSON_FILE,

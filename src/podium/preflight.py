@@ -15,7 +15,6 @@ stage runs.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from podium.errors import PodiumError
@@ -23,8 +22,6 @@ from podium.limits import read_json_bounded
 from podium.merging.executor import merge_problem
 from podium.merging.stage import MergeStageConfig, build_merge_config
 from podium.models.io import config_problem, max_positions
-
-log = logging.getLogger("podium")
 
 
 def late_problems(run_dir: Path, stages) -> list[str]:
