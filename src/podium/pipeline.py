@@ -31,7 +31,7 @@ from pydantic_core import PydanticCustomError
 from podium.cards.report import write_report
 from podium.config import Located, format_validation_error, load_yaml, parse_override, set_in, validate
 from podium.distributed.launcher import run_distributed
-from podium.distributed.spec import LaunchSpec, check_environment, plan_launch
+from podium.distributed.spec import LaunchSpec, check_environment, plan_launch, train_key
 from podium.errors import ConfigError, PodiumError
 from podium.hub import REPO_ID, check_hub_inputs
 from podium.models.io import security_policy
@@ -268,8 +268,8 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
         # `inputs` holds each upstream stage's key and each local file's fingerprint.
         key_src = {"kind": kind, "config": json.loads(config_text), "inputs": sorted(hashed),
                    "policy": [recipe.trust_remote_code, recipe.allow_pickle]}
-        if launch is not None and spec.distributed == "train":
-            key_src["launch"] = launch.key_part()  # the global batch counts the processes
+        if launch is not None and spec.distributed == "train":  # the global batch counts the processes
+            key_src["config"], key_src["launch"] = train_key(launch, key_src["config"])
         key = hashlib.sha256(json.dumps(key_src, sort_keys=True, default=str).encode()).hexdigest()
         ps = PlannedStage(name, kind, cfg, key, run_dir / name, deps, launch=launch)
         done, record = read_done(ps.out_dir), read_stage_record(ps.out_dir)

@@ -147,12 +147,13 @@ def shard_model(model: torch.nn.Module, settings: FSDPSettings, device: torch.de
     kwargs = {"mesh": mesh, **policies(settings)}
     reshard = settings.reshard_after_forward or not training
     layers = decoder_layers(model)
+    layer_class = type(layers[0]).__name__  # before fully_shard renames the class (FSDP<name>)
     for layer in layers:
         fully_shard(layer, reshard_after_forward=reshard, **kwargs)
     # The root's parameters (embeddings, norm, LM head) are needed again at once by the backward.
     fully_shard(model, reshard_after_forward=False if training else True, **kwargs)
     log.info("FSDP2: %d decoder layers (%s) and the root sharded over %d processes%s%s%s", len(layers),
-             type(layers[0]).__name__, world, ", bf16 compute" if settings.mixed_precision == "bf16" else "",
+             layer_class, world, ", bf16 compute" if settings.mixed_precision == "bf16" else "",
              ", CPU offload" if settings.cpu_offload else "",
              ", activation checkpointing" if training and settings.activation_checkpointing else "")
     return model

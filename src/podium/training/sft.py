@@ -184,7 +184,8 @@ def sft(cfg: SFTConfig, ctx: StageContext) -> dict:
     )
     out = {"train_loss": summary.get("loss"), "steps": summary["steps"], "examples": len(examples),
            "examples/truncated": truncated, "train_seconds": summary["train_seconds"]}
-    out.update({k: summary[k] for k in ("tokens_per_second", "flops_per_second", "mfu") if k in summary})
+    out.update({k: summary[k] for k in summary if k in ("tokens_per_second", "flops_per_second", "mfu")
+                or k.startswith("memory/")})
     if cfg.stop_at:
         out["held_out_accuracy"] = summary.get("eval/accuracy")
         out["target_reached"] = float((summary.get("eval/accuracy") or 0.0) >= cfg.stop_at.accuracy)

@@ -1,0 +1,28 @@
+"""Run several training stages one after another on every rank of one launch (the test's budget: one launch
+of 2 processes for all of them instead of one launch each).
+
+    accelerate launch --multi_gpu --num_processes 2 tests/integration/fsdp_sweep.py RUNS.json
+
+RUNS.json: [{"kind": "train", "config": {...}, "out": "DIR"}, ...]. Rank 0 writes each run's metrics to
+DIR/sweep-metrics.json. The ranks get podium's FSDP2 settings from PODIUM_FSDP, as `podium run` sets it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from podium.distributed.world import current_world
+from podium.stages import run_stage
+
+
+def main(path: str) -> None:
+    for run in json.loads(Path(path).read_text()):
+        metrics = run_stage(run["kind"], run["config"], run["out"])
+        if current_world().is_main:
+            (Path(run["out"]) / "sweep-metrics.json").write_text(json.dumps(metrics))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

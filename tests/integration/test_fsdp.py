@@ -1,0 +1,205 @@
+"""podium's FSDP2 on 2 CPU processes (gloo): sharded training equals one process, per-rank memory halves,
+sharded pickle-free checkpoints resume after kill -9, at another world size (2 -> 1, 1 -> 2) and past a
+damaged last checkpoint.
+
+Budget: one launch of 2 processes runs sft, every train objective and LoRA one after another
+(tests/integration/fsdp_sweep.py); their one-process twins (gradient accumulation 2) run in this process.
+The resume test drives `podium run` itself, as a user would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from safetensors.torch import load_file
+from tests.pref_helpers import PAIRS, save_tiny, write_pairs
+
+from podium.losses import LOSS_SPECS
+from podium.stages import run_stage
+from podium.training.fsdp import ENV, FSDPSettings
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+SWEEP = Path(__file__).with_name("fsdp_sweep.py")
+PODIUM = [sys.executable, "-m", "podium"]
+
+
+def env(**extra) -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}",
+            **extra}
+
+
+def max_diff(a: Path, b: Path, name: str = "model.safetensors") -> float:
+    x, y = load_file(str(a / name)), load_file(str(b / name))
+    assert x.keys() == y.keys()
+    return max((x[k] - y[k]).abs().max().item() for k in x)
+
+
+def pairs_with_every_field(path: Path) -> Path:
+    """PAIRS x 4 carrying the record fields of every self-play objective (SPPO probabilities, GPO scores)."""
+    rows = [{**r, "chosen_prob": 0.7, "rejected_prob": 0.3, "pair_prob": 0.65, "chosen_score": 0.4,
+             "rejected_score": -0.2} for r in PAIRS * 4]
+    return write_pairs(path, rows)
+
+
+def test_fsdp_on_two_processes_equals_one_for_sft_every_objective_and_lora(tmp_path):
+    model = save_tiny(tmp_path / "model")
+    pairs = pairs_with_every_field(tmp_path / "pairs.jsonl")
+    common = {"model": str(model), "batch_size": 2, "max_steps": 2, "learning_rate": 1e-3, "seed": 1}
+    sft = {**common, "data": [{"task": "arithmetic", "count": 32}], "max_length": 48}
+    runs = {"sft": ("sft", sft), "sft_lora": ("sft", {**sft, "lora": {"r": 4, "alpha": 8}})}
+    for objective in LOSS_SPECS:
+        runs[objective] = ("train", {**common, "objective": objective, "data": str(pairs), "max_length": 64,
+                                     "reference_cache_dir": str(tmp_path / "cache")})
+    runs["dpo_lora"] = ("train", {**runs["dpo"][1], "lora": {"r": 4, "alpha": 8}})
+    plan = [{"kind": kind, "config": cfg, "out": str(tmp_path / "two" / name)} for name, (kind, cfg) in runs.items()]
+    (tmp_path / "runs.json").write_text(json.dumps(plan))
+    accelerate = str(Path(sys.executable).parent / "accelerate")
+    done = subprocess.run([accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                           "--main_process_port", "0", "--mixed_precision", "no", "--dynamo_backend", "no", str(SWEEP),
+                           str(tmp_path / "runs.json")], env=env(ACCELERATE_USE_CPU="1", **{ENV: FSDPSettings().to_env()}),
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    log = done.stdout + done.stderr
+    assert "FSDP2: 2 decoder layers (LlamaDecoderLayer) and the root sharded over 2 processes" in log
+    assert "reference log-probs computed for" in log and "on 2 processes" in log  # the sharded reference pass
+
+    one = {name: run_stage(kind, {**cfg, "gradient_accumulation_steps": 2}, tmp_path / "one" / name)
+           for name, (kind, cfg) in runs.items()}
+    for name in runs:
+        assert max_diff(tmp_path / "two" / name, tmp_path / "one" / name) <= 1e-5, name
+    for name in ("sft_lora", "dpo_lora"):  # the adapter itself, beside the merged model
+        assert max_diff(tmp_path / "two" / name / "adapter", tmp_path / "one" / name / "adapter",
+                        "adapter_model.safetensors") <= 1e-5, name
+
+    # Per-rank memory: parameters, gradients and optimizer state each about half of one process's.
+    for name in ("sft", "dpo", "reward", "dpo_lora"):
+        two = json.loads((tmp_path / "two" / name / "sweep-metrics.json").read_text())
+        for what in ("parameters", "gradients", "optimizer"):
+            whole = one[name][f"memory/{what}_bytes"]
+            assert two[f"memory/{what}_bytes_total"] == pytest.approx(whole, rel=0.02), (name, what)
+            assert 0.45 <= two[f"memory/{what}_bytes"] / whole <= 0.56, (name, what, two[f"memory/{what}_bytes"], whole)
+        print(name, {k: v for k, v in two.items() if k.startswith("memory/")}, "one process:",
+              {k: v for k, v in one[name].items() if k.startswith("memory/") and not k.endswith("total")})
+
+
+RESUME = """\
+name: fsdp-resume
+launch: {num_processes: 2, timeout: 300, fsdp: true}
+stages:
+  - {name: dpo, kind: train, model: MODEL, data: PAIRS, batch_size: 1, max_steps: 24, save_steps: 2,
+     save_total_limit: 2, max_length: 64, learning_rate: 1.0e-3, seed: 3, reference_cache_dir: cache}
+"""
+
+# Loaded by every Python process of the run (PYTHONPATH) when PODIUM_TEST_STOP_AFTER_CHECKPOINT is set: the ranks
+# end (as a crash would) right after the first checkpoint is published.
+HOOK = """\
+import os
+if os.environ.get("PODIUM_TEST_STOP_AFTER_CHECKPOINT"):
+    import podium.training.loop as loop
+
+    saved = loop.save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        saved(*args, **kwargs)
+        os._exit(3)
+
+    loop.save_checkpoint = save_then_die
+"""
+
+
+def podium_run(recipe: Path, out: Path, *args, check=True, hook: Path | None = None, **extra):
+    path = f"{hook}{os.pathsep}" if hook else ""
+    return subprocess.run([*PODIUM, "run", str(recipe), "-o", str(out), "--no-progress", *args], cwd=recipe.parent,
+                          env=env(PYTHONPATH=f"{path}{ROOT}{os.pathsep}{ROOT / 'src'}", **extra), capture_output=True,
+                          text=True, check=check)
+
+
+def test_fsdp_checkpoints_resume_after_kill9_at_another_world_size_and_past_damage(tmp_path):
+    save_tiny(tmp_path / "model")
+    write_pairs(tmp_path / "pairs.jsonl", PAIRS * 8)
+    recipe = tmp_path / "resume.yaml"
+    recipe.write_text(RESUME.replace("MODEL", str(tmp_path / "model")).replace("PAIRS", str(tmp_path / "pairs.jsonl")))
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(HOOK)
+    straight = tmp_path / "straight"
+    done = podium_run(recipe, straight)
+    assert "FSDP2 (podium)" in done.stdout  # the dry-run part of `podium run`: how the stage is sharded
+
+    # kill -9 of `podium run` once two sharded checkpoints exist.
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([*PODIUM, "run", str(recipe), "-o", str(run), "--no-progress"], env=env(), cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpts = run / "dpo" / "checkpoints"
+    deadline = time.time() + 400
+    while time.time() < deadline and proc.poll() is None:
+        if len([p for p in ckpts.glob("step-*") if (p / "trainer_state.json").exists()]) >= 2:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before its second checkpoint; make it longer"
+    family = psutil.Process(proc.pid).children(recursive=True)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    _, alive = psutil.wait_procs(family, timeout=60)
+    assert not alive, alive
+    kept = sorted((int(p.name[5:]), p) for p in ckpts.glob("step-*") if (p / "trainer_state.json").exists())
+    newest = kept[-1][1]
+    files = {p.name for p in newest.iterdir()}
+    assert {"shards-rank0.safetensors", "shards-rank1.safetensors", "index-rank0.json", "index-rank1.json",
+            "optimizer.json", "trainer_state.json"} <= files
+    assert not any(name.endswith((".pt", ".pkl", ".bin")) for name in files)  # no pickle anywhere
+    index = json.loads((newest / "index-rank1.json").read_text())
+    entry = index["entries"]["param/model.embed_tokens.weight"]
+    assert entry["offset"][0] > 0 and entry["shape"][0] > entry["local_shape"][0]  # rank 1 holds the second half
+
+    # 2 -> 1: a copy of the killed run continued on one process with accumulation 2 (same global batch, same key).
+    shutil.copytree(run, tmp_path / "two_to_one", symlinks=True)
+    (tmp_path / "two_to_one" / ".podium-lock").unlink(missing_ok=True)
+    one = podium_run(recipe, tmp_path / "two_to_one", "dpo.launch.num_processes=1", "dpo.gradient_accumulation_steps=2")
+    assert "[dpo] resuming (train)" in one.stdout + one.stderr
+    log = (tmp_path / "two_to_one" / "dpo" / "launch.log").read_text()
+    assert f"resuming from {newest}".replace(str(run), str(tmp_path / "two_to_one")) in log
+    assert "written by 2 process(es), resharded for 1" in log
+    assert max_diff(straight / "dpo", tmp_path / "two_to_one" / "dpo") <= 1e-5
+
+    # The newest sharded checkpoint damaged (an index missing): the same command resumes from the one before.
+    (newest / "index-rank1.json").unlink()
+    again = podium_run(recipe, run)
+    assert "[dpo] resuming (train)" in again.stdout + again.stderr
+    log = (run / "dpo" / "launch.log").read_text()
+    assert f"checkpoint {newest} is damaged (index-rank1.json is missing); trying {kept[-2][1].name}" in log
+    assert f"resuming from {kept[-2][1]}" in log
+    assert max_diff(straight / "dpo", run / "dpo") <= 1e-6
+
+    # 1 -> 2: one process (accumulation 2) stops right after its first checkpoint; two processes go on from it.
+    third = tmp_path / "one_to_two"
+    stopped = podium_run(recipe, third, "dpo.launch.num_processes=1", "dpo.gradient_accumulation_steps=2", check=False,
+                         hook=tmp_path / "hook", PODIUM_TEST_STOP_AFTER_CHECKPOINT="1")
+    assert stopped.returncode != 0 and (third / "dpo" / "checkpoints" / "step-2" / "model.safetensors").exists()
+    podium_run(recipe, third)
+    log = (third / "dpo" / "launch.log").read_text()
+    assert "written by 1 process(es), resharded for 2" in log
+    assert max_diff(straight / "dpo", third / "dpo") <= 1e-5
+
+
+def test_dry_run_says_how_each_training_stage_is_sharded(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(textwrap.dedent("""\
+        name: t
+        launch: {num_processes: 2, fsdp: {cpu_offload: false}}
+        stages:
+          - {name: base, kind: tiny_model, hidden_size: 16, intermediate_size: 32, num_layers: 1, num_heads: 2}
+          - {name: sft, kind: sft, model: "@base", data: [{task: arithmetic, count: 8}]}
+        """))
+    done = podium_run(recipe, tmp_path / "run", "--dry-run")
+    assert "PODIUM_FSDP=" in done.stdout and "--multi_gpu" in done.stdout
