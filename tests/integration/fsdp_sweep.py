@@ -10,6 +10,7 @@ DIR/sweep-metrics.json. The ranks get podium's FSDP2 settings from PODIUM_FSDP, 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from podium.stages import run_stage
 
 
 def main(path: str) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     for run in json.loads(Path(path).read_text()):
         metrics = run_stage(run["kind"], run["config"], run["out"])
         if current_world().is_main:

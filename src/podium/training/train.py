@@ -158,6 +158,11 @@ def build_preference(cfg: TrainConfig, ctx: StageContext) -> TrainParts:
     model = _load(cfg, cfg.model)
     # Speed features a model cannot run exactly are turned off for it (logged); see attention_masks.
     prefix_sharing, padding_free = exact_layout(model, cfg.prefix_sharing, cfg.padding_free, ctx.log)
+    if prefix_sharing and not padding_free and sharded_training():
+        # The prompt cache's keys and values cross two forwards; a sharded model's backward hooks miss that path.
+        ctx.log.info("prefix_sharing off under a sharded launch (its prompt cache spans two forwards); "
+                     "padding_free: true keeps it in one forward")
+        prefix_sharing = False
     router_coef = router_aux_coef(model, cfg.router_aux_loss_coef)
     check_causal(model)
     if cfg.lora is not None:
