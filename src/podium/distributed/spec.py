@@ -6,6 +6,7 @@
       timeout: 1800                 # podium's own: seconds a rank may wait for the others
       fsdp: true                    # podium's own: shard training stages with FSDP2 (podium.training.fsdp),
                                     # or {cpu_offload: true, reshard_after_forward: true, activation_checkpointing: false}
+      gpu_memory_gb: 80             # podium's own: memory per GPU, for the estimate printed before a run
     stages:
       - {name: dpo, kind: train, ..., launch: {num_processes: 2}}   # stage level: merged over the recipe's
       - {name: eval, kind: eval, ...}                                # light stages run in-process
@@ -37,7 +38,7 @@ from podium.training.fsdp import FSDPSettings
 
 DEFAULT_TIMEOUT = 1800.0
 # podium's own keys of a launch spec; every other key is an `accelerate launch` argument.
-PODIUM_KEYS = ("config_file", "timeout", "fsdp")
+PODIUM_KEYS = ("config_file", "timeout", "fsdp", "gpu_memory_gb")
 # The options of `fsdp:` (podium.training.fsdp.FSDPSettings, less mixed_precision: the launch's own).
 FSDP_OPTIONS = ("reshard_after_forward", "cpu_offload", "activation_checkpointing")
 # Arguments podium writes itself (the script and how it is run) or that do not describe a launch.
@@ -60,6 +61,7 @@ class LaunchSpec:
     file_config: dict = field(default_factory=dict)
     timeout: float = DEFAULT_TIMEOUT
     fsdp_options: dict | None = None  # `fsdp:` as written (None: not set)
+    gpu_memory_gb: float | None = None  # memory per device for the estimate `podium run` prints (podium.training.memory)
 
     def setting(self, name: str, default=None):
         """An accelerate setting: the override, else the config file's, else `default`."""
@@ -292,6 +294,10 @@ def build_spec(raw: dict, where: str, stage: str, recipe_path: str) -> LaunchSpe
             if value is not None:
                 spec.config_file = find_config_file(value, recipe_path, where)
                 spec.file_config = read_config_file(spec.config_file, where)
+        elif key == "gpu_memory_gb":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"{where}: launch: gpu_memory_gb must be a number of GB > 0, got {value!r}")
+            spec.gpu_memory_gb = float(value)
         elif key == "fsdp":
             spec.fsdp_options = check_fsdp(value, where)
         elif key == "timeout":

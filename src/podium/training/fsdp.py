@@ -141,9 +141,7 @@ def shard_model(model: torch.nn.Module, settings: FSDPSettings, device: torch.de
     if not settings.cpu_offload:
         model.to(device)
     if training and settings.activation_checkpointing:
-        if not hasattr(model, "gradient_checkpointing_enable"):
-            raise PodiumError(f"FSDP2 activation_checkpointing: {type(model).__name__} has no gradient checkpointing")
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_gradient_checkpointing(model)
     kwargs = {"mesh": mesh, **policies(settings)}
     reshard = settings.reshard_after_forward or not training
     layers = decoder_layers(model)
@@ -157,6 +155,15 @@ def shard_model(model: torch.nn.Module, settings: FSDPSettings, device: torch.de
              ", CPU offload" if settings.cpu_offload else "",
              ", activation checkpointing" if training and settings.activation_checkpointing else "")
     return model
+
+
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """transformers' gradient checkpointing (non-reentrant, as FSDP2 and DDP need it), also through peft or a
+    preference head's backbone."""
+    target = next((m for m in model.modules() if hasattr(m, "gradient_checkpointing_enable")), None)
+    if target is None:
+        raise PodiumError(f"gradient checkpointing: {type(model).__name__} has no transformers model inside")
+    target.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 @contextmanager

@@ -39,6 +39,7 @@ from podium.training.divergence import DivergenceGuard, weight_norm
 from podium.training.flops import TrainingFlops, peak_flops
 from podium.training.fsdp import (
     clip_grad_norm,
+    enable_gradient_checkpointing,
     full_state_dict,
     gradient_sync,
     shard_model,
@@ -209,6 +210,8 @@ def train_loop(
     flops, peak = model_flops(model, acc.device)
     # podium's FSDP2 (training/fsdp.py): the model is sharded here, not wrapped by accelerate.
     fsdp = training_settings(acc)
+    if s.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     if fsdp is not None:
         model = shard_model(model, fsdp, acc.device)
     params = [p for p in model.parameters() if p.requires_grad]
