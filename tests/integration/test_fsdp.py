@@ -36,7 +36,7 @@ PODIUM = [sys.executable, "-m", "podium"]
 
 def env(**extra) -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}",
-            **extra}
+            "COLUMNS": "400", **extra}  # log lines unwrapped
 
 
 def max_diff(a: Path, b: Path, name: str = "model.safetensors") -> float:
@@ -162,15 +162,9 @@ def test_fsdp_checkpoints_resume_after_kill9_at_another_world_size_and_past_dama
     entry = index["entries"]["param/model.embed_tokens.weight"]
     assert entry["offset"][0] > 0 and entry["shape"][0] > entry["local_shape"][0]  # rank 1 holds the second half
 
-    # 2 -> 1: a copy of the killed run continued on one process with accumulation 2 (same global batch, same key).
-    shutil.copytree(run, tmp_path / "two_to_one", symlinks=True)
-    (tmp_path / "two_to_one" / ".podium-lock").unlink(missing_ok=True)
-    one = podium_run(recipe, tmp_path / "two_to_one", "dpo.launch.num_processes=1", "dpo.gradient_accumulation_steps=2")
-    assert "[dpo] resuming (train)" in one.stdout + one.stderr
-    log = (tmp_path / "two_to_one" / "dpo" / "launch.log").read_text()
-    assert f"resuming from {newest}".replace(str(run), str(tmp_path / "two_to_one")) in log
-    assert "written by 2 process(es), resharded for 1" in log
-    assert max_diff(straight / "dpo", tmp_path / "two_to_one" / "dpo") <= 1e-5
+    chain = tmp_path / "chain"
+    shutil.copytree(run, chain, symlinks=True)
+    (chain / ".podium-lock").unlink(missing_ok=True)
 
     # The newest sharded checkpoint damaged (an index missing): the same command resumes from the one before.
     (newest / "index-rank1.json").unlink()
@@ -181,15 +175,21 @@ def test_fsdp_checkpoints_resume_after_kill9_at_another_world_size_and_past_dama
     assert f"resuming from {kept[-2][1]}" in log
     assert max_diff(straight / "dpo", run / "dpo") <= 1e-6
 
-    # 1 -> 2: one process (accumulation 2) stops right after its first checkpoint; two processes go on from it.
-    third = tmp_path / "one_to_two"
-    stopped = podium_run(recipe, third, "dpo.launch.num_processes=1", "dpo.gradient_accumulation_steps=2", check=False,
-                         hook=tmp_path / "hook", PODIUM_TEST_STOP_AFTER_CHECKPOINT="1")
-    assert stopped.returncode != 0 and (third / "dpo" / "checkpoints" / "step-2" / "model.safetensors").exists()
-    podium_run(recipe, third)
-    log = (third / "dpo" / "launch.log").read_text()
+    # 2 -> 1 -> 2: the killed run's copy goes on on one process with accumulation 2 (the same global batch, so the
+    # same stage key) from the 2-process checkpoint, and stops (as a crash would) after its own first checkpoint;
+    # two processes finish it from that one-process checkpoint.
+    one = podium_run(recipe, chain, "dpo.launch.num_processes=1", "dpo.gradient_accumulation_steps=2", check=False,
+                     hook=tmp_path / "hook", PODIUM_TEST_STOP_AFTER_CHECKPOINT="1")
+    assert one.returncode != 0 and "[dpo] resuming (train)" in one.stdout + one.stderr
+    log = (chain / "dpo" / "launch.log").read_text()
+    assert f"resuming from {chain / 'dpo' / 'checkpoints' / newest.name}" in log
+    assert "written by 2 process(es), resharded for 1" in log
+    ones = [p for p in (chain / "dpo" / "checkpoints").glob("step-*") if int(p.name[5:]) > kept[-1][0]]
+    assert ones and (ones[0] / "model.safetensors").exists()  # the unsharded format of one process
+    podium_run(recipe, chain)
+    log = (chain / "dpo" / "launch.log").read_text()
     assert "written by 1 process(es), resharded for 2" in log
-    assert max_diff(straight / "dpo", third / "dpo") <= 1e-5
+    assert max_diff(straight / "dpo", chain / "dpo") <= 1e-5
 
 
 def test_dry_run_says_how_each_training_stage_is_sharded(tmp_path):

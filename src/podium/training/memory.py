@@ -86,7 +86,7 @@ class ModelShape:
     head_dim: int
     tie_word_embeddings: bool = False
     num_experts: int = 0  # 0: a dense MLP
-    attention_bias: bool = False
+    attention_bias: str = ""  # "qkv" (Qwen2), "qkvo" (Llama's attention_bias), "": none
     norms_per_layer: int = 2  # Gemma-2 has four
     eager_attention: bool = False  # Gemma-2 runs eager attention (soft-capping), which keeps the probabilities
 
@@ -101,7 +101,7 @@ class ModelShape:
                    head_dim=int(cfg.get("head_dim") or hidden // heads),
                    tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
                    num_experts=int(cfg.get("num_local_experts") or 0),
-                   attention_bias=bool(cfg.get("attention_bias", False)) or model_type == "qwen2",
+                   attention_bias="qkv" if model_type == "qwen2" else "qkvo" if cfg.get("attention_bias") else "",
                    norms_per_layer=4 if model_type == "gemma2" else 2, eager_attention=model_type == "gemma2")
 
     @property
@@ -115,7 +115,7 @@ class ModelShape:
     @property
     def attention_params(self) -> int:
         h, q, kv = self.hidden_size, self.q_size, self.kv_size
-        bias = q + 2 * kv if self.attention_bias else 0
+        bias = (q + 2 * kv if self.attention_bias else 0) + (h if self.attention_bias == "qkvo" else 0)
         return h * q + 2 * h * kv + q * h + bias
 
     @property
@@ -180,6 +180,7 @@ class TrainingSetup:
     sequences_per_example: int = 1  # 2 for preference pairs
     max_length: int = 512
     attention_probs: bool = False  # the attention kernel materialises softmax(QK^T) (eager, or sdpa on CPU)
+    predicted_fraction: float = 1.0  # share of positions whose logits podium computes (completion tokens); 1: a bound
 
 
 @dataclass(frozen=True)
@@ -214,15 +215,15 @@ def estimate(shape: ModelShape, setup: TrainingSetup) -> MemoryEstimate:
         activations = tokens * c * (shape.num_layers * shape.hidden_size + shape.activation_elements(probs))
     else:
         activations = tokens * c * shape.num_layers * shape.activation_elements(probs)
-    logits = tokens * shape.vocab_size * (2 * c + (4 if c < 4 else 0))
+    logits = int(tokens * setup.predicted_fraction) * shape.vocab_size * (2 * c + (4 if c < 4 else 0))
     host = 0
     if setup.sharding == "zero3":
         largest = 4 * shape.largest_module
         if setup.offload_optimizer:
             params, grads, opt = 2 * total // world + largest, 0, 0
-            host = 16 * trained // world
-        else:  # DeepSpeed's 18 bytes: 2 (16-bit weights) + 4 (fp32 gradients) + 12 (fp32 master, Adam's two)
-            params, grads, opt = 2 * total // world + largest, 4 * trained // world, 12 * trained // world
+            host = (8 + states) * trained // world  # fp32 gradients and master weights, the optimizer's states
+        else:  # DeepSpeed's 18 bytes: 2 (16-bit weights) + 4 (fp32 gradients) + 12 (fp32 master, Adam's two states)
+            params, grads, opt = 2 * total // world + largest, 4 * trained // world, (4 + states) * trained // world
         return MemoryEstimate(params, grads, opt, activations, logits, host)
     if setup.sharding == "fsdp2":
         gathered = shape.root_params * c + (2 if setup.reshard_after_forward else shape.num_layers) * shape.layer_params * c
