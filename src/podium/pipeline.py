@@ -268,7 +268,7 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
         # `inputs` holds each upstream stage's key and each local file's fingerprint.
         key_src = {"kind": kind, "config": json.loads(config_text), "inputs": sorted(hashed),
                    "policy": [recipe.trust_remote_code, recipe.allow_pickle]}
-        if launch is not None and spec.distributed == "train":  # the global batch counts the processes
+        if spec.distributed == "train":  # the global batch counts the processes (one: in-process)
             key_src["config"], key_src["launch"] = train_key(launch, key_src["config"])
         key = hashlib.sha256(json.dumps(key_src, sort_keys=True, default=str).encode()).hexdigest()
         ps = PlannedStage(name, kind, cfg, key, run_dir / name, deps, launch=launch)

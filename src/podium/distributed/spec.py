@@ -147,12 +147,12 @@ class LaunchSpec:
         return "replicated (DDP)" if self.num_processes > 1 else "one process"
 
 
-def train_key(spec: LaunchSpec, config: dict) -> tuple[dict, dict]:
-    """(config, launch part) of a launched training stage's key.
+def train_key(spec: LaunchSpec | None, config: dict) -> tuple[dict, dict]:
+    """(config, launch part) of a training stage's key (`spec` None: the stage runs in-process, one process).
 
     The global batch is batch_size x gradient_accumulation_steps x processes; the last two enter the key as
     their product, so a stage continued on another number of processes with the accumulation that keeps the
-    global batch (8 x 1 -> 4 x 2) has the same key and resumes from its checkpoint, resharded
+    global batch (8 x 1 -> 4 x 2, or 2 x 1 -> in-process x 2) has the same key and resumes from its checkpoint, resharded
     (podium.training.sharded_checkpoint). DDP and podium's FSDP2 compute the same updates (to float rounding);
     DeepSpeed's numerics are its own and enter the key.
     """
@@ -162,8 +162,9 @@ def train_key(spec: LaunchSpec, config: dict) -> tuple[dict, dict]:
     holder.pop("gradient_accumulation_steps", None)
     if holder is not config and "train" in config:
         config["train"] = holder
-    part = {"process_batches": spec.num_processes * accumulation, "mixed_precision": spec.mixed_precision,
-            "engine": "deepspeed" if spec.distributed_type == "DEEPSPEED" else "torch"}
+    processes, mixed = (spec.num_processes, spec.mixed_precision) if spec is not None else (1, "no")
+    engine = "deepspeed" if spec is not None and spec.distributed_type == "DEEPSPEED" else "torch"
+    part = {"process_batches": processes * accumulation, "mixed_precision": mixed, "engine": engine}
     return config, part
 
 
