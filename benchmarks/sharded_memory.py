@@ -1,7 +1,8 @@
 """Measured peak memory per process of podium's training loop against the estimate (podium.training.memory).
 
 Three Llama sizes (vocabulary 4096), SFT, micro-batch 4 x 128 tokens (the second half of each row is the
-completion), fp32 on CPU, on 1 process and on 2 processes under podium's FSDP2 (gloo). The peak is what
+completion), fp32 on CPU (`PODIUM_MEMORY_DEVICE=cuda`: on GPUs), on 1 process and on 2 processes under
+podium's FSDP2 (gloo). The peak is what
 torch's MemTracker (torch.distributed._tools.mem_tracker) counts of live tensors during step 2 (step 1
 creates the optimizer state), per process; the estimate is `estimate()` for the same setup.
 
@@ -26,6 +27,8 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+# cpu: gloo ranks (the measurement in the README); cuda: NCCL ranks on GPUs 0 and 1 (scripts/gpu_check.sh fsdp)
+DEVICE = os.environ.get("PODIUM_MEMORY_DEVICE", "cpu")
 SIZES = {"small": (128, 344, 4, 4), "medium": (256, 688, 6, 4), "large": (512, 1376, 8, 8)}  # h, I, layers, heads
 VOCAB, BATCH, LENGTH = 4096, 4, 128
 
@@ -87,7 +90,7 @@ def estimated(size: str, processes: int) -> int:
     shape = ModelShape(vocab_size=VOCAB, hidden_size=h, intermediate_size=i, num_layers=layers, num_heads=heads,
                        num_kv_heads=heads, head_dim=h // heads)
     setup = TrainingSetup(processes=processes, sharding="fsdp2" if processes > 1 else "replicated", batch_size=BATCH,
-                          max_length=LENGTH, attention_probs=True, predicted_fraction=0.5)
+                          max_length=LENGTH, attention_probs=DEVICE == "cpu", predicted_fraction=0.5)
     return estimate(shape, setup).peak, shape.parameters
 
 
@@ -115,7 +118,7 @@ def main(argv=None) -> int:
                     cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes",
                            str(processes), "--num_machines", "1", "--main_process_port", "0", "--mixed_precision", "no",
                            "--dynamo_backend", "no", __file__, "--worker", size, str(out)]
-                    extra = {"ACCELERATE_USE_CPU": "1", ENV: FSDPSettings().to_env()}
+                    extra = {**({"ACCELERATE_USE_CPU": "1"} if DEVICE == "cpu" else {}), ENV: FSDPSettings().to_env()}
                 subprocess.run(cmd, env={**env, **extra}, check=True, capture_output=True, cwd=ROOT)
                 rows = json.loads(out.read_text())
             measured = max(r["peak"] for r in rows)
