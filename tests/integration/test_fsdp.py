@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 import torch
+from benchmarks import sharded_memory
 from safetensors.torch import load_file
 from tests.pref_helpers import PAIRS, save_tiny, write_pairs
 
@@ -38,6 +39,7 @@ pytestmark = [pytest.mark.integration,
 ROOT = Path(__file__).resolve().parents[2]
 SWEEP = Path(__file__).with_name("fsdp_sweep.py")
 PODIUM = [sys.executable, "-m", "podium"]
+MEMORY_SIZES = ("small",)  # benchmarks/sharded_memory.py measures "medium" and "large" too
 
 
 def env(**extra) -> dict:
@@ -69,6 +71,7 @@ def test_fsdp_on_two_processes_equals_one_for_sft_every_objective_and_lora(tmp_p
                                      "reference_cache_dir": str(tmp_path / "cache")})
     runs["dpo_lora"] = ("train", {**runs["dpo"][1], "lora": {"r": 4, "alpha": 8}})
     plan = [{"kind": kind, "config": cfg, "out": str(tmp_path / "two" / name)} for name, (kind, cfg) in runs.items()]
+    plan += [{"kind": "memory", "size": size, "out": str(tmp_path / f"memory-{size}.json")} for size in MEMORY_SIZES]
     (tmp_path / "runs.json").write_text(json.dumps(plan))
     accelerate = str(Path(sys.executable).parent / "accelerate")
     done = subprocess.run([accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
@@ -99,6 +102,15 @@ def test_fsdp_on_two_processes_equals_one_for_sft_every_objective_and_lora(tmp_p
             assert 0.45 <= two[f"memory/{what}_bytes"] / whole <= 0.56, (name, what, two[f"memory/{what}_bytes"], whole)
         print(name, {k: v for k, v in two.items() if k.startswith("memory/")}, "one process:",
               {k: v for k, v in one[name].items() if k.startswith("memory/") and not k.endswith("total")})
+
+    # The estimate against measured peaks (torch's MemTracker) of each process, 2 processes and 1.
+    for size in MEMORY_SIZES:
+        sharded_memory.worker(size, str(tmp_path / f"memory-{size}-one.json"))
+        for processes, file in ((2, f"memory-{size}.json"), (1, f"memory-{size}-one.json")):
+            measured = max(r["peak"] for r in json.loads((tmp_path / file).read_text()))
+            estimate, _ = sharded_memory.estimated(size, processes)
+            print(f"memory {size}, {processes} process(es): measured {measured}, estimate {estimate}")
+            assert 0.75 <= estimate / measured <= 1.25, (size, processes, estimate, measured)
 
 
 RESUME = """\
