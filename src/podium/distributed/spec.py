@@ -393,7 +393,10 @@ def plan_launch(recipe_launch: Any, stage_raw: dict, *, kind: str, distributed: 
     spec = resolve_launch(recipe_launch, stage_raw, kind=kind, distributed=distributed is not None, located=located,
                           base=base, name=name)
     check = getattr(cfg, "launch_problem", None)
-    if check is not None and (problem := check(spec.num_processes if spec else 1, bool(spec and spec.sharded))):
+    # Under podium's FSDP2 only the training loop shards; a model a sampling stage loads is whole. Under accelerate's
+    # DeepSpeed ZeRO-3 every model transformers loads is partitioned.
+    sharded = bool(spec and spec.sharded and spec.fsdp is None)
+    if check is not None and (problem := check(spec.num_processes if spec else 1, sharded)):
         where = spec.where if spec else located.where(base)
         raise ConfigError(f"{where}: stage {name!r}: {problem}")
     return spec
