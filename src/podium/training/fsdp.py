@@ -27,7 +27,7 @@ import json
 import logging
 import os
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.distributed as dist
@@ -138,6 +138,10 @@ def shard_model(model: torch.nn.Module, settings: FSDPSettings, device: torch.de
     """
     world = dist.get_world_size()
     mesh = init_device_mesh(device.type, (world,))
+    if settings.cpu_offload and device.type == "cpu":
+        # FSDP2's offload moves state between host and an accelerator; on CPU ranks it is in host memory already.
+        log.info("FSDP2: cpu_offload has nothing to do on CPU processes (the sharded state is in host memory); off")
+        settings = replace(settings, cpu_offload=False)
     if not settings.cpu_offload:
         model.to(device)
     if training and settings.activation_checkpointing:

@@ -285,7 +285,7 @@ def fits(peak: int, device_bytes: float | None) -> str:
     return f"{verdict} {fmt_gib(device_bytes)} per device ({100 * peak / device_bytes:.0f} %)"
 
 
-def describe(name: str, shape: ModelShape, setup: TrainingSetup, device_bytes: float | None, where: str) -> list[str]:
+def stage_memory_lines(name: str, shape: ModelShape, setup: TrainingSetup, device_bytes: float | None, where: str) -> list[str]:
     """The lines `podium run` prints for one training stage."""
     e = estimate(shape, setup)
     label = {"fsdp2": "FSDP2 (podium)", "zero3": "DeepSpeed ZeRO-3 (accelerate)"}.get(setup.sharding, (
@@ -404,5 +404,5 @@ def plan_memory_lines(stages) -> list[str]:
             lines.append(f"[{ps.name}] memory per process: unknown (no config.json for {ps.config.model})")
             continue
         device, where = device_memory(ps.launch)
-        lines += describe(ps.name, shape, stage_setup(ps.kind, ps.config, ps.launch), device, where)
+        lines += stage_memory_lines(ps.name, shape, stage_setup(ps.kind, ps.config, ps.launch), device, where)
     return lines
