@@ -109,10 +109,13 @@ def test_every_shipped_accelerate_config_validates(tmp_path):
 
 
 def test_sampling_under_sharded_launches_needs_vllm(tmp_path):
-    for name in ("fsdp.yaml", "deepspeed_zero3.yaml"):
-        with pytest.raises(ConfigError, match="r.yaml:2: stage 'gen': sampling under an FSDP / DeepSpeed ZeRO-3 launch "
-                                              "needs backend: vllm"):
-            plan(tmp_path, gen(f"launch: {{config_file: {CONFIGS / name}}}"))
+    """Under DeepSpeed ZeRO-3 every model transformers loads is partitioned; under podium's FSDP2 only the training
+    loop shards, so a sampling stage loads its model whole."""
+    with pytest.raises(ConfigError, match="r.yaml:2: stage 'gen': sampling under an FSDP / DeepSpeed ZeRO-3 launch "
+                                          "needs backend: vllm"):
+        plan(tmp_path, gen(f"launch: {{config_file: {CONFIGS / 'deepspeed_zero3.yaml'}}}"))
+    fsdp = plan(tmp_path, gen(f"launch: {{config_file: {CONFIGS / 'fsdp.yaml'}}}"))
+    assert fsdp.stages[0].launch.sharded is True and fsdp.stages[0].launch.fsdp is not None
     ok = plan(tmp_path, gen(f"launch: {{config_file: {CONFIGS / 'multi_gpu_ddp.yaml'}}}"))
     assert ok.stages[0].launch.sharded is False
 
