@@ -399,10 +399,13 @@ def plan_memory_lines(stages) -> list[str]:
     for ps in stages:
         if ps.kind not in TRAINING_KINDS or ps.status == "cached":
             continue
-        shape = model_shape(ps.config.model, by_dir)
-        if shape is None:
-            lines.append(f"[{ps.name}] memory per process: unknown (no config.json for {ps.config.model})")
-            continue
-        device, where = device_memory(ps.launch)
-        lines += stage_memory_lines(ps.name, shape, stage_setup(ps.kind, ps.config, ps.launch), device, where)
+        try:  # an estimate is advice: a shape or setting it cannot read must not stop the run
+            shape = model_shape(ps.config.model, by_dir)
+            if shape is None:
+                lines.append(f"[{ps.name}] memory per process: unknown (no config.json for {ps.config.model})")
+                continue
+            device, where = device_memory(ps.launch)
+            lines += stage_memory_lines(ps.name, shape, stage_setup(ps.kind, ps.config, ps.launch), device, where)
+        except (KeyError, TypeError, ValueError, AttributeError, OSError) as e:
+            lines.append(f"[{ps.name}] memory per process: not estimated ({type(e).__name__}: {e})")
     return lines
