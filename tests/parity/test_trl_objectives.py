@@ -302,3 +302,63 @@ def test_cpo_simpo_orpo_equal_trl(family, tmp_path):
         assert_matches(ours, theirs, f"{family} orpo {layout}")
         # ORPO's NLL covers the prompt too (TRL's convention): it differs from the completion-only NLL of CPO.
         assert distinct(ours["nll_loss"], podium_step(policy, tok, examples, None, "cpo", layout)["nll_loss"])
+
+
+# --- the same through `podium train` from saved folders -------------------------------------------------------
+
+def test_train_stage_first_step_equals_trl(tmp_path):
+    """`podium train` on files (KTO: TRL's unpaired format), as a user runs it: the first row of metrics.jsonl
+    equals TRL's first step for KTO, SimPO, ORPO, MPO and LD-DPO (Llama-3 family)."""
+    import json
+
+    from datasets import Dataset
+    from trl import KTOConfig, KTOTrainer
+    from trl.experimental.cpo import CPOConfig, CPOTrainer
+    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+    from podium.models.io import save_model
+    from podium.stages import run_stage
+
+    policy, ref, tok = models("llama3")
+    save_model(policy, tok, tmp_path / "policy")
+    save_model(ref, tok, tmp_path / "ref")
+    for name, rows in (("pairs", PAIRS), ("unpaired", UNPAIRED)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def podium_row(name, data="pairs", **cfg):
+        run_stage("train", {"model": str(tmp_path / "policy"), "data": str(tmp_path / f"{data}.jsonl"),
+                            "batch_size": len(PAIRS), "max_steps": 1, "max_length": MAX_LENGTH,
+                            "reference_cache_dir": str(tmp_path / "cache"), **cfg}, tmp_path / name)
+        (row,) = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        return row
+
+    common = dict(per_device_train_batch_size=len(PAIRS), report_to=[], use_cpu=True, max_length=MAX_LENGTH,
+                  bf16=False)
+    trainer, batch = trl_dpo_trainer(policy, ref, tok, tmp_path / "trl")
+    reference = {"reference": str(tmp_path / "ref")}
+    for name, cfg, loss_type, config in [
+        ("mpo", {"objective": ["sigmoid", "bco_pair", "sft"], "loss_weights": [0.8, 0.2, 1.0]},
+         ["sigmoid", "bco_pair", "sft"], {"loss_weights": [0.8, 0.2, 1.0]}),
+        ("ld", {"objective": "sigmoid", "ld_alpha": 0.5}, ["sigmoid"], {"ld_alpha": 0.5}),
+    ]:
+        assert_matches(podium_row(name, **cfg, **reference), trl_dpo_step(trainer, batch, loss_type, **config), name)
+
+    kto = KTOTrainer(model=copy.deepcopy(policy), ref_model=copy.deepcopy(ref),
+                     args=KTOConfig(output_dir=str(tmp_path / "kto"), **common),
+                     train_dataset=Dataset.from_list(UNPAIRED), processing_class=tok)
+    with torch.no_grad():
+        loss = kto.compute_loss(kto.model, next(iter(kto.get_train_dataloader())))
+    theirs = {"loss": loss.item(), **{k: v[-1] for k, v in kto._metrics["train" if kto.model.training else "eval"].items()}}
+    assert_matches(podium_row("kto", "unpaired", objective="kto", **reference), theirs, "kto")
+
+    entries = sorted((tmp_path / "cache").glob("*"))
+    for name, trainer_cls, config_cls, extra in (("simpo", CPOTrainer, CPOConfig, {"loss_type": "simpo",
+                                                                                     "cpo_alpha": 0.0}),
+                                                 ("orpo", ORPOTrainer, ORPOConfig, {})):
+        t = trainer_cls(model=copy.deepcopy(policy), args=config_cls(output_dir=str(tmp_path / name), **common, **extra),
+                        train_dataset=Dataset.from_list(PAIRS), processing_class=tok)
+        with torch.no_grad():
+            loss = t.compute_loss(t.model, next(iter(t.get_train_dataloader())))
+        theirs = {"loss": loss.item(), **{k: v[-1] for k, v in t._stored_metrics["train"].items()}}
+        assert_matches(podium_row(name, objective=name), theirs, name, skip=("nll_loss",))
+    assert sorted((tmp_path / "cache").glob("*")) == entries  # reference-free: no reference pass, no cache entry
