@@ -234,3 +234,49 @@ def test_selfplay_train_takes_any_pairwise_objective():
     assert it(objective="kto")["reference"] == "pi"
     with pytest.raises(ValidationError, match="reference-free"):
         SelfPlayConfig.model_validate({"model": "m", "train": {"objective": "orpo", "reference": "x"}})
+
+
+LAYOUTS = [(False, False), (True, False), (False, True), (True, True)]
+
+
+@pytest.mark.parametrize("prefix_sharing, padding_free", LAYOUTS)
+def test_prompt_log_probs_and_token_positions_in_every_layout(prefix_sharing, padding_free):
+    """ORPO's prompt log-probs (`with_prompt`) and LD-DPO's per-token values equal a plain forward of each
+    sequence alone, whatever the layout; the completions' log-probs are unchanged by `with_prompt`."""
+    from tests.pref_helpers import TINY
+
+    from podium.data.preference import tokenize_pairs
+    from podium.losses import length_desensitized_logps
+    from podium.models.tiny import build_tiny_model
+    from podium.training.logps import pack_pairs, pair_logps
+
+    model, tok = build_tiny_model(seed=0, **TINY)
+    examples, _ = tokenize_pairs(PAIRS, tok, 64)
+    B = len(examples)
+    expected_prompt, expected_tokens = [], {}
+    with torch.no_grad():
+        for i, ex in enumerate(examples):
+            for seg, side in ((i, "chosen_ids"), (B + i, "rejected_ids")):
+                ids = torch.tensor([ex["prompt_ids"] + ex[side]])
+                logp = model(input_ids=ids).logits[0, :-1].float().log_softmax(-1).gather(-1, ids[0, 1:, None])[:, 0]
+                expected_tokens[seg] = logp[len(ex["prompt_ids"]) - 1:]
+                if side == "chosen_ids":
+                    expected_prompt.append(logp[:len(ex["prompt_ids"]) - 1].sum())
+        plain = pair_logps(model, pack_pairs(examples, tok.pad_token_id, prefix_sharing=prefix_sharing,
+                                             padding_free=padding_free))
+        out = pair_logps(model, pack_pairs(examples, tok.pad_token_id, prefix_sharing=prefix_sharing,
+                                           padding_free=padding_free, with_prompt=True))
+    torch.testing.assert_close(out.prompt_logps, torch.stack(expected_prompt), rtol=1e-5, atol=1e-4)
+    assert out.prompt_tokens.tolist() == [len(ex["prompt_ids"]) - 1 for ex in examples]
+    torch.testing.assert_close(out.logps, plain.logps, rtol=1e-5, atol=1e-4)
+    # LD-DPO: tokens past the pair's common length weigh alpha, from the flat token list of any layout
+    alpha = 0.25
+    want = []
+    for seg in range(2 * B):
+        i = seg % B
+        m = min(len(examples[i]["chosen_ids"]), len(examples[i]["rejected_ids"]))
+        t = expected_tokens[seg]
+        want.append(t[:m].sum() + alpha * t[m:].sum())
+    mask = out.token_seg < 2 * B
+    got = length_desensitized_logps(out.token_logps[mask], out.token_seg[mask], B, alpha)
+    torch.testing.assert_close(got, torch.stack(want), rtol=1e-5, atol=1e-4)
