@@ -280,3 +280,24 @@ def test_prompt_log_probs_and_token_positions_in_every_layout(prefix_sharing, pa
     mask = out.token_seg < 2 * B
     got = length_desensitized_logps(out.token_logps[mask], out.token_seg[mask], B, alpha)
     torch.testing.assert_close(got, torch.stack(want), rtol=1e-5, atol=1e-4)
+
+
+def test_compare_shows_each_objective_against_the_baseline_when_there_are_many():
+    """With 24 objectives there are 300 pairwise differences between evaluations; compare.md shows the 24 gains
+    over SFT (the task's first evaluation) and leaves the rest to compare.json."""
+    from itertools import combinations
+
+    from podium.cards.compare import compare_markdown, shown_differences
+
+    evals = ["eval_sft"] + [f"eval_{i}" for i in range(24)]
+    d = {"mean": 0.01, "low": 0.0, "high": 0.02, "half_width": 0.01, "n": 3, "std": 0.01, "excludes_zero": False,
+         "values": [0.0, 0.01, 0.02], "metric": "accuracy", "kind": "eval"}
+    group = {"label": "runs", "runs": ["a", "b", "c"], "seeds": [0, 1, 2], "metrics": [], "incomplete": [],
+             "differences": [{**d, "stage": b, "minus": a} for a, b in combinations(evals, 2)]}
+    shown, left = shown_differences(group)
+    assert [x["stage"] for x in shown] == evals[1:] and {x["minus"] for x in shown} == {"eval_sft"}
+    assert left == 300 - 24
+    text = compare_markdown({"confidence": 0.95, "groups": [group], "between": []})
+    assert "| eval_23 − eval_sft | accuracy |" in text and "eval_23 − eval_0" not in text and "276 differences" in text
+    few = {**group, "differences": group["differences"][:3]}
+    assert shown_differences(few) == (few["differences"], 0)
