@@ -439,30 +439,30 @@ def objective_names(objective: str | Iterable[str]) -> tuple[str, ...]:
     return (objective,) if isinstance(objective, str) else tuple(objective)
 
 
-def combination_problem(names: tuple[str, ...], loss_weights) -> str | None:
-    """Why `names` with `loss_weights` cannot be trained as one weighted sum, or None.
+def combination_problem(names: tuple[str, ...], loss_weights) -> tuple[str, str] | None:
+    """`(config key, why)` when `names` with `loss_weights` cannot be trained as one weighted sum, else None.
 
     Every component must be a known objective on pairs of sequence log-probs (no preference model, no
     unpaired KTO: TRL's `loss_type` lists combine DPOTrainer losses only); weights, when given, one per
     component and finite.
     """
     if not names:
-        return "needs at least one objective"
+        return "objective", "needs at least one objective"
     unknown = [n for n in names if n not in LOSS_SPECS]
     if unknown:
-        return f"unknown objective {unknown[0]!r}; known: {', '.join(LOSS_SPECS)}"
+        return "objective", f"unknown objective {unknown[0]!r}; known: {', '.join(LOSS_SPECS)}"
     if len(set(names)) != len(names):
-        return f"names an objective twice: {list(names)}"
-    if loss_weights is not None:
-        if len(loss_weights) != len(names):
-            return f"loss_weights has {len(loss_weights)} weights for {len(names)} objectives"
-        if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) for w in loss_weights):
-            return f"loss_weights must be finite numbers, got {list(loss_weights)}"
+        return "objective", f"names an objective twice: {list(names)}"
     if len(names) > 1:
         bad = [n for n in names if LOSS_SPECS[n].kind != "policy" or LOSS_SPECS[n].unpaired]
         if bad:
-            return (f"{bad[0]!r} cannot be combined: combinations are weighted sums of objectives on preference "
-                    "pairs")
+            return "objective", (f"{bad[0]!r} cannot be combined: combinations are weighted sums of objectives on "
+                                 "preference pairs")
+    if loss_weights is not None:
+        if len(loss_weights) != len(names):
+            return "loss_weights", f"loss_weights has {len(loss_weights)} weights for {len(names)} objectives"
+        if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) for w in loss_weights):
+            return "loss_weights", f"loss_weights must be finite numbers, got {list(loss_weights)}"
     return None
 
 

@@ -131,8 +131,8 @@ class TrainConfig(TrainSettings):
     def _check_train(self):
         names = self.objectives
         if problem := combination_problem(names, self.loss_weights):
-            raise invalid(("objective",) if "loss_weights" not in problem else ("loss_weights",), problem,
-                          self.objective if "loss_weights" not in problem else self.loss_weights)
+            key, why = problem
+            raise invalid((key,), why, getattr(self, key))
         specs = [LOSS_SPECS[n] for n in names]
         label = names[0] if len(names) == 1 else list(names)
         accepted = combined_settings(names)
