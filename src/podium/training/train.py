@@ -50,6 +50,7 @@ from podium.training.lora import LoraSettings, apply_lora, save_lora
 from podium.training.preference_inputs import needs_kl, read_examples, reference_logps
 from podium.training.preference_model import PREFERENCE_MODEL_OBJECTIVES
 from podium.training.preference_objective import PreferenceObjective, make_collate
+from podium.training.reference import sharded_training
 from podium.training.router_loss import router_aux_coef
 from podium.training.settings import TrainSettings
 
