@@ -26,6 +26,7 @@ from transformers import AutoModel
 from podium.config import invalid
 from podium.data.mixture import Mixture
 from podium.data.preference import read_pairs, tokenize_pairs
+from podium.data.rendering import chat_record
 from podium.data.response_batches import make_pair_collate
 from podium.errors import DataError
 from podium.losses import LOSS_SPECS, SETTINGS, TRAINING_DEFAULTS, check_records
@@ -149,7 +150,7 @@ def seed_everything(seed: int) -> None:
 def build_preference(cfg: TrainConfig, ctx: StageContext) -> TrainParts:
     """Policy (optionally LoRA-wrapped), pairs and cached reference log-probs for a LOSSES objective."""
     tokenizer = load_tokenizer(cfg.model)
-    rows = read_pairs(cfg.data, seed=cfg.seed, log=ctx.log)
+    rows = [chat_record(r, tokenizer, ctx.name) for r in read_pairs(cfg.data, seed=cfg.seed, log=ctx.log)]
     check_records(cfg.objective, rows, source=str(cfg.data))
     examples, stats = tokenize_pairs(rows, tokenizer, cfg.max_length)
     if not examples:
