@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("stages", ("podium.models.build", "podium.tasks.stage", "podium.training.sft", "podium.training.train",
                 "podium.evaluation.stage", "podium.generation.stage", "podium.selfplay.sgd", "podium.pairs.stage",
                 "podium.selfplay.sppo", "podium.merging.stage", "podium.cards.stage")),
-    ("pipeline", ("podium.pipeline", "podium.seeding", "podium.multiseed")),
+    ("pipeline", ("podium.pipeline", "podium.seeding", "podium.multiseed", "podium.preview")),
     ("cli", ("podium.cli", "podium.__main__")),
 ]
 RANK = {name: i for i, (name, _) in enumerate(LAYERS)}

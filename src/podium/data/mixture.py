@@ -29,6 +29,7 @@ from podium.config import invalid, relocated
 from podium.data.fields import FieldError, get_field, path_problem
 from podium.data.formats import FORMATS, as_plain, column_problems, get_format, read_row
 from podium.data.loaders import open_source
+from podium.data.rendering import PLAIN_KEY
 from podium.data.source_row import ReadSettings, SkipRow
 from podium.errors import ConfigError, DataError
 from podium.refs import DataSpec
@@ -210,7 +211,7 @@ def read_source_rows(pairs: Iterable[tuple[int, dict]], src: DataSource, use: st
         where = raw.get("_source", f"{src.label()}[{i}]")
         if use is None:
             mapped = {new: _column(raw, path, where) for new, path in (src.columns or {}).items()}
-            out.append({**raw, **mapped})
+            out.append({**raw, **mapped, **({} if src.chat_template else {PLAIN_KEY: False})})
             continue
         try:
             record = read_row(raw, use, fmt, src.columns or {}, src.read_settings(seed, i), where, src.gold)
