@@ -110,8 +110,8 @@ def build_hub_fixtures(root: Path) -> dict[str, str]:
     out = {}
     for hub_id, features in SCHEMAS.items():
         folder = root / hub_id.replace("/", "__")
-        if hub_id in SCRIPTED:
-            scripted_repo(hub_id, folder)
+        if hub_id in SCRIPTED:  # ORG/NAME/NAME.py: datasets finds a repository's script by the repository's name
+            folder = scripted_repo(hub_id, root / hub_id)
         else:
             Dataset.from_list(fixture_rows(hub_id), features=features).save_to_disk(str(folder))
         out[hub_id] = str(folder)

@@ -41,8 +41,11 @@ from podium.pairs.stage import conversational, record_pairs
 from podium.pipeline import make_plan
 
 
-def read_head(src: DataSource, use: str | None, rows: int) -> list[dict]:
+def read_head(src: DataSource, use: str | None, rows: int, views: list[StageView]) -> list[dict]:
     """The first `rows` rows of a source read for `use`; a skipped row as {"_source", "skipped": reason}."""
+    if src.path and not Path(src.path).exists() and (earlier := producer(views, src.path)) is not None:
+        return [{"_source": src.path, "skipped": f"the output of stage {earlier.name!r}, not written yet (preview that "
+                 "stage to see its rows)"}]
     if src.task is not None:
         return load_source(src.model_copy(update={"count": rows}), seed=0, use=use)
     if Path(src.path).exists():
@@ -116,9 +119,11 @@ def stage_tokenizer(views: list[StageView], view: StageView, model: str | None):
         raise PodiumError(f"stage {view.name!r}: {e}; pass --model DIR to preview with a local model's tokenizer") from None
 
 
-def preview_stage(recipe: str, stage: str, rows: int = 3, overrides: list[str] = (), model: str | None = None) -> list[dict]:
-    """The first `rows` rows of every source of `stage` in `recipe`, rendered as training sees them (module doc)."""
-    plan = make_plan(recipe, list(overrides))
+def preview_stage(recipe: str, stage: str, rows: int = 3, overrides: list[str] = (), model: str | None = None,
+                  output: str | None = None) -> list[dict]:
+    """The first `rows` rows of every source of `stage` in `recipe` (run dir `output`, as `podium run --output`),
+    rendered as training sees them (module doc)."""
+    plan = make_plan(recipe, list(overrides), output)
     views = [StageView(ps.name, ps.kind, ps.config, ps.out_dir) for ps in plan.stages]
     readers = [v.name for v in views if v.kind in STAGE_SOURCES]
     view = next((v for v in views if v.name == stage), None)
@@ -131,7 +136,7 @@ def preview_stage(recipe: str, stage: str, rows: int = 3, overrides: list[str] =
     max_length = setting(target.config, "max_length") if target is not None else None
     entries = []
     for src in stage_sources(view):
-        for i, record in enumerate(read_head(src, use, rows)):
+        for i, record in enumerate(read_head(src, use, rows, views)):
             base = {"source": src.label(), "row": record.get("_source", f"{src.label()}[{i}]")}
             if "skipped" in record:
                 entries.append({**base, "skipped": record["skipped"]})

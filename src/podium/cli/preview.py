@@ -1,4 +1,4 @@
-"""`podium preview RECIPE.yaml STAGE [--rows N] [--json] [--model DIR] [key=value ...]`: what training sees.
+"""`podium preview RECIPE.yaml STAGE [--rows N] [--json] [--model DIR] [--output DIR] [key=value ...]`: what training sees.
 
 Prints, for the first N rows of each source of STAGE, the text as the stage renders and tokenises it,
 the trained (loss) span marked ⟦ ⟧; `--json` writes one object a line (podium.preview).
@@ -42,11 +42,13 @@ def main(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="one JSON object a row: source, row, text and trained (SFT), "
                    "or prompt, chosen, rejected (pairs), or prompt (prompts)")
     p.add_argument("--model", help="render with this model's tokenizer instead of the stage model's (a local folder)")
+    p.add_argument("--output", "-o", help="the run dir, as for podium run (earlier stages' outputs are read from it)")
     p.add_argument("overrides", nargs="*", help="key=value, as for podium run")
     args = p.parse_intermixed_args(argv)
     if args.rows < 1:
         p.error("--rows must be at least 1")
-    entries = preview_stage(args.recipe, args.stage, rows=args.rows, overrides=args.overrides, model=args.model)
+    entries = preview_stage(args.recipe, args.stage, rows=args.rows, overrides=args.overrides, model=args.model,
+                            output=args.output)
     if args.json:
         for e in entries:
             print(json.dumps({k: v for k, v in e.items() if k != "spans"}, ensure_ascii=False))

@@ -54,7 +54,8 @@ def path_problem(path: str) -> str | None:
 
 
 def _keys(value) -> str:
-    return ", ".join(map(str, list(value)[:12])) + (", ..." if len(value) > 12 else "")
+    keys = [str(k) for k in value if not str(k).startswith("_")]  # not podium's own `_source`
+    return ", ".join(keys[:12]) + (", ..." if len(keys) > 12 else "")
 
 
 def get_field(row: dict, path: str):

@@ -190,8 +190,7 @@ def hint(raw: dict) -> str:
 
 
 FORMATS: dict[str, Format] = {
-    "auto": Format("auto", {}, read_auto, summary="TRL records as they are",
-                   extra_roles=("messages", "prompt", "completion", "chosen", "rejected", *PASSTHROUGH)),
+    "auto": Format("auto", {}, read_auto, summary="TRL records as they are"),
     "messages": Format("messages", {"messages": "messages"}, read_messages, summary="OpenAI messages"),
     "sharegpt": Format("sharegpt", {"messages": "conversations"}, read_sharegpt, summary="ShareGPT conversations"),
     "alpaca": Format("alpaca", {"instruction": "instruction", "input": "input", "output": "output"}, read_alpaca,
@@ -209,11 +208,14 @@ def get_format(name: str) -> Format:
 
 
 def column_problems(format_name: str, columns: dict | None) -> list[tuple[str, str]]:
-    """(column role, message) for roles the format does not read (a typo such as `promt`)."""
+    """(column role, message) for roles the format does not read (a typo such as `promt`). `auto` takes any name:
+    its columns add fields to the row (`{prompt: instruction}`), as pair builders read them."""
     try:
         fmt = get_format(format_name)
     except DataError as e:
         return [("", str(e))]
+    if fmt.name == "auto":
+        return []
     known = {*fmt.roles, *fmt.optional, *fmt.extra_roles}
     return [(role, f"format {format_name!r} has no column {role!r}; it reads {', '.join(sorted(known))}")
             for role in (columns or {}) if role not in known]

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from podium.data.records import decode_line
 from podium.errors import DataError
+from podium.hub import REPO_ID
 
 PARQUET_REVISION = "refs/convert/parquet"
 SCRIPT_REFUSED = "Dataset scripts are no longer supported"
@@ -267,6 +268,8 @@ def open_source(path: str, split: str = "train", name: str | None = None, revisi
     """A source's rows: a local JSONL file, JSONL folder or saved dataset; else a Hub id (or a local folder laid out
     like a Hub repository: its `data_files`, or a loading script and its parquet conversion)."""
     p = Path(path)
+    if not p.exists() and not REPO_ID.match(path):
+        raise DataError(f"{path}: no such file or folder (and not a Hub dataset id, ORG/NAME)")
     hub_like = bool(data_files or name or revision) or (p.is_dir() and any(p.glob("*.py")))
     if p.is_file() or (p.is_dir() and (is_saved(p) or not hub_like)):
         return open_local(p, split)

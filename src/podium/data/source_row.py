@@ -73,6 +73,9 @@ class SourceRow:
         if value is MISSING:
             return None
         if isinstance(value, list):
+            if (odd := next((m for m in value if not isinstance(m, dict)), None)) is not None:
+                raise self.error(f"field {self.path(role)!r} must be a string or a list of {{role, content}} messages "
+                                 f"(got a list of {json_type(odd)})")
             for i, m in enumerate(value):
                 if not isinstance(m, dict) or not isinstance(m.get("role"), str) or "content" not in m:
                     raise self.error(f"{self.path(role)}[{i}] must be a {{role, content}} message")
@@ -84,6 +87,9 @@ class SourceRow:
             return [{"role": m["role"], "content": m["content"]} for m in value]
         if allow_empty and (value is None or value == ""):
             return ""
+        if value is not None and not isinstance(value, str):
+            raise self.error(f"field {self.path(role)!r} must be a string or a list of {{role, content}} messages "
+                             f"(got {json_type(value)})")
         return self.text(role, optional)
 
     def number(self, role: str, optional: bool = False) -> float | None:
