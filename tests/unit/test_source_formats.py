@@ -11,6 +11,7 @@ import json
 import random
 
 import pytest
+from tests.hub_fixtures import fixture_rows, scripted_repo
 
 from podium.data.formats import ALPACA_PLAIN
 from podium.data.mixture import DataSource, build_mixture, draw
@@ -18,7 +19,6 @@ from podium.data.rankings import ultrafeedback_score
 from podium.errors import DataError
 from podium.pipeline import make_plan
 from podium.tasks import get_task
-from tests.hub_fixtures import fixture_rows, scripted_repo
 
 
 def read(hub_data, hub_id, use, **settings):
