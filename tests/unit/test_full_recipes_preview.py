@@ -104,3 +104,11 @@ def test_sppo_prompts_are_ultrafeedback_instructions(recipes, name):
     entries = preview_stage(recipes[name], "sppo", rows=3)
     assert [e["prompt"][:18] for e in entries] == ["<|user|>UF-PROMPT:"] * 3
     assert all(set(e) == {"source", "row", "prompt"} for e in entries)
+
+
+def test_preview_names_the_stages_it_can_show(capsys):
+    assert main(["preview", "recipes/quickstart.yaml", "card"]) == 2
+    assert ("stage 'card' (card) reads no data; stages with data to preview: sft, eval_sft, sgd, dpop, eval_dpop, sppo, "
+            "eval_sppo, eval_merge") in capsys.readouterr().err
+    assert main(["preview", "recipes/quickstart.yaml", "sft", "--rows", "1"]) == 0
+    assert "<|user|>What is " in capsys.readouterr().out
