@@ -35,7 +35,7 @@ from podium.data.stage_sources import (
     stage_sources,
     tokenizer_origin,
 )
-from podium.errors import PodiumError
+from podium.errors import DataError, PodiumError
 from podium.models.io import load_tokenizer
 from podium.pairs.stage import conversational, record_pairs
 from podium.pipeline import make_plan
@@ -51,7 +51,10 @@ def read_head(src: DataSource, use: str | None, rows: int, views: list[StageView
     if Path(src.path).exists():
         head = list(open_source(src.path, src.split, src.name, src.revision, src.data_files).head(rows))
     else:
-        head = list(enumerate(stream_head(src.path, src.split, src.name, src.revision, src.data_files, rows)))
+        try:
+            head = list(enumerate(stream_head(src.path, src.split, src.name, src.revision, src.data_files, rows)))
+        except DataError as e:  # out of reach: say so for this source and go on with the others
+            return [{"_source": src.path, "skipped": str(e)}]
     out = []
     for i, raw in head:
         skipped: dict[str, int] = {}

@@ -186,7 +186,8 @@ def load_source(src: DataSource, seed: int, use: str | None = None, skipped: dic
                 index: int = 0, log=None) -> list[dict]:
     """The rows of one source, drawn to its `count` and read for `use` ("sft", "pairs", "prompts"; None: as published).
 
-    A dataset is opened lazily (podium.data.loaders) and only the drawn rows are read. `skipped` collects
+    A dataset is opened lazily (podium.data.loaders) and only the drawn rows are read, in file order, each turned
+    into its record at once: what stays in memory is the records, in the order drawn. `skipped` collects
     {reason: rows} of rows the format skipped (an empty answer, a tie).
     """
     if src.task is not None:
@@ -199,29 +200,37 @@ def load_source(src: DataSource, seed: int, use: str | None = None, skipped: dic
     if len(source) == 0:
         raise DataError(f"{src.path}: dataset is empty")
     indices = draw_indices(len(source), src.count, random.Random(f"{seed}:{index}:{src.label()}"), src.label(), log)
-    return read_source_rows(source.take(indices), src, use, seed, skipped)
+    if isinstance(indices, range):
+        return read_source_rows(source.take(indices), src, use, seed, skipped)
+    slot = {i: k for k, i in enumerate(indices)}
+    out: list[dict | None] = [None] * len(indices)
+    fmt = get_format(src.format)
+    for i, raw in source.take(sorted(indices)):
+        out[slot[i]] = read_one(raw, i, src, use, fmt, seed, skipped)
+    return [r for r in out if r is not None]
 
 
 def read_source_rows(pairs: Iterable[tuple[int, dict]], src: DataSource, use: str | None, seed: int,
-              skipped: dict | None = None) -> list[dict]:
+                     skipped: dict | None = None) -> list[dict]:
     """(row index, published row) -> the records `use` needs; skipped rows are counted in `skipped`."""
-    out = []
     fmt = get_format(src.format)
-    for i, raw in pairs:
-        where = raw.get("_source", f"{src.label()}[{i}]")
-        if use is None:
-            mapped = {new: _column(raw, path, where) for new, path in (src.columns or {}).items()}
-            out.append({**raw, **mapped, **({} if src.chat_template else {PLAIN_KEY: False})})
-            continue
-        try:
-            record = read_row(raw, use, fmt, src.columns or {}, src.read_settings(seed, i), where, src.gold)
-        except SkipRow as e:
-            if skipped is not None:
-                skipped[e.reason] = skipped.get(e.reason, 0) + 1
-            continue
-        record["_source"] = where
-        out.append(record)
-    return out
+    return [r for i, raw in pairs if (r := read_one(raw, i, src, use, fmt, seed, skipped)) is not None]
+
+
+def read_one(raw: dict, i: int, src: DataSource, use: str | None, fmt, seed: int, skipped: dict | None) -> dict | None:
+    """Row `i` of a source as the record `use` needs (as published, with `columns` added, for None); None if skipped."""
+    where = raw.get("_source", f"{src.label()}[{i}]")
+    if use is None:
+        mapped = {new: _column(raw, path, where) for new, path in (src.columns or {}).items()}
+        return {**raw, **mapped, **({} if src.chat_template else {PLAIN_KEY: False})}
+    try:
+        record = read_row(raw, use, fmt, src.columns or {}, src.read_settings(seed, i), where, src.gold)
+    except SkipRow as e:
+        if skipped is not None:
+            skipped[e.reason] = skipped.get(e.reason, 0) + 1
+        return None
+    record["_source"] = where
+    return record
 
 
 def _column(raw: dict, path: str, where: str):
