@@ -190,13 +190,12 @@ def hint(raw: dict) -> str:
 
 
 FORMATS: dict[str, Format] = {
-    "auto": Format("auto", {}, read_auto, summary="TRL records as they are"),
-    "messages": Format("messages", {"messages": "messages"}, read_messages, summary="OpenAI messages"),
-    "sharegpt": Format("sharegpt", {"messages": "conversations"}, read_sharegpt, summary="ShareGPT conversations"),
+    "auto": Format("auto", {}, read_auto),
+    "messages": Format("messages", {"messages": "messages"}, read_messages),
+    "sharegpt": Format("sharegpt", {"messages": "conversations"}, read_sharegpt),
     "alpaca": Format("alpaca", {"instruction": "instruction", "input": "input", "output": "output"}, read_alpaca,
-                     optional=("system", "input"), summary="Alpaca instruction/input/output"),
-    "preference": Format("preference", {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected"},
-                         read_preference, summary="prompt/chosen/rejected"),
+                     optional=("system", "input")),
+    "preference": Format("preference", {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected"}, read_preference),
     **RANKED,
 }
 
@@ -216,12 +215,12 @@ def column_problems(format_name: str, columns: dict | None) -> list[tuple[str, s
         return [("", str(e))]
     if fmt.name == "auto":
         return []
-    known = {*fmt.roles, *fmt.optional, *fmt.extra_roles}
+    known = {*fmt.roles, *fmt.optional}
     return [(role, f"format {format_name!r} has no column {role!r}; it reads {', '.join(sorted(known))}")
             for role in (columns or {}) if role not in known]
 
 
-def extract_gold(value, pattern: str | None, where: str, path: str) -> str:
+def extract_gold(value, pattern: str | None, path: str) -> str:
     """The gold answer inside a worked solution: group 1 of `pattern` (or its whole match), stripped."""
     if not isinstance(value, str) or not value.strip():
         raise SkipRow(f"empty gold answer ({path})")
@@ -251,12 +250,10 @@ def read_row(raw: dict, use: str, fmt: Format, paths: dict[str, str], settings: 
              gold=None) -> dict:
     """One published row -> the record `use` needs; SkipRow for rows with nothing to train on, DataError otherwise."""
     row = SourceRow(raw, {**fmt.roles, **paths}, where, fmt.name)
-    if use not in fmt.uses:
-        raise row.error(f"format {fmt.name!r} cannot be used for {use} (it reads {', '.join(fmt.uses)})")
     record = fmt.read(row, use, settings)
     if gold is not None and use == "prompts":
         value = SourceRow(raw, {"gold": gold.field}, where, fmt.name).get("gold")
-        record["answer"] = extract_gold(value, gold.pattern, where, gold.field)
+        record["answer"] = extract_gold(value, gold.pattern, gold.field)
         record["task"] = gold.checker
         record["reference"] = value.strip()
     if not settings.chat_template:

@@ -103,7 +103,8 @@ def read_stack_exchange(row: SourceRow, use: str, s: ReadSettings) -> dict:
 def ultrafeedback_score(completion: dict) -> float | None:
     """Mean of the four aspect ratings ("N/A" left out); else `fine-grained_score`, else `overall_score`."""
     ratings = []
-    for aspect in (completion.get("annotations") or {}).values() if isinstance(completion.get("annotations"), dict) else []:
+    annotations = completion.get("annotations")
+    for aspect in annotations.values() if isinstance(annotations, dict) else []:
         aspect = aspect[0] if isinstance(aspect, list) and aspect else aspect  # the GitHub release wraps each in a list
         rating = aspect.get("Rating") if isinstance(aspect, dict) else None
         try:
@@ -149,12 +150,9 @@ def read_ultrafeedback(row: SourceRow, use: str, s: ReadSettings) -> dict:
 
 RANKED: dict[str, Format] = {
     "shp": Format("shp", {"prompt": "history", "response_a": "human_ref_A", "response_b": "human_ref_B",
-                          "label": "labels", "score_a": "score_A", "score_b": "score_B"}, read_shp,
-                  summary="SHP comment pairs"),
+                          "label": "labels", "score_a": "score_A", "score_b": "score_B"}, read_shp),
     "stack_exchange": Format("stack_exchange", {"prompt": "question", "answers": "answers", "text": "text",
-                                                "score": "pm_score", "selected": "selected"}, read_stack_exchange,
-                             summary="stack-exchange-preferences answers"),
+                                                "score": "pm_score", "selected": "selected"}, read_stack_exchange),
     "ultrafeedback": Format("ultrafeedback", {"prompt": "instruction", "completions": "completions",
-                                              "response": "response", "source": "source"}, read_ultrafeedback,
-                            summary="UltraFeedback completions"),
+                                              "response": "response", "source": "source"}, read_ultrafeedback),
 }

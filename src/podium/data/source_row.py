@@ -9,14 +9,13 @@ an empty or null value is a `SkipRow`: the row is counted under its reason and n
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from podium.data.chat import json_type
 from podium.data.fields import FieldError, get_field, has_field
 from podium.errors import DataError
 
 MISSING = object()
-USES = ("sft", "pairs", "prompts")  # what a stage reads a source for
 
 
 class SkipRow(Exception):
@@ -124,13 +123,12 @@ class ReadSettings:
 
 @dataclass(frozen=True)
 class Format:
+    """A named format: the roles it reads (default field paths) and its reader(row, use, settings) -> record."""
+
     name: str
     roles: dict[str, str]  # role -> default field path
     read: Callable[[SourceRow, str, ReadSettings], dict]
-    uses: tuple[str, ...] = USES
-    optional: tuple[str, ...] = ("system",)
-    summary: str = ""
-    extra_roles: tuple[str, ...] = field(default=())
+    optional: tuple[str, ...] = ("system",)  # roles read when present
 
 
 def with_system(row: SourceRow, prompt):
