@@ -70,8 +70,8 @@ def test_fsdp_on_two_processes_equals_one_for_sft_every_objective_and_lora(tmp_p
     # Preference objectives at lr 1e-4 (their default is 1e-6): at 1e-3 Adam turns float rounding in the summed
     # gradients (2 ranks vs 2 micro-batches) into weight differences of 2e-6..1.2e-5 after two steps (measured).
     for objective in LOSS_SPECS:  # "train-NAME": the objective `sft` is not the sft stage
-        runs[f"train-{objective}"] = ("train", {**common, "learning_rate": 1e-4, "objective": objective, "data": str(pairs), "max_length": 64,
-                                     "reference_cache_dir": str(tmp_path / "cache")})
+        runs[f"train-{objective}"] = ("train", {**common, "learning_rate": 1e-4, "objective": objective, "data": str(pairs),
+                                                "max_length": 64, "reference_cache_dir": str(tmp_path / "cache")})
     runs["dpo_lora"] = ("train", {**runs["train-dpo"][1], "lora": {"r": 4, "alpha": 8}})
     plan = [{"kind": kind, "config": cfg, "out": str(tmp_path / "two" / name)} for name, (kind, cfg) in runs.items()]
     plan += [{"kind": "memory", "size": size, "out": str(tmp_path / f"memory-{size}.json")} for size in MEMORY_SIZES]

@@ -24,9 +24,9 @@ import torch
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from podium.config import relocated
-from podium.data.chat import as_messages
 from podium.data.prompt_source import PromptSource
 from podium.data.records import read_jsonl, write_json, write_jsonl
+from podium.data.rendering import PLAIN_KEY, response_pair
 from podium.distributed.world import World, current_world, gather_by_index
 from podium.errors import DataError
 from podium.generation.backend import SamplerBackend
@@ -107,13 +107,11 @@ def iteration_train_config(cfg: SelfPlayConfig, policy: str, pairs_file: str, t:
 def load_prompts(cfg: SelfPlayConfig, split: str, n: int, seed: int) -> list[dict]:
     """Training prompts or held-out prompts: from the configured dataset, or a built-in task's splits.
 
-    Prompts are user turns (message lists), so the sampler applies the chat template.
+    The generate stage renders them (podium.data.rendering): user turns under the policy's chat template.
     """
     if cfg.prompts is None:
-        items = cfg.task_items(split, n, seed=seed)
-        return [{**it, "prompt": as_messages(it["prompt"])} for it in items]
+        return cfg.task_items(split, n, seed=seed)
     rows = cfg.prompt_rows(shuffle=True, seed=seed)
-    rows = [{**r, "prompt": as_messages(r["prompt"])} for r in rows]
     # The last eval_count (shuffled) prompts are held out for the win rate; training draws from the rest.
     held_out, train = rows[-cfg.eval_count:], rows[: -cfg.eval_count]
     if not train:
@@ -167,11 +165,9 @@ def build_pairs(samples: list[dict], judge, with_scores: bool, world: World = Wo
         if pair is None:
             counts["dropped_ties"] += 1
             continue
-        prompt = as_messages(s["prompt"])
         w, l = pair.pop("chosen_index"), pair.pop("rejected_index")
-        pairs.append({"prompt": prompt, "chosen": [{"role": "assistant", "content": s["responses"][w]}],
-                      "rejected": [{"role": "assistant", "content": s["responses"][l]}], **pair,
-                      **{k: s[k] for k in ("answer", "task") if k in s}})
+        pairs.append({**response_pair(s["prompt"], s["responses"][w], s["responses"][l]), **pair,
+                      **{k: s[k] for k in ("answer", "task", PLAIN_KEY) if k in s}})
     counts["pairs"] = len(pairs)
     return pairs, counts
 

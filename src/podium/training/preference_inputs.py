@@ -16,6 +16,7 @@ from collections.abc import Callable
 import torch
 
 from podium.data.preference import PairStats, read_pairs, tokenize_pairs
+from podium.data.rendering import chat_record
 from podium.data.unpaired import read_unpaired, tokenize_unpaired
 from podium.losses import LOSS_SPECS, check_records, length_desensitized_reference
 from podium.training.attention_masks import check_causal, exact_layout
@@ -27,13 +28,13 @@ def needs_kl(objectives: tuple[str, ...]) -> bool:
 
 
 def read_examples(objectives: tuple[str, ...], data, tokenizer, *, max_length: int | None, batch_size: int,
-                  seed: int, log) -> tuple[list[dict], PairStats]:
+                  seed: int, log, stage: str = "train") -> tuple[list[dict], PairStats]:
     """Tokenised examples for `objectives`: pairs, or unpaired examples with KL completions rotated within
-    groups of `batch_size` (TRL's per-device batch)."""
+    groups of `batch_size` (TRL's per-device batch). Records are rendered by the one rule (`chat_record`)."""
     if any(LOSS_SPECS[n].unpaired for n in objectives):
-        rows = read_unpaired(data, seed=seed, log=log)
+        rows = [chat_record(r, tokenizer, stage) for r in read_unpaired(data, seed=seed, log=log)]
         return tokenize_unpaired(rows, tokenizer, max_length, kl_group=batch_size if needs_kl(objectives) else None)
-    rows = read_pairs(data, seed=seed, log=log)
+    rows = [chat_record(r, tokenizer, stage) for r in read_pairs(data, seed=seed, log=log)]
     check_records(objectives, rows, source=str(data))
     return tokenize_pairs(rows, tokenizer, max_length)
 

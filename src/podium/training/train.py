@@ -191,7 +191,7 @@ def build_preference(cfg: TrainConfig, ctx: StageContext) -> TrainParts:
     tokenizer = load_tokenizer(cfg.model)
     names = cfg.objectives
     examples, stats = read_examples(names, cfg.data, tokenizer, max_length=cfg.max_length,
-                                    batch_size=cfg.batch_size, seed=cfg.seed, log=ctx.log)
+                                    batch_size=cfg.batch_size, seed=cfg.seed, log=ctx.log, stage=ctx.name)
     if not examples:
         raise DataError(f"{str(cfg.data)[:200]}: all {stats.read} examples were dropped ({stats.dropped})")
     ctx.log.info("train: %d %s kept of %d read; dropped %s", stats.kept,
