@@ -28,6 +28,7 @@ from tests.parity.families import (
     PAIRS,
     VARIANTS,
     WINDOW,
+    as_conversation,
     build_family,
     podium_first_step,
     trl_first_step,
@@ -94,13 +95,6 @@ def test_variant_first_step_equals_trl(families, family, tmp_path):
     ours = podium_first_step(policy, ref, tok, PAIRS, "dpo")
     assert ours.pop("layout") == (True, False)
     assert_close_to_trl(ours, trl_first_step(policy, ref, tok, PAIRS, "sigmoid", BETA, tmp_path))
-
-
-def as_conversation(row: dict) -> dict:
-    """A standard-format pair as TRL's conversational format: the prompt a user turn, the completions assistant turns."""
-    return {"prompt": [{"role": "user", "content": row["prompt"]}],
-            "chosen": [{"role": "assistant", "content": row["chosen"]}],
-            "rejected": [{"role": "assistant", "content": row["rejected"]}]}
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from tests.parity.families import FAMILIES, MAX_LENGTH, PAIRS, build_family
+from tests.parity.families import FAMILIES, MAX_LENGTH, PAIRS, as_conversation, build_family
 
 from podium.data.preference import tokenize_pairs
 from podium.data.unpaired import tokenize_unpaired
@@ -149,7 +149,7 @@ def layouts_for(policy):
 
 # --- DPOTrainer: the loss types, MPO, LD-DPO, WPO, f-DPO --------------------------------------------------------
 
-def trl_dpo_trainer(policy, ref, tok, out_dir):
+def trl_dpo_trainer(policy, ref, tok, out_dir, rows=PAIRS):
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
@@ -157,7 +157,7 @@ def trl_dpo_trainer(policy, ref, tok, out_dir):
     args = DPOConfig(output_dir=str(out_dir), per_device_train_batch_size=len(PAIRS), report_to=[], use_cpu=True,
                      max_length=MAX_LENGTH, bf16=False, use_weighting=True)
     trainer = DPOTrainer(model=copy.deepcopy(policy), ref_model=copy.deepcopy(ref), args=args,
-                         train_dataset=Dataset.from_list(PAIRS), processing_class=tok)
+                         train_dataset=Dataset.from_list(rows), processing_class=tok)
     return trainer, next(iter(trainer.get_train_dataloader()))
 
 
@@ -308,7 +308,8 @@ def test_cpo_simpo_orpo_equal_trl(family, tmp_path):
 
 def test_train_stage_first_step_equals_trl(tmp_path):
     """`podium train` on files (KTO: TRL's unpaired format), as a user runs it: the first row of metrics.jsonl
-    equals TRL's first step for KTO, SimPO, ORPO, MPO and LD-DPO (Llama-3 family)."""
+    equals TRL's first step for KTO, SimPO, ORPO, MPO and LD-DPO (Llama-3 family). The stage renders string
+    records with the tokenizer's chat template (podium.data.rendering), as TRL renders them given as conversations."""
     import json
 
     from datasets import Dataset
@@ -334,7 +335,9 @@ def test_train_stage_first_step_equals_trl(tmp_path):
 
     common = dict(per_device_train_batch_size=len(PAIRS), report_to=[], use_cpu=True, max_length=MAX_LENGTH,
                   bf16=False)
-    trainer, batch = trl_dpo_trainer(policy, ref, tok, tmp_path / "trl")
+    assert tok.chat_template
+    conversations, unpaired_conversations = [as_conversation(r) for r in PAIRS], [as_conversation(r) for r in UNPAIRED]
+    trainer, batch = trl_dpo_trainer(policy, ref, tok, tmp_path / "trl", rows=conversations)
     reference = {"reference": str(tmp_path / "ref")}
     for name, cfg, loss_type, config in [
         ("mpo", {"objective": ["sigmoid", "bco_pair", "sft"], "loss_weights": [0.8, 0.2, 1.0]},
@@ -345,7 +348,7 @@ def test_train_stage_first_step_equals_trl(tmp_path):
 
     kto = KTOTrainer(model=copy.deepcopy(policy), ref_model=copy.deepcopy(ref),
                      args=KTOConfig(output_dir=str(tmp_path / "kto"), **common),
-                     train_dataset=Dataset.from_list(UNPAIRED), processing_class=tok)
+                     train_dataset=Dataset.from_list(unpaired_conversations), processing_class=tok)
     with torch.no_grad():
         loss = kto.compute_loss(kto.model, next(iter(kto.get_train_dataloader())))
     theirs = {"loss": loss.item(), **{k: v[-1] for k, v in kto._metrics["train" if kto.model.training else "eval"].items()}}
@@ -356,7 +359,7 @@ def test_train_stage_first_step_equals_trl(tmp_path):
                                                                                      "cpo_alpha": 0.0}),
                                                  ("orpo", ORPOTrainer, ORPOConfig, {})):
         t = trainer_cls(model=copy.deepcopy(policy), args=config_cls(output_dir=str(tmp_path / name), **common, **extra),
-                        train_dataset=Dataset.from_list(PAIRS), processing_class=tok)
+                        train_dataset=Dataset.from_list(conversations), processing_class=tok)
         with torch.no_grad():
             loss = t.compute_loss(t.model, next(iter(t.get_train_dataloader())))
         theirs = {"loss": loss.item(), **{k: v[-1] for k, v in t._stored_metrics["train"].items()}}
