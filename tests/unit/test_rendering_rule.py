@@ -59,13 +59,14 @@ def test_string_records_render_with_the_template_and_plain_without(tiny_dir, no_
 
 def test_sft_and_train_stages_render_string_pairs_with_the_template(tiny_dir, tmp_path, monkeypatch):
     """The probe: Rhea's SFT and Smaug's DPOP string data trained an instruct model on raw text."""
+    import podium.training.preference_inputs as preference_inputs
     import podium.training.sft as sft
-    import podium.training.train as train
 
     seen = {}
-    real_sft, real_pairs = sft.tokenize_dataset, train.tokenize_pairs
+    real_sft, real_pairs = sft.tokenize_dataset, preference_inputs.tokenize_pairs
     monkeypatch.setattr(sft, "tokenize_dataset", lambda rows, *a: seen.setdefault("sft", rows) and real_sft(rows, *a))
-    monkeypatch.setattr(train, "tokenize_pairs", lambda rows, *a: seen.setdefault("train", rows) and real_pairs(rows, *a))
+    monkeypatch.setattr(preference_inputs, "tokenize_pairs",
+                        lambda rows, *a: seen.setdefault("train", rows) and real_pairs(rows, *a))
     data = write(tmp_path / "sft.jsonl", [{"prompt": "Q: 2+2?", "completion": "4"}] * 4)
     pairs = write(tmp_path / "pairs.jsonl", [{"prompt": "Q: 2+2?", "chosen": "4", "rejected": "5"}] * 4)
     run_stage("sft", {"model": str(tiny_dir), "data": str(data), "max_steps": 1, "batch_size": 2}, tmp_path / "s")
