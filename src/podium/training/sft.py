@@ -169,7 +169,11 @@ def sft(cfg: SFTConfig, ctx: StageContext) -> dict:
     if packing:
         # Attended one example at a time (training/segment_attention.py), a row's length costs no attention:
         # the whole micro-batch goes in one row, without padding. Otherwise rows as long as the longest example.
-        one_row = sys.maxsize if segments_applicable(model) else None
+        by_segments = segments_applicable(model) and not cfg.gradient_checkpointing
+        if cfg.gradient_checkpointing and segments_applicable(model):
+            ctx.log.info("per-example attention off under gradient_checkpointing (a recomputed layer runs outside "
+                         "its routing); packed rows attend through transformers' block-diagonal mask")
+        one_row = sys.maxsize if by_segments else None
         collate = partial(pack_batch, pad_id=tokenizer.pad_token_id, capacity=one_row)
     objective = partial(sft_objective, router_aux_loss_coef=router_coef)
     stopping = {}
