@@ -76,7 +76,7 @@ def _remember(key: tuple, digest: str, st: os.stat_result) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def file_digest(path: str | os.PathLike) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
     """SHA-256 (hex) of a regular file's bytes, remembered by (device, inode, size, mtime, ctime).
 
     A FIFO, device or socket is a PodiumError (never opened for a blocking read)."""
@@ -139,16 +139,16 @@ def fingerprint(path: str | os.PathLike) -> str:
     digest, so renames and moves count as changes too)."""
     p = Path(path)
     if not p.is_dir():
-        return file_digest(p)
+        return file_sha256(p)
     h = hashlib.sha256()
     for rel, file in folder_files(p):
-        h.update(f"{rel}\0{file_digest(file)}\n".encode())
+        h.update(f"{rel}\0{file_sha256(file)}\n".encode())
     return h.hexdigest()
 
 
 def manifest(folder: str | os.PathLike, exclude: tuple[str, ...] = ()) -> dict[str, list]:
     """{relative path: [size, sha256]} of every file under `folder` but `exclude`: what a finished stage wrote."""
-    return {rel: [file.stat().st_size, file_digest(file)] for rel, file in folder_files(folder, exclude)}
+    return {rel: [file.stat().st_size, file_sha256(file)] for rel, file in folder_files(folder, exclude)}
 
 
 def manifest_problem(folder: str | os.PathLike, recorded: dict) -> str | None:
@@ -170,7 +170,7 @@ def manifest_problem(folder: str | os.PathLike, recorded: dict) -> str | None:
         if st.st_size != size:
             return f"{rel} has {st.st_size} bytes, {size} when the stage finished"
         try:
-            if file_digest(p) != digest:
+            if file_sha256(p) != digest:
                 return f"the content of {rel} changed (same size)"
         except PodiumError as e:
             return str(e)

@@ -30,8 +30,10 @@ from pydantic_core import PydanticCustomError
 
 from podium.cards.report import write_report
 from podium.config import Located, NumberRules, format_validation_error, load_yaml, parse_override, set_in, validate
+from podium.data.source_check import source_problems
+from podium.data.stage_sources import StageView
 from podium.distributed.launcher import run_distributed
-from podium.distributed.spec import LaunchSpec, check_environment, plan_launch
+from podium.distributed.spec import LaunchSpec, check_environment, plan_launch, train_key
 from podium.errors import ConfigError, PodiumError
 from podium.fingerprint import fingerprint
 from podium.hub import check_hub_inputs, looks_local
@@ -264,8 +266,8 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
         # `inputs` holds each upstream stage's key and each local file's fingerprint.
         key_src = {"kind": kind, "config": json.loads(config_text), "inputs": sorted(hashed),
                    "policy": [recipe.trust_remote_code, recipe.allow_pickle]}
-        if launch is not None and spec.distributed == "train":
-            key_src["launch"] = launch.key_part()  # the global batch counts the processes
+        if spec.distributed == "train":  # the global batch counts the processes (one: in-process)
+            key_src["config"], key_src["launch"] = train_key(launch, key_src["config"])
         key = hashlib.sha256(json.dumps(key_src, sort_keys=True, default=str).encode()).hexdigest()
         ps = PlannedStage(name, kind, cfg, key, run_dir / name, deps, launch=launch)
         refresh_status(ps)
@@ -295,6 +297,9 @@ def plan_problems(plan: RunPlan) -> list[str]:
             if why := overlap_problem(ps.out_dir, qs.inputs, f"stage {ps.name!r}'s folder"):
                 problems.append(why + (f" (read by stage {qs.name!r}; refer to it as '@{ps.name}')"
                                        if qs is not ps else ""))
+    # The first rows of every data source, read as the stage will read them (podium.data.source_check).
+    problems.extend(source_problems([StageView(ps.name, ps.kind, ps.config, ps.out_dir) for ps in plan.stages],
+                                    only={ps.name for ps in plan.stages if ps.status in ("run", "resume")}))
     return problems + late_problems(plan.run_dir, plan.stages)
 
 

@@ -15,8 +15,8 @@ and rewritten atomically (temporary name, then rename).
 On several processes (a distributed stage, podium.distributed) the pass is split: pair i is scored
 by rank i % world, the rows are gathered on every rank in pair order, and the main process writes
 the entry; the main process alone decides hit or miss. Under DDP each rank scores its share with its
-own copy of the weights (`cached_reference_logps`). Under FSDP or DeepSpeed ZeRO-3 no rank holds the
-whole model: the reference is loaded and sharded for inference, every rank runs the same number of
+own copy of the weights (`cached_reference_logps`). Under FSDP (podium's FSDP2, as the loop trains) or DeepSpeed
+ZeRO-3 no rank holds the whole model: the reference is loaded and sharded for inference, every rank runs the same number of
 forwards (a rank with fewer pairs repeats one and discards it, since each forward gathers the
 layers from every rank), and the key hashes the reference's weight files
 (`sharded_reference_logps`).
@@ -41,6 +41,9 @@ from safetensors import safe_open
 
 from podium.distributed.world import World, all_gather_json, current_world, device, gather_shard_rows, process_state
 from podium.errors import PodiumError
+from podium.training.fsdp import accelerate_settings as accelerate_fsdp_settings
+from podium.training.fsdp import env_settings as fsdp_env_settings
+from podium.training.fsdp import shard_model
 from podium.training.logps import pack_pairs, sequence_logps
 from podium.training.reference_cache import default_cache_dir, read_entry, write_entry
 
@@ -169,9 +172,10 @@ def cached_pass(path: Path, key: str, n: int, world: World, compute) -> tuple[to
 
 
 def sharded_training() -> bool:
-    """Whether this launch shards the weights (FSDP, or DeepSpeed ZeRO stage 3): no rank holds a whole model."""
+    """Whether this launch shards the weights (podium's or accelerate's FSDP, or DeepSpeed ZeRO stage 3): no rank
+    holds a whole model."""
     env = os.environ
-    fsdp = env.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    fsdp = env.get("ACCELERATE_USE_FSDP", "false").lower() == "true" or fsdp_env_settings() is not None
     zero3 = env.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and env.get(
         "ACCELERATE_DEEPSPEED_ZERO_STAGE", "") == "3"
     return (fsdp or zero3) and current_world().size > 1
@@ -205,6 +209,8 @@ def prepare_for_inference(load_model):
     kind = getattr(acc.distributed_type, "value", str(acc.distributed_type))
     for p in model.parameters():
         p.requires_grad_(False)
+    if (fsdp := fsdp_env_settings() or accelerate_fsdp_settings(acc)) is not None:  # podium's FSDP2, as the loop trains
+        return shard_model(model, fsdp, acc.device, training=False).eval()
     if kind == "DEEPSPEED":
         import deepspeed  # optional extra (podium[gpu]); present whenever a ZeRO-3 launch got this far
 
