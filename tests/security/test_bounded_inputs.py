@@ -36,18 +36,20 @@ def test_a_200_mb_single_line_is_refused_in_bounded_memory(tmp_path):
         f.truncate(200 * 2**20)
     code = textwrap.dedent(f"""
         import resource, sys
+        from podium.data.mixture import build_mixture
         from podium.data.records import read_jsonl
         from podium.errors import DataError
         print("imported_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-        try:
-            read_jsonl({str(big)!r})
-        except DataError as e:
-            print("refused:", e)
+        for read in (lambda: read_jsonl({str(big)!r}), lambda: build_mixture([{{"path": {str(big)!r}, "count": 5}}])):
+            try:
+                read()
+            except DataError as e:
+                print("refused:", e)
         print("maxrss_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": SRC})
-    assert "refused:" in out.stdout, out.stderr
+    assert out.stdout.count("refused:") == 2, out.stdout + out.stderr  # the record reader and the source reader
     assert "a line longer than 16 MiB" in out.stdout and "PODIUM_MAX_JSONL_LINE_MB" in out.stdout
     imported = int(out.stdout.split("imported_kb")[1].split()[0])
     grown_mb = (int(out.stdout.split("maxrss_kb")[1]) - imported) / 1024
