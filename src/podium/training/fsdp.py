@@ -237,18 +237,23 @@ def sharded_weight_norm(params) -> float:
 
 
 def full_state_dict(model: torch.nn.Module, main: bool) -> dict[str, torch.Tensor] | None:
-    """The whole weights gathered tensor by tensor (every rank takes part); kept on CPU by the main process."""
+    """The whole weights gathered tensor by tensor (every rank takes part); kept on CPU by the main process.
+
+    A tied weight (an LM head sharing the embedding) is gathered and kept once, under its first name, as
+    `save_pretrained` of an unsharded model writes it (loading ties it again)."""
     out: dict[str, torch.Tensor] = {}
-    seen: dict[int, torch.Tensor] = {}
+    seen: set[int] = set()
+    tied = set()  # the state dict gives each name its own tensor object: the parameters say which are one
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in seen:
+            tied.add(name)
+        seen.add(id(p))
     for name, t in model.state_dict().items():
-        if id(t) in seen:  # tied weights: gathered once
-            full = seen[id(t)]
-        else:
-            full = t.full_tensor() if isinstance(t, DTensor) else t
-            full = full.detach().to("cpu") if main else full
-            seen[id(t)] = full
+        if name in tied:
+            continue
+        full = t.full_tensor() if isinstance(t, DTensor) else t
         if main:
-            out[name] = full
+            out[name] = full.detach().to("cpu")
     return out if main else None
 
 

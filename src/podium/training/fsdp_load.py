@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from huggingface_hub import errors as hub_errors
 from safetensors import SafetensorError, safe_open
 from torch.distributed.tensor import DTensor, Shard
 from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
@@ -46,6 +47,9 @@ try:  # transformers 5 converts some checkpoint layouts on load (Mixtral's per-e
     from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
 except ImportError:  # transformers 4 loads checkpoints as stored
     get_model_conversion_mapping = None
+
+# What reading a model folder's config raises for a bad config.json (huggingface_hub's strict config validation too).
+CONFIG_ERRORS = (OSError, ValueError, getattr(hub_errors, "StrictDataclassError", ValueError))
 
 log = logging.getLogger("podium")
 
@@ -298,9 +302,14 @@ def empty_model(folder: str | os.PathLike, *, dtype: torch.dtype, attn: dict, tr
     for `materialise`."""
     folder = Path(folder)
     files = WeightFiles.of(folder)
-    config = AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
-    with parameters_on_meta():
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=trust_remote_code, **attn)
+    try:
+        config = AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
+        with parameters_on_meta():
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=trust_remote_code, **attn)
+    # As load_model reports them: the user's folder, so one line instead of a traceback.
+    except CONFIG_ERRORS as e:
+        text = " ".join(str(e).split())[:400] or type(e).__name__
+        raise PodiumError(f"could not load model {str(folder)!r}: {text}") from None
     model.tie_weights()  # re-registered parameters: the tie made during construction is to be made again
     if (folder / "generation_config.json").is_file():
         model.generation_config = GenerationConfig.from_pretrained(str(folder))
@@ -348,25 +357,29 @@ def materialise(model: torch.nn.Module, device: torch.device, *, offload: bool =
         raise PodiumError("rank-local loading: the model carries no weight files (build it with empty_model)")
     files: WeightFiles = vars(inner)[SOURCE_ATTR]
     plan = plan_sources(inner, files)
-    names = _names_in(model, inner)
     # Tensors already real (buffers from the modules' init, LoRA adapters) keep their values across to_empty.
-    kept_params = {id(p): _local(p).detach().clone() for p in model.parameters() if not p.is_meta}
+    kept = {name: _local(p).detach().clone() for name, p in model.named_parameters() if not p.is_meta}
     kept_buffers = [(m, n, b) for m in model.modules() for n, b in m._buffers.items() if b is not None and not b.is_meta]
-    tied_before = _tied_groups(model)
+    tied = _tied_places(model)
     model.to_empty(device="cpu" if offload else device)
     for m, n, b in kept_buffers:
         m._buffers[n] = b
+    for places in tied:  # to_empty of a plain (unsharded) module makes a new parameter per place: tie them again
+        first = _param_at(model, places[0])
+        for mod_name, p_name in places[1:]:
+            model.get_submodule(mod_name)._parameters[p_name] = first
+    names = _names_in(model, inner)
     loaded = 0
     with files:
-        for p in dict.fromkeys(model.parameters()):
-            if id(p) in kept_params:
-                _local(p).copy_(kept_params.pop(id(p)))
+        for name, p in model.named_parameters():  # each shared parameter once
+            if name in kept:
+                _local(p).copy_(kept.pop(name))
                 continue
-            aliases = names.get(id(p), [])
+            aliases = names[id(p)]
             source = next((plan[a] for a in aliases if a in plan), None)
             if source is None:
-                raise PodiumError(f"{files.folder}: no tensor for parameter {aliases[0] if aliases else '?'} in its "
-                                  "safetensors files (a model folder whose weights do not match its config.json?)")
+                raise PodiumError(f"{files.folder}: no tensor for parameter {aliases[0]} in its safetensors files (a "
+                                  "model folder whose weights do not match its config.json?)")
             shape = source.shape(files)
             if tuple(shape) != tuple(p.shape):
                 raise PodiumError(f"{files.folder}: {aliases[0]} has shape {tuple(shape)} in the files, the model built "
@@ -376,9 +389,6 @@ def materialise(model: torch.nn.Module, device: torch.device, *, offload: bool =
             _local(p).copy_(piece)
             del piece
             loaded += 1
-    for group in tied_before:  # to_empty keeps a shared parameter shared; a tie it lost is an error, not a silent copy
-        if len({id(t) for t in group(model)}) != 1:
-            raise PodiumError("rank-local loading: tied weights came apart while materialising")
     delattr(inner, SOURCE_ATTR)
     return {"tensors": loaded, "bytes_read": files.bytes_read}
 
@@ -387,19 +397,18 @@ def _local(t: torch.Tensor) -> torch.Tensor:
     return t.to_local() if isinstance(t, DTensor) else t
 
 
-def _tied_groups(model: torch.nn.Module):
-    """Getters of each set of module attributes that share one parameter."""
+def _tied_places(model: torch.nn.Module) -> list[list[tuple[str, str]]]:
+    """(module name, parameter name) of each parameter registered in more than one place (tied embeddings)."""
     owners: dict[int, list[tuple[str, str]]] = {}
     for mod_name, m in model.named_modules(remove_duplicate=False):
         for p_name, p in m._parameters.items():
             if p is not None:
                 owners.setdefault(id(p), []).append((mod_name, p_name))
-    groups = []
-    for places in owners.values():
-        unique = list(dict.fromkeys(places))
-        if len({m for m, _ in unique}) > 1:
-            groups.append(lambda root, places=unique: [root.get_submodule(m)._parameters[n] for m, n in places])
-    return groups
+    return [list(dict.fromkeys(places)) for places in owners.values() if len(dict.fromkeys(places)) > 1]
+
+
+def _param_at(model: torch.nn.Module, place: tuple[str, str]) -> torch.nn.Parameter:
+    return model.get_submodule(place[0])._parameters[place[1]]
 
 
 @contextmanager
