@@ -15,6 +15,10 @@ touched), the local shard's bytes and the load's wall time. Both ways end with t
 of each rank's shards is compared).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/rank_local_memory.py        # ~1-2 minutes on 2 cores
+    PODIUM_MEMORY_DEVICE=cuda .venv/bin/python benchmarks/rank_local_memory.py --no-record   # 2 GPUs (NCCL)
+
+On GPUs (scripts/gpu_check.sh fsdp) the shards end on the GPUs and each row also has the GPU peak
+(torch.cuda.max_memory_allocated).
 
 Prints one row per way of loading; a JSON line goes to benchmarks/results/rank_local_memory.jsonl.
 """
@@ -38,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHAPE = {"vocab_size": 32000, "hidden_size": 1024, "intermediate_size": 2816, "num_hidden_layers": 8,
          "num_attention_heads": 16, "num_key_value_heads": 16, "tie_word_embeddings": False}
 MiB = 2**20
+DEVICE = os.environ.get("PODIUM_MEMORY_DEVICE", "cpu")  # cpu: gloo ranks; cuda: NCCL ranks on GPUs 0 and 1
 
 
 def status() -> dict[str, int]:
@@ -81,7 +86,7 @@ def worker(folder: str, out: str) -> None:
     sampler.start()
     t0 = time.perf_counter()
     model = load_model(folder, rank_local=True)
-    model = shard_model(model, env_settings(), torch.device("cpu"))
+    model = shard_model(model, env_settings(), state.device)
     seconds = time.perf_counter() - t0
     sampler.running = False
     sampler.join()
@@ -91,7 +96,10 @@ def worker(folder: str, out: str) -> None:
            "peak_rss_over_before": after["VmHWM"] - before["VmRSS"],
            "peak_anon_over_before": sampler.peak["RssAnon"] - before["RssAnon"],
            "peak_file": sampler.peak["RssFile"] - before["RssFile"], "after_rss": after["VmRSS"],
-           "shard_bytes": state_bytes(model)["parameters"], "seconds": seconds, "checksum": checksum}
+           "shard_bytes": state_bytes(model)["parameters"], "seconds": seconds, "checksum": checksum,
+           "device": str(state.device)}
+    if state.device.type == "cuda":
+        row["gpu_peak"] = torch.cuda.max_memory_allocated(state.device)
     rows = [None] * state.num_processes
     dist.all_gather_object(rows, row)  # plain dicts of numbers, between this benchmark's own ranks
     if state.is_main_process:
@@ -112,7 +120,7 @@ def save_model_folder(folder: Path) -> int:
 def launch(folder: Path, out: Path, rank_local: bool) -> list[dict]:
     from podium.training.fsdp import ENV, FSDPSettings
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1", "HF_HUB_OFFLINE": "1",
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **({"ACCELERATE_USE_CPU": "1"} if DEVICE == "cpu" else {}), "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}", ENV: FSDPSettings(rank_local_load=rank_local).to_env()}
     accelerate = str(Path(sys.executable).parent / "accelerate")
     subprocess.run([accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
@@ -133,17 +141,19 @@ def main() -> None:
         folder = Path(tmp) / "model"
         params = save_model_folder(folder)
         files = sorted(p.name for p in folder.glob("*.safetensors"))
-        result = {"date": date.today().isoformat(), "parameters": params, "dtype": "float32", "processes": 2,
+        result = {"date": date.today().isoformat(), "device": DEVICE, "parameters": params, "dtype": "float32", "processes": 2,
                   "files": len(files), "model_bytes": sum((folder / f).stat().st_size for f in files), "shape": SHAPE}
         for name, rank_local in (("whole", False), ("rank_local", True)):
             result[name] = launch(folder, Path(tmp) / f"{name}.json", rank_local)
     assert [r["checksum"] for r in result["whole"]] == [r["checksum"] for r in result["rank_local"]], "shards differ"
-    print(f"{params / 1e6:.1f}M parameters, {result['model_bytes'] / MiB:.0f} MiB in {len(files)} files; 2 processes (gloo)")
+    print(f"{params / 1e6:.1f}M parameters, {result['model_bytes'] / MiB:.0f} MiB in {len(files)} files; 2 processes "
+          f"({'gloo, CPU' if DEVICE == 'cpu' else 'NCCL, GPUs'})")
     print(f"{'loading':<11} {'rank':>4} {'peak RSS +':>11} {'peak anon +':>12} {'peak file':>10} {'shard':>8} {'seconds':>8}")
     for name in ("whole", "rank_local"):
         for r in result[name]:
             print(f"{name:<11} {r['rank']:>4} {r['peak_rss_over_before'] / MiB:>9.0f} M {r['peak_anon_over_before'] / MiB:>10.0f} M"
-                  f" {r['peak_file'] / MiB:>8.0f} M {r['shard_bytes'] / MiB:>6.0f} M {r['seconds']:>8.1f}")
+                  f" {r['peak_file'] / MiB:>8.0f} M {r['shard_bytes'] / MiB:>6.0f} M {r['seconds']:>8.1f}"
+                  + (f"  GPU peak {r['gpu_peak'] / MiB:.0f} M" if "gpu_peak" in r else ""))
     if not args.no_record:
         with open(ROOT / "benchmarks" / "results" / "rank_local_memory.jsonl", "a") as f:
             f.write(json.dumps(result) + "\n")

@@ -37,6 +37,9 @@ from podium.training.fsdp import ENV, FSDPSettings
 # compute (FSDP2's MixedPrecisionPolicy), compared with the one-process fp32 twins at a bf16 tolerance.
 ON_CUDA = os.environ.get("PODIUM_FSDP_TEST_DEVICE") == "cuda"
 BF16 = os.environ.get("PODIUM_FSDP_TEST_BF16") == "1"
+# PODIUM_FSDP_TEST_OFFLOAD=1 (CUDA only; CPU ranks have nothing to offload): FSDP2's CPU offload, rank-local loading
+# then fills shards in host memory while the buffers stay on the GPU.
+OFFLOAD = os.environ.get("PODIUM_FSDP_TEST_OFFLOAD") == "1"
 TOLERANCE = 1e-2 if BF16 else 1e-5
 # benchmarks/sharded_memory.py measures "medium" and "large" too (and on GPUs: scripts/gpu_check.sh fsdp)
 MEMORY_SIZES = ("small",) if not ON_CUDA else ()
@@ -83,7 +86,8 @@ def test_fsdp_on_two_processes_equals_one_for_sft_every_objective_and_lora(tmp_p
         folder = save_model(built, tok, tmp_path / family, max_shard_size="100KB")
         runs[family] = ("train", {**runs["dpo"][1], "model": str(folder), "reference_cache_dir": str(tmp_path / f"cache-{family}")})
     assert (tmp_path / "llama3" / "model.safetensors.index.json").exists()
-    whole = {"env": {ENV: FSDPSettings(mixed_precision="bf16" if BF16 else "no", rank_local_load=False).to_env()}}
+    whole = {"env": {ENV: FSDPSettings(mixed_precision="bf16" if BF16 else "no", cpu_offload=OFFLOAD,
+                                       rank_local_load=False).to_env()}}
     plan = [{"kind": kind, "config": cfg, "out": str(tmp_path / "two" / name)} for name, (kind, cfg) in runs.items()]
     plan += [{"kind": "train", "config": {**runs[f][1], "reference_cache_dir": str(tmp_path / f"cache-{f}-whole")},
               "out": str(tmp_path / "two" / f"{f}-whole"), **whole} for f in LOAD_FAMILIES]
@@ -94,7 +98,7 @@ def test_fsdp_on_two_processes_equals_one_for_sft_every_objective_and_lora(tmp_p
                            "--main_process_port", "0", "--mixed_precision", "no", "--dynamo_backend", "no", str(SWEEP),
                            str(tmp_path / "runs.json")],
                           env=env(**({} if ON_CUDA else {"ACCELERATE_USE_CPU": "1"}),
-                                  **{ENV: FSDPSettings(mixed_precision="bf16" if BF16 else "no").to_env()}),
+                                  **{ENV: FSDPSettings(mixed_precision="bf16" if BF16 else "no", cpu_offload=OFFLOAD).to_env()}),
                           cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     log = done.stdout + done.stderr
