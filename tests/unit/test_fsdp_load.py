@@ -7,6 +7,7 @@ tests/integration/test_fsdp.py."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -72,6 +73,13 @@ def test_rows_come_from_the_file_that_holds_them(saved, tmp_path):
     (broken / "model.safetensors.index.json").write_text("[1, 2]")
     with pytest.raises(PodiumError, match="not a safetensors index"):
         WeightFiles.of(broken)
+    # A truncated weight file is named before any of its bytes are used.
+    cut = tmp_path / "cut"
+    shutil.copytree(folder, cut)
+    file = cut / index["model.embed_tokens.weight"]
+    file.write_bytes(file.read_bytes()[:-64])
+    with pytest.raises(PodiumError, match=f"{file.name}: damaged or unreadable safetensors file"), WeightFiles.of(cut) as f:
+        f.rows("model.embed_tokens.weight", 0, 1)
 
 
 @pytest.mark.parametrize("family", ["llama3", "gemma2", "mixtral"])

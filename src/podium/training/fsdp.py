@@ -111,8 +111,10 @@ def rank_local_wanted() -> bool:
     settings = env_settings()
     if settings is not None:
         return settings.rank_local_load
+    # accelerate's own FSDP launch: FSDP on GPUs only (on CPU accelerate runs it as DDP, and nothing would shard)
     return (os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
-            and os.environ.get("FSDP_CPU_RAM_EFFICIENT_LOADING", "true").lower() in ("true", "1"))
+            and os.environ.get("FSDP_CPU_RAM_EFFICIENT_LOADING", "true").lower() in ("true", "1")
+            and torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "0").lower() not in ("1", "true"))
 
 
 def sharded_launch() -> bool:

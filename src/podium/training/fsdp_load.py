@@ -10,12 +10,12 @@ memory first: 8 x 144 GB for a 72B model in bf16 on one 8-GPU machine. Here inst
 2. `podium.training.fsdp.shard_model` applies `fully_shard` per decoder layer, then the root: the parameters
    become meta `DTensor`s sharded on dim 0.
 3. `materialise`: `to_empty` gives each rank empty local shards; each rank then reads only its own rows of each
-   tensor from the safetensors files (`safe_open(...).get_slice(name)[start:stop]`, through
-   `model.safetensors.index.json` for sharded Hub layouts) and copies them into `to_local()`. Tensors that were
+   tensor from the safetensors files (the bytes of rows [start, stop), through `model.safetensors.index.json` for
+   sharded Hub layouts) and copies them into `to_local()`. Tensors that were
    real before (buffers, LoRA adapters peft initialised on the host) keep their values.
 
-Peak host memory per rank is its shard plus one tensor's rows (the mmap'd pages of the rows it read), not the
-model. Checkpoint layouts transformers converts on load (Mixtral's per-expert `w1`/`w2`/`w3` into fused
+Peak host memory per rank is its shard plus one tensor's rows, not the model (on GPUs: one tensor's rows).
+Checkpoint layouts transformers converts on load (Mixtral's per-expert `w1`/`w2`/`w3` into fused
 `gate_up_proj` / `down_proj`) are read the same way: the rows of expert e of a fused tensor are expert e's
 files, concatenated as transformers' `MergeModulelist` + `Concatenate` do; a conversion podium does not know is a
 PodiumError that names it (`launch: {fsdp: {rank_local_load: false}}` loads whole models instead).
@@ -36,7 +36,6 @@ from pathlib import Path
 
 import torch
 from huggingface_hub import errors as hub_errors
-from safetensors import SafetensorError, safe_open
 from torch.distributed.tensor import DTensor, Shard
 from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
@@ -85,13 +84,26 @@ def local_rows(t: torch.Tensor) -> tuple[int, int] | None:
 
 # --- the weight files ---------------------------------------------------------------------------------
 
+# safetensors dtype names (the format's header) -> torch dtypes
+ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+             "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+             "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
+MAX_HEADER = 100 * 2**20  # the safetensors format's own bound on a header
+
+
 @dataclass
 class WeightFiles:
     """The safetensors files of a model folder and which file holds each tensor (the index of a sharded layout,
-    else every `*.safetensors` file's own keys). Read tensors with `rows`; `open()` first, `close()` after."""
+    else every `*.safetensors` file's own keys). Read rows with `rows` inside `with files:`.
+
+    Rows are read with positioned reads of exactly their bytes (a tensor is stored row-major, so rows [a, b) are
+    one contiguous byte range), not through a memory map: the pages of a mapped file count in the process's
+    resident memory while the file stays open, and the kernel's read-ahead maps neighbouring rows too. Each
+    file's header is checked (dtype, shape, offsets inside the file) before any of its bytes are used."""
 
     folder: Path
     where: dict[str, str] = field(default_factory=dict)  # tensor name -> file name
+    _headers: dict[str, tuple[int, dict]] = field(default_factory=dict, repr=False)  # file -> (data start, header)
     _open: dict[str, object] = field(default_factory=dict, repr=False)
     _stack: ExitStack | None = field(default=None, repr=False)
     bytes_read: int = 0
@@ -103,22 +115,21 @@ class WeightFiles:
         if index.is_file():
             try:
                 weight_map = json.loads(index.read_text())["weight_map"]
-            except (ValueError, KeyError, TypeError) as e:
+                files = set(weight_map.values())
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
                 raise PodiumError(f"{index}: not a safetensors index ({type(e).__name__}: {e}); expected "
                                   '{"weight_map": {tensor: file}}') from None
-            files = set(weight_map.values())
             for name in files:
-                if "/" in name or name.startswith(".") or not (folder / name).is_file():
+                if not isinstance(name, str) or "/" in name or name.startswith(".") or not (folder / name).is_file():
                     raise PodiumError(f"{index}: names {name!r}, which is not a file in {folder}")
             return cls(folder, dict(weight_map))
         files = sorted(p.name for p in folder.glob("*.safetensors"))
         if not files:
             raise PodiumError(f"{folder}: no *.safetensors weights to load")
-        where = {}
+        out = cls(folder)
         for name in files:
-            with _safe_open(folder / name) as f:
-                where.update({k: name for k in f.keys()})
-        return cls(folder, where)
+            out.where.update(dict.fromkeys(out._header(name)[1], name))
+        return out
 
     def keys(self):
         return self.where.keys()
@@ -133,33 +144,66 @@ class WeightFiles:
             self._stack.close()
         self._stack = None
 
-    def _file(self, name: str):
+    def _header(self, file: str) -> tuple[int, dict]:
+        """(offset of the data, {tensor: {dtype, shape, data_offsets}}) of one file, checked."""
+        if file not in self._headers:
+            path = self.folder / file
+            try:
+                size = path.stat().st_size
+                with open(path, "rb") as f:
+                    n = int.from_bytes(f.read(8), "little")
+                    if not 0 < n <= min(MAX_HEADER, size - 8):
+                        raise ValueError(f"header length {n} does not fit the file ({size} bytes)")
+                    header = json.loads(f.read(n))
+                header.pop("__metadata__", None)
+                for name, entry in header.items():
+                    begin, end = entry["data_offsets"]
+                    count = 1
+                    for d in entry["shape"]:
+                        count *= int(d)
+                    itemsize = torch.empty((), dtype=ST_DTYPES[entry["dtype"]]).element_size()
+                    if not 0 <= begin <= end <= size - 8 - n or end - begin != count * itemsize:
+                        raise ValueError(f"tensor {name!r}: offsets {begin}..{end} do not hold shape {entry['shape']} "
+                                         f"of {entry['dtype']} inside the file")
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise PodiumError(f"{path}: damaged or unreadable safetensors file ({type(e).__name__}: {e})") from None
+            self._headers[file] = (8 + n, header)
+        return self._headers[file]
+
+    def _entry(self, name: str) -> tuple[str, int, dict]:
         file = self.where[name]
-        if file not in self._open:
-            if self._stack is None:
-                raise RuntimeError("WeightFiles.rows outside `with files:`")
-            self._open[file] = self._stack.enter_context(_safe_open(self.folder / file))
-        return self._open[file]
+        start, header = self._header(file)
+        if name not in header:
+            raise PodiumError(f"{self.folder / file}: no tensor {name!r}, which {INDEX} places there")
+        return file, start, header[name]
 
     def shape(self, name: str) -> tuple[int, ...]:
-        return tuple(self._file(name).get_slice(name).get_shape())
+        return tuple(int(d) for d in self._entry(name)[2]["shape"])
 
     def rows(self, name: str, start: int | None = None, stop: int | None = None) -> torch.Tensor:
         """Rows [start, stop) of tensor `name` (all of it when start is None), read from its file alone."""
-        piece = self._file(name).get_slice(name)
-        t = piece[:] if start is None or not piece.get_shape() else piece[start:stop]
-        self.bytes_read += t.numel() * t.element_size()
-        return t
-
-
-@contextmanager
-def _safe_open(path: Path):
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            yield f
-    except (OSError, SafetensorError) as e:
-        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise PodiumError(f"{path}: damaged or unreadable safetensors file ({text})") from None
+        file, data, entry = self._entry(name)
+        shape = [int(d) for d in entry["shape"]]
+        dtype = ST_DTYPES[entry["dtype"]]
+        if start is None or not shape:
+            start, stop = 0, (shape[0] if shape else 1)
+        rows = max(0, stop - start)
+        begin, end = entry["data_offsets"]
+        row_bytes = (end - begin) // (shape[0] if shape and shape[0] else 1)
+        out_shape = [rows, *shape[1:]] if shape else []
+        if rows == 0 or row_bytes == 0:
+            return torch.empty(out_shape, dtype=dtype)
+        if self._stack is None:
+            raise RuntimeError("WeightFiles.rows outside `with files:`")
+        if file not in self._open:
+            self._open[file] = self._stack.enter_context(open(self.folder / file, "rb"))
+        f = self._open[file]
+        buffer = bytearray(rows * row_bytes)
+        f.seek(data + begin + start * row_bytes)
+        if f.readinto(buffer) != len(buffer):
+            raise PodiumError(f"{self.folder / file}: {name!r} ends before its header says (truncated file?)")
+        self.bytes_read += len(buffer)
+        return torch.frombuffer(buffer, dtype=dtype).view(out_shape)
 
 
 # --- model parameter -> file tensors --------------------------------------------------------------------
