@@ -150,3 +150,14 @@ def test_weights_that_do_not_fit_the_config_are_a_podium_error(saved, tmp_path):
     (folder / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 3, "layer_types": None}))
     with pytest.raises(PodiumError, match="no tensor for parameter model.layers.2"):
         materialise(empty_model(folder, dtype=torch.float32, attn={}), torch.device("cpu"))
+
+
+def test_an_empty_model_that_no_launch_shards_is_a_podium_error(saved, tmp_path):
+    """Only sharding fills an empty model: a run that does not shard says so instead of training meta tensors."""
+    from podium.training.loop import train_loop
+    from podium.training.settings import TrainSettings
+
+    model = empty_model(saved["llama3"], dtype=torch.float32, attn={})
+    with pytest.raises(PodiumError, match="built empty for FSDP2's rank-local loading, but this run does not shard it"):
+        train_loop(model, lambda m, b: None, [{}, {}], lambda rows: {}, TrainSettings(batch_size=1, max_steps=1),
+                   tmp_path / "out", show_progress=False)
