@@ -433,6 +433,14 @@ def materialise(model: torch.nn.Module, device: torch.device, *, offload: bool =
             _local(p).copy_(piece)
             del piece
             loaded += 1
+        for m in model.modules():  # persistent buffers the files hold load as from_pretrained loads them (whole)
+            for n, b in m._buffers.items():
+                if b is None or n in m._non_persistent_buffers_set:
+                    continue
+                source = next((plan[a] for a in names.get(id(b), []) if a in plan), None)
+                if source is not None and tuple(source.shape(files)) == tuple(b.shape):
+                    b.copy_(source.read(files, None, None))
+                    loaded += 1
     delattr(inner, SOURCE_ATTR)
     return {"tensors": loaded, "bytes_read": files.bytes_read}
 
