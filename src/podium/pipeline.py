@@ -30,6 +30,8 @@ from pydantic_core import PydanticCustomError
 
 from podium.cards.report import write_report
 from podium.config import Located, format_validation_error, load_yaml, parse_override, set_in, validate
+from podium.data.source_check import source_problems
+from podium.data.stage_sources import StageView
 from podium.distributed.launcher import run_distributed
 from podium.distributed.spec import LaunchSpec, check_environment, plan_launch, train_key
 from podium.errors import ConfigError, PodiumError
@@ -297,6 +299,9 @@ def plan_problems(plan: RunPlan) -> list[str]:
         problems.extend(ps.missing)
         if why := stage_dir_problem(ps.out_dir):
             problems.append(f"stage {ps.name!r}: {why}")
+    # The first rows of every data source, read as the stage will read them (podium.data.source_check).
+    problems.extend(source_problems([StageView(ps.name, ps.kind, ps.config, ps.out_dir) for ps in plan.stages],
+                                    only={ps.name for ps in plan.stages if ps.status in ("run", "resume")}))
     return problems
 
 

@@ -30,13 +30,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("stages", ("podium.models.build", "podium.tasks.stage", "podium.training.sft", "podium.training.train",
                 "podium.evaluation.stage", "podium.generation.stage", "podium.selfplay.sgd", "podium.pairs.stage",
                 "podium.selfplay.sppo", "podium.merging.stage", "podium.cards.stage")),
-    ("pipeline", ("podium.pipeline", "podium.seeding", "podium.multiseed")),
+    ("pipeline", ("podium.pipeline", "podium.seeding", "podium.multiseed", "podium.preview")),
     ("cli", ("podium.cli", "podium.__main__")),
 ]
 RANK = {name: i for i, (name, _) in enumerate(LAYERS)}
 
 # Packages that are optional extras or take seconds to import: imported inside the function that needs them.
-LAZY_PACKAGES = {"vllm", "lm_eval", "llm_blender", "matplotlib", "datasets", "peft", "deepspeed"}
+LAZY_PACKAGES = {"vllm", "lm_eval", "llm_blender", "matplotlib", "datasets", "peft", "deepspeed",
+                 "pyarrow"}  # pyarrow: with datasets, only Arrow sources need it
 # Other function-level imports, each with its reason (module, imported module).
 KNOWN_LAZY = {
     ("podium.training.loop", "accelerate"): "accelerate starts only with a training run (training/loop.py, harden)",

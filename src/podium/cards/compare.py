@@ -188,6 +188,23 @@ def interval_text(row: dict) -> str:
     return f"{_fmt(row['mean'])} ± {_fmt(row['half_width'])} [{_fmt(row['low'])}, {_fmt(row['high'])}]"
 
 
+# Beyond this many paired differences between the evaluations of one task, compare.md and the plot show each
+# evaluation against the task's first one (its baseline, e.g. eval_sft) only; compare.json keeps them all.
+SHOWN_DIFFERENCES = 12
+
+
+def shown_differences(group: dict) -> tuple[list[dict], int]:
+    """The differences compare.md shows for `group`, and how many it leaves to compare.json."""
+    diffs = group["differences"]
+    evals = [d for d in diffs if d["kind"] == "eval"]
+    if len(evals) <= SHOWN_DIFFERENCES:
+        return diffs, 0
+    later = {d["stage"] for d in evals}
+    baselines = {d["minus"] for d in evals if d["minus"] not in later}  # evaluations no other one precedes
+    kept = [d for d in diffs if d["kind"] != "eval" or d["minus"] in baselines]
+    return kept, len(diffs) - len(kept)
+
+
 def compare_markdown(result: dict) -> str:
     """compare.md: differences first (the claims), then every metric."""
     pct = round(100 * result["confidence"])
@@ -195,15 +212,19 @@ def compare_markdown(result: dict) -> str:
     for g in result["groups"]:
         seeds = ", ".join("?" if s is None else str(s) for s in g["seeds"])
         lines += [f"## {g['label']} ({len(g['runs'])} runs; seeds {seeds})", ""]
-        if g["differences"]:
+        shown, left = shown_differences(g)
+        if shown:
             lines += ["| difference | metric | mean ± CI [low, high] | excludes 0 | per seed |", "|---|---|---|---|---|"]
-            for d in g["differences"]:
+            for d in shown:
                 what = (f"{d['stage']} − {d['minus']}" if d["kind"] == "eval"
                         else f"{d['stage']}: {d['metric'].split('/')[0]} − {d['minus_metric'].split('/')[0]}")
                 metric = d["metric"].split("/", 1)[1] if d["kind"] == "iteration" else d["metric"]
                 per_seed = ", ".join(f"{v:+.4f}" for v in d["values"])
                 lines.append(f"| {what} | {metric} | {interval_text(d)} | {'yes' if d['excludes_zero'] else 'no'} "
                              f"| {per_seed} |")
+            if left:
+                lines += ["", f"Each evaluation against its task's first one; the {left} differences between the "
+                          "later evaluations are in compare.json."]
             lines.append("")
         lines += ["| stage | metric | mean ± CI [low, high] | std | per seed |", "|---|---|---|---|---|"]
         for m in g["metrics"]:
@@ -270,7 +291,7 @@ def plot_compare(result: dict, out_dir: Path) -> list[Path]:
             ax.legend(fontsize=8)
         written.append(_save_png(fig, out_dir / f"compare_{base}.png"))
         plt.close(fig)
-    diffs = [(g["label"], d) for g in result["groups"] for d in g["differences"]
+    diffs = [(g["label"], d) for g in result["groups"] for d in shown_differences(g)[0]
              if d["metric"].split("/")[-1] in PLOTTED]
     if diffs:
         fig, ax = plt.subplots(figsize=(6.0, 0.45 * len(diffs) + 1.2))

@@ -23,6 +23,8 @@ from podium.stages import STAGES, load_all_stages
 COMMANDS = {
     "run": ("podium.cli.run", "run a recipe: podium run RECIPE.yaml [--output DIR] [--seeds 0,1,2] [--dry-run] "
             "[key=value ...]"),
+    "preview": ("podium.cli.preview", "what training sees: podium preview RECIPE.yaml STAGE [--rows N] [--json] "
+                "[--model DIR]"),
     "compare": ("podium.cli.compare", "means and 95 % CIs across seeds: podium compare RUN_DIR... [--output DIR]"),
     "stage": ("podium.cli.stage", "run one stage kind alone: podium stage KIND CONFIG.yaml [--output DIR] [key=value ...]"),
     "merge": ("podium.cli.merge", "merge models from a mergekit YAML: podium merge CONFIG.yml OUTPUT_DIR"),

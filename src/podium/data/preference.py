@@ -54,10 +54,10 @@ class PairStats:
         return out
 
 
-def read_pairs(data, seed: int = 0, log=None) -> list[dict]:
-    """Preference records from a JSONL file, a dataset or a mixture with per-source counts
-    (`podium.data.mixture`); errors name file, line and field."""
-    rows, _ = build_mixture(data, seed=seed, shuffle=False, log=log)
+def read_pairs(data, seed: int = 0, log=None, skipped: dict | None = None) -> list[dict]:
+    """Preference records from a JSONL file, a dataset or a mixture with per-source counts and formats
+    (`podium.data.mixture`, `podium.data.formats`); errors name file, line and field."""
+    rows, _ = build_mixture(data, seed=seed, shuffle=False, log=log, use="pairs", skipped=skipped)
     for row in rows:
         where = row.get("_source", "record")
         for key in ("prompt", "chosen", "rejected"):

@@ -275,7 +275,7 @@ def train_loop(
         global_count = acc.reduce(count, reduction="sum") if world > 1 else count
         loss_total = torch.zeros((), device=acc.device)
         sums: dict[str, torch.Tensor] = {}
-        n_items = torch.zeros((), device=acc.device)
+        counts: dict[str, torch.Tensor] = {}  # per metric: examples it covers (NaN marks one it does not, as KTO's)
         n_tokens = 0
         for j, batch in enumerate(batches):
             batch = {k: v.to(acc.device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -289,13 +289,14 @@ def train_loop(
             loss_total += loss_sum.detach()
             for k, v in metrics.items():
                 v = v.detach().float()
-                sums[k] = sums.get(k, 0) + v.sum()
-            n_items += metrics_len(metrics, batch)
+                seen = ~v.isnan()
+                sums[k] = sums.get(k, 0) + torch.where(seen, v, 0.0).sum()
+                counts[k] = counts.get(k, 0) + seen.sum()
             n_tokens += int(batch.get("num_tokens", 0))
         if world > 1:
             loss_total = acc.reduce(loss_total, reduction="sum")
-            n_items = acc.reduce(n_items, reduction="sum")
             sums = {k: acc.reduce(v, reduction="sum") for k, v in sums.items()}
+            counts = {k: acc.reduce(v, reduction="sum") for k, v in counts.items()}
             n_tokens, step_flops = acc.reduce(torch.tensor([float(n_tokens), step_flops], device=acc.device),
                                               reduction="sum").tolist()
             n_tokens = int(n_tokens)
@@ -321,8 +322,7 @@ def train_loop(
         dt = time.perf_counter() - t0
 
         record = {"step": step + 1, "epoch": round((step + 1) / steps_per_epoch, 4), "loss": loss_value}
-        denom = max(float(n_items), 1.0)
-        record.update({k: (v / denom).item() for k, v in sums.items()})
+        record.update({k: (v / counts[k]).item() for k, v in sums.items() if counts[k] > 0})
         record.update({"grad_norm": grad_norm, **({"weight_norm": w_norm} if w_norm is not None else {}), "lr": lr,
                        f"{example_unit}_per_second": global_batch / dt})
         if n_tokens:
@@ -408,12 +408,6 @@ def rank_memory(model, optimizer, log=None) -> dict[str, float]:
         log.info("held per process (MiB): " + "; ".join(
             f"rank {i}: " + ", ".join(f"{k} {v / 2**20:.2f}" for k, v in r.items()) for i, r in enumerate(ranks)))
     return out
-
-
-def metrics_len(metrics: dict, batch: dict) -> int:
-    for v in metrics.values():
-        return int(v.numel())
-    return int(batch.get("num_examples", 0))
 
 
 def diverged(acc, ckpt_dir: Path, guard: DivergenceGuard, reason: str, step: int, applied: bool):
