@@ -3,7 +3,7 @@
 # vLLM needs CUDA). Run from the repository root on a machine with at least one CUDA GPU:
 #   bash scripts/gpu_check.sh            # ~10 minutes on one GPU once the packages are installed
 #   bash scripts/gpu_check.sh speed      # only part 3 (issue 18: DPO/SFT vs TRL, sampling vs vLLM), ~7 minutes
-#   bash scripts/gpu_check.sh fsdp       # only part 4 (issue 25: podium's FSDP2 under NCCL, fp32 and bf16), ~6 minutes, 2+ GPUs
+#   bash scripts/gpu_check.sh fsdp       # only part 4 (issue 25: podium's FSDP2 under NCCL, fp32, bf16, offload), ~9 min, 2+ GPUs
 # It prints what ran and what was skipped; results go to gpu_check/ (logs and metrics).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -67,6 +67,11 @@ fi
 #    per-rank parameters/gradients/optimizer halved, kill -9 resume, 2 -> 1 -> 2 resume, damaged-checkpoint
 #    fallback; then the sweep again in bf16 (MixedPrecisionPolicy) against the fp32 twins at a bf16 tolerance;
 #    then measured per-GPU peaks (torch.cuda.max_memory_allocated) next to podium's estimate.
+#    Rank-local loading (each rank reads only its rows of the weight files) is the default in all of these; the
+#    sweep also trains DPO on Llama/Qwen2/Gemma-2/Mixtral loaded rank-locally and whole (equal weights). Then the
+#    sweep with FSDP2's CPU offload (rank-local shards filled in host memory, buffers on the GPUs), and the host
+#    memory of whole vs rank-local loading of a 168M model onto 2 GPUs (benchmarks/rank_local_memory.py).
+#    Not run yet: no GPU was available where these were written.
 if [ "$PART" = all ] || [ "$PART" = fsdp ]; then
   if [ "$(nvidia-smi -L | wc -l)" -ge 2 ]; then
     PODIUM_FSDP_TEST_DEVICE=cuda NVIDIA_TF32_OVERRIDE=0 timeout 900 $PY -m pytest -q -rs -m integration \
@@ -74,6 +79,10 @@ if [ "$PART" = all ] || [ "$PART" = fsdp ]; then
     PODIUM_FSDP_TEST_DEVICE=cuda PODIUM_FSDP_TEST_BF16=1 timeout 600 $PY -m pytest -q -rs -m integration \
       tests/integration/test_fsdp.py -k equals 2>&1 | tee gpu_check/fsdp_bf16.log
     PODIUM_MEMORY_DEVICE=cuda timeout 600 $PY benchmarks/sharded_memory.py 2>&1 | tee gpu_check/fsdp_memory.log
+    PODIUM_FSDP_TEST_DEVICE=cuda PODIUM_FSDP_TEST_OFFLOAD=1 NVIDIA_TF32_OVERRIDE=0 timeout 600 $PY -m pytest -q -rs \
+      -m integration tests/integration/test_fsdp.py -k equals 2>&1 | tee gpu_check/fsdp_offload.log
+    PODIUM_MEMORY_DEVICE=cuda timeout 300 $PY benchmarks/rank_local_memory.py --no-record 2>&1 \
+      | tee gpu_check/fsdp_rank_local_memory.log
   else
     echo "fewer than 2 GPUs: the FSDP2 checks (part 4) need 2 (NCCL ranks on distinct GPUs); skipped"
   fi

@@ -40,6 +40,7 @@ def local_recipe(name: str, hub: dict[str, str], model: Path, out: Path, reward_
         if stage["name"] in dropped:
             continue
         stage = dict(stage)
+        stage.pop("launch", None)  # a stage's own launch (Rhea's dpo: FSDP2 with CPU offload) goes with the recipe's
         if isinstance(stage.get("model"), str) and (not stage["model"].startswith("@")
                                                      or stage["model"][1:] in dropped):
             stage["model"] = str(model)

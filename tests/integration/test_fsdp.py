@@ -1,9 +1,11 @@
 """podium's FSDP2 on 2 CPU processes (gloo): sharded training equals one process, per-rank memory halves,
 sharded pickle-free checkpoints resume after kill -9, at another world size (2 -> 1, 1 -> 2) and past a
-damaged last checkpoint.
+damaged last checkpoint; rank-local loading (each rank reads only its rows of the weight files) ends with the
+weights of the whole-model loading path on the families of tests/parity/families.py.
 
-Budget: one launch of 2 processes runs sft, every train objective and LoRA one after another
-(tests/integration/fsdp_sweep.py); their one-process twins (gradient accumulation 2) run in this process.
+Budget: one launch of 2 processes runs sft, every train objective and LoRA one after another, then DPO on each
+family loaded rank-locally and whole (tests/integration/fsdp_sweep.py); their one-process twins (gradient
+accumulation 2) run in this process.
 The resume test drives `podium run` itself, as a user would.
 """
 
@@ -23,9 +25,11 @@ import pytest
 import torch
 from benchmarks import sharded_memory
 from safetensors.torch import load_file
+from tests.parity.families import build_family
 from tests.pref_helpers import PAIRS, save_tiny, write_pairs
 
 from podium.losses import LOSS_SPECS
+from podium.models.io import save_model
 from podium.stages import run_stage
 from podium.training.fsdp import ENV, FSDPSettings
 
@@ -33,9 +37,15 @@ from podium.training.fsdp import ENV, FSDPSettings
 # compute (FSDP2's MixedPrecisionPolicy), compared with the one-process fp32 twins at a bf16 tolerance.
 ON_CUDA = os.environ.get("PODIUM_FSDP_TEST_DEVICE") == "cuda"
 BF16 = os.environ.get("PODIUM_FSDP_TEST_BF16") == "1"
+# PODIUM_FSDP_TEST_OFFLOAD=1 (CUDA only; CPU ranks have nothing to offload): FSDP2's CPU offload, rank-local loading
+# then fills shards in host memory while the buffers stay on the GPU.
+OFFLOAD = os.environ.get("PODIUM_FSDP_TEST_OFFLOAD") == "1"
 TOLERANCE = 1e-2 if BF16 else 1e-5
 # benchmarks/sharded_memory.py measures "medium" and "large" too (and on GPUs: scripts/gpu_check.sh fsdp)
 MEMORY_SIZES = ("small",) if not ON_CUDA else ()
+# Rank-local loading against whole-model loading: tied embeddings (llama3), qkv bias (qwen2), soft-capping and
+# four norms per layer (gemma2), fused experts converted from per-expert files (mixtral).
+LOAD_FAMILIES = ("llama3", "qwen2", "gemma2", "mixtral")
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(ON_CUDA and torch.cuda.device_count() < 2, reason="the CUDA run needs 2 GPUs")]
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,7 +83,17 @@ def test_fsdp_on_two_processes_equals_one_for_sft_every_objective_and_lora(tmp_p
         runs[f"train-{objective}"] = ("train", {**common, "learning_rate": 1e-4, "objective": objective, "data": str(pairs),
                                                 "max_length": 64, "reference_cache_dir": str(tmp_path / "cache")})
     runs["dpo_lora"] = ("train", {**runs["train-dpo"][1], "lora": {"r": 4, "alpha": 8}})
+    for family in LOAD_FAMILIES:  # saved in several files with an index, as Hub models are
+        built, tok = build_family(family, seed=2)
+        folder = save_model(built, tok, tmp_path / family, max_shard_size="100KB")
+        runs[family] = ("train", {**runs["train-dpo"][1], "model": str(folder),
+                                  "reference_cache_dir": str(tmp_path / f"cache-{family}")})
+    assert (tmp_path / "llama3" / "model.safetensors.index.json").exists()
+    whole_load = {"env": {ENV: FSDPSettings(mixed_precision="bf16" if BF16 else "no", cpu_offload=OFFLOAD,
+                                            rank_local_load=False).to_env()}}
     plan = [{"kind": kind, "config": cfg, "out": str(tmp_path / "two" / name)} for name, (kind, cfg) in runs.items()]
+    plan += [{"kind": "train", "config": {**runs[f][1], "reference_cache_dir": str(tmp_path / f"cache-{f}-whole")},
+              "out": str(tmp_path / "two" / f"{f}-whole"), **whole_load} for f in LOAD_FAMILIES]
     plan += [{"kind": "memory", "size": size, "out": str(tmp_path / f"memory-{size}.json")} for size in MEMORY_SIZES]
     (tmp_path / "runs.json").write_text(json.dumps(plan))
     accelerate = str(Path(sys.executable).parent / "accelerate")
@@ -81,7 +101,7 @@ def test_fsdp_on_two_processes_equals_one_for_sft_every_objective_and_lora(tmp_p
                            "--main_process_port", "0", "--mixed_precision", "no", "--dynamo_backend", "no", str(SWEEP),
                            str(tmp_path / "runs.json")],
                           env=env(**({} if ON_CUDA else {"ACCELERATE_USE_CPU": "1"}),
-                                  **{ENV: FSDPSettings(mixed_precision="bf16" if BF16 else "no").to_env()}),
+                                  **{ENV: FSDPSettings(mixed_precision="bf16" if BF16 else "no", cpu_offload=OFFLOAD).to_env()}),
                           cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     log = done.stdout + done.stderr
@@ -96,6 +116,23 @@ def test_fsdp_on_two_processes_equals_one_for_sft_every_objective_and_lora(tmp_p
     for name in ("sft_lora", "dpo_lora"):  # the adapter itself, beside the merged model
         assert max_diff(tmp_path / "two" / name / "adapter", tmp_path / "one" / name / "adapter",
                         "adapter_model.safetensors") <= TOLERANCE, name
+
+    # Rank-local loading ends with the weights of the whole-model loading path and of one process, and the saved
+    # configs are the same. Every policy loads rank-locally (reward/gpm heads load whole), and each family's sharded
+    # reference too (its own cache: 2 loads); the objectives' shared reference cache is computed once.
+    def loads(name):
+        return json.loads((tmp_path / "two" / name / "sweep-metrics.json").read_text())["rank_local_loads"]
+
+    for name, (kind, cfg) in runs.items():
+        heads = kind == "train" and LOSS_SPECS[cfg["objective"]].kind == "preference_model"
+        assert loads(name) == 0 if heads else loads(name) >= 1, (name, loads(name))
+    for family in LOAD_FAMILIES:
+        two, whole_run = tmp_path / "two" / family, tmp_path / "two" / f"{family}-whole"
+        assert (loads(family), loads(f"{family}-whole")) == (2, 0), family
+        print(f"{family}: largest |rank-local - whole load| {max_diff(two, whole_run)}")
+        assert max_diff(two, whole_run) <= TOLERANCE, family
+        for meta in ("config.json", "generation_config.json"):
+            assert json.loads((two / meta).read_text()) == json.loads((whole_run / meta).read_text()), (family, meta)
 
     # Per-rank memory: parameters, gradients and optimizer state each about half of one process's.
     for name in ("sft", "train-dpo", "train-reward", "dpo_lora"):
@@ -117,12 +154,14 @@ def test_fsdp_on_two_processes_equals_one_for_sft_every_objective_and_lora(tmp_p
             assert 0.75 <= estimate / measured <= 1.25, (size, processes, estimate, measured)
 
 
+# lr 1e-4: the uninterrupted twin runs one process with accumulation 2, and Adam turns the float rounding of 2 ranks'
+# summed gradients vs 2 micro-batches into weight differences that scale with lr (1.4e-6 after 16 steps at 1e-3).
 RESUME = """\
 name: fsdp-resume
 launch: {num_processes: 2, timeout: 300, fsdp: true}
 stages:
   - {name: dpo, kind: train, model: MODEL, data: PAIRS, batch_size: 1, max_steps: 16, save_steps: 2,
-     save_total_limit: 2, max_length: 64, learning_rate: 1.0e-3, seed: 3, reference_cache_dir: cache}
+     save_total_limit: 2, max_length: 64, learning_rate: 1.0e-4, seed: 3, reference_cache_dir: cache}
 """
 
 # Loaded by every Python process of the run (PYTHONPATH) when PODIUM_TEST_STOP_AFTER_CHECKPOINT is set: the ranks
@@ -198,6 +237,7 @@ def test_fsdp_checkpoints_resume_after_kill9_at_another_world_size_and_past_dama
     log = (run / "dpo" / "launch.log").read_text()
     assert f"checkpoint {newest} is damaged (index-rank1.json is missing); trying {kept[-2][1].name}" in log
     assert f"resuming from {kept[-2][1]}" in log
+    print("resumed after kill -9 vs uninterrupted:", max_diff(straight / "dpo", run / "dpo"))
     assert max_diff(straight / "dpo", run / "dpo") <= 1e-6
 
     # 2 -> 1 -> 2: the killed run's copy goes on in one process (in-process, no launch) with accumulation 2 (the same
@@ -214,4 +254,5 @@ def test_fsdp_checkpoints_resume_after_kill9_at_another_world_size_and_past_dama
     podium_run(recipe, chain)
     log = (chain / "dpo" / "launch.log").read_text()
     assert "written by 1 process(es), resharded for 2" in log
+    print("resumed 2 -> 1 -> 2 vs uninterrupted:", max_diff(straight / "dpo", chain / "dpo"))
     assert max_diff(straight / "dpo", chain / "dpo") <= 1e-5

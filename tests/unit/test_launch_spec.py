@@ -218,7 +218,8 @@ def test_fsdp_launch_is_podiums_fsdp2_on_plain_ranks(tmp_path, monkeypatch):
     assert spec.distributed_type == "FSDP" and spec.sharded and spec.fsdp.cpu_offload
     argv, env = launch_command(spec, p.stages[0].out_dir, p.run_dir)
     assert json.loads(env["PODIUM_FSDP"]) == {"activation_checkpointing": False, "cpu_offload": True,
-                                              "mixed_precision": "no", "reshard_after_forward": True}
+                                              "mixed_precision": "no", "rank_local_load": True,
+                                              "reshard_after_forward": True}
     assert "--multi_gpu" in argv and not any(a.startswith("--fsdp") or a == "--use_fsdp" for a in argv)
     assert environment_problems(spec) == []
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)
@@ -226,6 +227,9 @@ def test_fsdp_launch_is_podiums_fsdp2_on_plain_ranks(tmp_path, monkeypatch):
     p = plan(tmp_path, train_only(f"launch: {{config_file: {CONFIGS / 'fsdp.yaml'}}}"))
     spec = p.stages[0].launch
     assert spec.fsdp.mixed_precision == "bf16" and spec.fsdp.reshard_after_forward and not spec.fsdp.cpu_offload
+    assert spec.fsdp.rank_local_load  # fsdp_cpu_ram_efficient_loading: true
+    whole = plan(tmp_path, train_only("launch: {num_processes: 2, fsdp: {rank_local_load: false}}"))
+    assert not whole.stages[0].launch.fsdp.rank_local_load
     argv, env = launch_command(spec, p.stages[0].out_dir, p.run_dir)
     assert argv[2:5] == ["--config_file", str(CONFIGS / "fsdp.yaml"), "--multi_gpu"] and "PODIUM_FSDP" in env
     with pytest.raises(ConfigError, match="fsdp: unknown option 'offload'"):

@@ -21,6 +21,42 @@ CARD_BILLIONS = {"abacusai/Smaug-72B-v0.1": 72.3, "mistralai/Mixtral-8x7B-Instru
                  "meta-llama/Meta-Llama-3-8B-Instruct": 8.03}
 
 
+# The shape fields of each model's published config.json, as the Hub serves them (read 2026-12-07 through public
+# copies of the files; Smaug-72B-v0.1's from a quantised copy that keeps its config, `_name_or_path`
+# MoMo-72B-lora-1.8.7-DPO, the same numbers as moreh/MoMo-72B-LoRA-V1.4's). Gemma-2's file leaves
+# tie_word_embeddings out: Gemma2Config's default (true) applies.
+PUBLISHED = {
+    # huggingface.co/blockblockblock/Smaug-72B-v0.1-bpw4.4/blob/main/config.json
+    "abacusai/Smaug-72B-v0.1": {"model_type": "llama", "attention_bias": True, "hidden_size": 8192,
+                                "intermediate_size": 24576, "num_attention_heads": 64, "num_hidden_layers": 80,
+                                "num_key_value_heads": 64, "tie_word_embeddings": False, "vocab_size": 152064},
+    # huggingface.co/mistralai/Mixtral-8x7B-Instruct-v0.1/blob/eba92302a2861cdc0098cc54bc9f17cb2c47eb61/config.json
+    "mistralai/Mixtral-8x7B-Instruct-v0.1": {"model_type": "mixtral", "hidden_size": 4096, "intermediate_size": 14336,
+                                             "num_attention_heads": 32, "num_experts_per_tok": 2, "num_hidden_layers": 32,
+                                             "num_key_value_heads": 8, "num_local_experts": 8,
+                                             "tie_word_embeddings": False, "vocab_size": 32000},
+    # huggingface.co/upstage/SOLAR-10.7B-Instruct-v1.0/blame/2ddf358d72c71dd963261ba27ce3c9f4018ecc6f/config.json
+    "upstage/SOLAR-10.7B-Instruct-v1.0": {"model_type": "llama", "attention_bias": False, "hidden_size": 4096,
+                                          "intermediate_size": 14336, "num_attention_heads": 32, "num_hidden_layers": 48,
+                                          "num_key_value_heads": 8, "tie_word_embeddings": False, "vocab_size": 32000},
+    # huggingface.co/hfhugs/gemma-2-9b-it/blob/main/config.json (the file google/gemma-2-9b-it ships)
+    "google/gemma-2-9b-it": {"model_type": "gemma2", "head_dim": 256, "hidden_size": 3584, "intermediate_size": 14336,
+                             "num_attention_heads": 16, "num_hidden_layers": 42, "num_key_value_heads": 8,
+                             "vocab_size": 256000},
+    # a copy of meta-llama/Meta-Llama-3-8B-Instruct's config.json (e.g. huggingface.co/eastwind/llama-3-8b-instruct-hf-pt)
+    "meta-llama/Meta-Llama-3-8B-Instruct": {"model_type": "llama", "attention_bias": False, "hidden_size": 4096,
+                                            "intermediate_size": 14336, "num_attention_heads": 32, "num_hidden_layers": 32,
+                                            "num_key_value_heads": 8, "tie_word_embeddings": False, "vocab_size": 128256},
+}
+
+
+@pytest.mark.parametrize("name", RECIPE_MODELS)
+def test_shapes_written_here_are_the_published_configs(name):
+    published = AutoConfig.for_model(**PUBLISHED[name])  # the config class's defaults for what the file leaves out
+    assert ModelShape.from_config({"model_type": PUBLISHED[name]["model_type"], **published.to_dict()}) == \
+        ModelShape.from_config(KNOWN_CONFIGS[name])
+
+
 def deepspeed_counts(name: str) -> tuple[int, int]:
     """DeepSpeed's `model_to_params` on the model transformers builds from the config: total parameters (shared
     ones once) and the largest module's own parameters."""

@@ -40,7 +40,7 @@ DEFAULT_TIMEOUT = 1800.0
 # podium's own keys of a launch spec; every other key is an `accelerate launch` argument.
 PODIUM_KEYS = ("config_file", "timeout", "fsdp", "gpu_memory_gb")
 # The options of `fsdp:` (podium.training.fsdp.FSDPSettings, less mixed_precision: the launch's own).
-FSDP_OPTIONS = ("reshard_after_forward", "cpu_offload", "activation_checkpointing")
+FSDP_OPTIONS = ("reshard_after_forward", "cpu_offload", "activation_checkpointing", "rank_local_load")
 # Arguments podium writes itself (the script and how it is run) or that do not describe a launch.
 NOT_SETTABLE = {"training_script", "training_script_args", "module", "no_python", "help", "config_file", "quiet"}
 # Only one node's podium run may set this, so it lives on the recipe, not on a stage.
@@ -170,7 +170,7 @@ def train_key(spec: LaunchSpec | None, config: dict) -> tuple[dict, dict]:
 
 def fsdp_config_options(cfg: dict) -> dict:
     """FSDPSettings options from accelerate's fsdp_config keys (fsdp_offload_params, fsdp_reshard_after_forward
-    (a bool, or FSDP1's sharding strategy name), fsdp_activation_checkpointing)."""
+    (a bool, or FSDP1's sharding strategy name), fsdp_activation_checkpointing, fsdp_cpu_ram_efficient_loading)."""
     out = {}
     if "fsdp_offload_params" in cfg:
         out["cpu_offload"] = str(cfg["fsdp_offload_params"]).lower() in ("true", "1")
@@ -179,6 +179,8 @@ def fsdp_config_options(cfg: dict) -> dict:
         out["reshard_after_forward"] = str(reshard).upper() in ("TRUE", "1", "FULL_SHARD", "HYBRID_SHARD")
     if "fsdp_activation_checkpointing" in cfg:
         out["activation_checkpointing"] = str(cfg["fsdp_activation_checkpointing"]).lower() in ("true", "1")
+    if "fsdp_cpu_ram_efficient_loading" in cfg:  # accelerate's name for not loading the model on every rank
+        out["rank_local_load"] = str(cfg["fsdp_cpu_ram_efficient_loading"]).lower() in ("true", "1")
     return out
 
 

@@ -17,6 +17,7 @@ from typing import Annotated, Literal, get_args
 import torch
 import transformers
 from huggingface_hub import errors as hf_errors
+from huggingface_hub import snapshot_download
 from pydantic import Field
 from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
@@ -29,6 +30,8 @@ from podium.limits import read_json_bounded, regular_file_problem
 from podium.models.dtypes import resolve_dtype
 from podium.models.publish import MODEL_FILES, staging
 from podium.models.publish import publish_folder as publish_folder  # re-exported for callers of io
+from podium.training.fsdp import rank_local_wanted
+from podium.training.fsdp_load import empty_model
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 AttnName = Literal["eager", "sdpa", "flash_attention_2", "flex_attention"]
@@ -185,10 +188,13 @@ def load_model(
     allow_pickle: bool | None = None,
     device: str | torch.device | None = None,
     attn_implementation: str | None = None,
+    rank_local: bool = False,
 ):
     """Load a causal LM from a Hub id or a local folder (safetensors only by default).
 
     `attn_implementation` None picks one for the architecture (`choose_attn_implementation`).
+    `rank_local`: the caller shards the model with podium's FSDP2 next; under such a launch the model comes back
+    on the meta device and each rank reads only its own shards once sharded (podium.training.fsdp_load).
     """
     trust_remote_code = POLICY["trust_remote_code"] if trust_remote_code is None else trust_remote_code
     allow_pickle = POLICY["allow_pickle"] if allow_pickle is None else allow_pickle
@@ -196,6 +202,8 @@ def load_model(
     check_weights_format(name_or_path, allow_pickle)
     check_model_folder(name_or_path)
     attn = choose_attn_implementation(name_or_path, attn_implementation, device=device)
+    if rank_local and rank_local_wanted() and (folder := _weights_folder(name_or_path)) is not None:
+        return empty_model(folder, dtype=resolve_dtype(dtype), attn=attn, trust_remote_code=trust_remote_code)
     where = f"model {str(name_or_path)!r}"
     try:
         model, info = AutoModelForCausalLM.from_pretrained(
@@ -222,6 +230,23 @@ def load_model(
     if device is not None:
         model.to(device)
     return model
+
+
+def _weights_folder(name_or_path: str | os.PathLike) -> Path | None:
+    """The local folder of a whole model in safetensors (a Hub id: its snapshot, fetched as from_pretrained would);
+    None for what only a full load reads (a LoRA adapter folder, pickle weights), logged."""
+    folder = Path(name_or_path)
+    if not folder.is_dir():
+        try:
+            folder = Path(snapshot_download(str(name_or_path), allow_patterns=["*.json", "*.safetensors"]))
+        except Exception as e:  # noqa: BLE001 - the full load reports what is wrong with the id
+            log.info("%s: loading the whole model on this rank (no local snapshot: %s)", name_or_path, first_line(e))
+            return None
+    if (folder / "config.json").is_file() and any(folder.glob("*.safetensors")):
+        return folder
+    log.info("%s: loading the whole model on this rank (rank-local loading reads a config.json and safetensors "
+             "weights)", name_or_path)
+    return None
 
 
 def choose_attn_implementation(name_or_path: str | os.PathLike, requested: str | None = None, *,

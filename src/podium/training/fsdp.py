@@ -19,6 +19,10 @@ Mixed precision is FSDP2's `MixedPrecisionPolicy` (bf16 compute and all-gathers,
 reduction, fp32 sharded master weights); CPU offload is its `CPUOffloadPolicy` (sharded parameters,
 gradients and optimizer state in host memory, the optimizer step on CPU). LoRA works unchanged: frozen
 base weights and trainable adapters share a unit (FSDP2 allows mixed `requires_grad`).
+
+Loading is rank-local by default (`rank_local_load`, podium.training.fsdp_load): a model the stage loads for
+training is built on the meta device, sharded, then each rank reads only its own rows of each tensor from the
+safetensors files, so no process ever holds the whole model.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, Offlo
 from torch.distributed.tensor import DTensor
 
 from podium.errors import PodiumError
+from podium.training.fsdp_load import is_empty, materialise
 
 log = logging.getLogger("podium")
 
@@ -50,6 +55,7 @@ class FSDPSettings:
     cpu_offload: bool = False  # sharded parameters, gradients and optimizer state in host memory
     mixed_precision: str = "no"  # "no" or "bf16" (the launch's mixed_precision)
     activation_checkpointing: bool = False  # recompute each decoder layer in the backward
+    rank_local_load: bool = True  # each rank reads only its shards from the weight files (fsdp_load); False: whole models
 
     def to_env(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -59,7 +65,7 @@ class FSDPSettings:
         try:
             data = json.loads(value)
             return cls(**{k: data[k] for k in ("reshard_after_forward", "cpu_offload", "mixed_precision",
-                                                "activation_checkpointing") if k in data})
+                                                "activation_checkpointing", "rank_local_load") if k in data})
         except (ValueError, TypeError) as e:
             raise PodiumError(f"{ENV}={value!r} is not a podium FSDP setting ({e})") from None
 
@@ -81,7 +87,8 @@ def accelerate_settings(acc) -> FSDPSettings | None:
     return FSDPSettings(reshard_after_forward=bool(getattr(plugin, "reshard_after_forward", True) not in (False, "NO_SHARD",
                                                                                                           "SHARD_GRAD_OP")),
                         cpu_offload=offload, mixed_precision=str(acc.mixed_precision),
-                        activation_checkpointing=bool(getattr(plugin, "activation_checkpointing", False)))
+                        activation_checkpointing=bool(getattr(plugin, "activation_checkpointing", False)),
+                        rank_local_load=bool(getattr(plugin, "cpu_ram_efficient_loading", True)))
 
 
 def training_settings(acc) -> FSDPSettings | None:
@@ -93,6 +100,21 @@ def training_settings(acc) -> FSDPSettings | None:
         raise PodiumError(f"FSDP2 under podium takes mixed_precision bf16 or no, got {settings.mixed_precision!r} "
                           "(fp16 needs loss scaling of sharded gradients, which podium does not do)")
     return settings
+
+
+def rank_local_wanted() -> bool:
+    """Whether a model loaded for training should be built empty and filled rank by rank after sharding
+    (podium.training.fsdp_load): a launch of 2+ processes under podium's FSDP2 (unless `rank_local_load: false`) or
+    under an accelerate FSDP config (unless its `fsdp_cpu_ram_efficient_loading` is false)."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) < 2:
+        return False
+    settings = env_settings()
+    if settings is not None:
+        return settings.rank_local_load
+    # accelerate's own FSDP launch: FSDP on GPUs only (on CPU accelerate runs it as DDP, and nothing would shard)
+    return (os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+            and os.environ.get("FSDP_CPU_RAM_EFFICIENT_LOADING", "true").lower() in ("true", "1")
+            and torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "0").lower() not in ("1", "true"))
 
 
 def sharded_launch() -> bool:
@@ -142,7 +164,8 @@ def shard_model(model: torch.nn.Module, settings: FSDPSettings, device: torch.de
         # FSDP2's offload moves state between host and an accelerator; on CPU ranks it is in host memory already.
         log.info("FSDP2: cpu_offload has nothing to do on CPU processes (the sharded state is in host memory); off")
         settings = replace(settings, cpu_offload=False)
-    if not settings.cpu_offload:
+    empty = is_empty(model)  # built on the meta device for rank-local loading (fsdp_load.empty_model)
+    if not settings.cpu_offload and not empty:
         model.to(device)
     if training and settings.activation_checkpointing:
         enable_gradient_checkpointing(model)
@@ -154,6 +177,10 @@ def shard_model(model: torch.nn.Module, settings: FSDPSettings, device: torch.de
         fully_shard(layer, reshard_after_forward=reshard, **kwargs)
     # The root's parameters (embeddings, norm, LM head) are needed again at once by the backward.
     fully_shard(model, reshard_after_forward=False if training else True, **kwargs)
+    if empty:
+        done = materialise(model, device, offload=settings.cpu_offload)
+        log.info("FSDP2: rank-local load, %d tensors; this process read %.1f MiB of the weight files",
+                 done["tensors"], done["bytes_read"] / 2**20)
     log.info("FSDP2: %d decoder layers (%s) and the root sharded over %d processes%s%s%s", len(layers),
              layer_class, world, ", bf16 compute" if settings.mixed_precision == "bf16" else "",
              ", CPU offload" if settings.cpu_offload else "",
@@ -212,18 +239,23 @@ def sharded_weight_norm(params) -> float:
 
 
 def full_state_dict(model: torch.nn.Module, main: bool) -> dict[str, torch.Tensor] | None:
-    """The whole weights gathered tensor by tensor (every rank takes part); kept on CPU by the main process."""
+    """The whole weights gathered tensor by tensor (every rank takes part); kept on CPU by the main process.
+
+    A tied weight (an LM head sharing the embedding) is gathered and kept once, under its first name, as
+    `save_pretrained` of an unsharded model writes it (loading ties it again)."""
     out: dict[str, torch.Tensor] = {}
-    seen: dict[int, torch.Tensor] = {}
+    seen: set[int] = set()
+    tied = set()  # the state dict gives each name its own tensor object: the parameters say which are one
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in seen:
+            tied.add(name)
+        seen.add(id(p))
     for name, t in model.state_dict().items():
-        if id(t) in seen:  # tied weights: gathered once
-            full = seen[id(t)]
-        else:
-            full = t.full_tensor() if isinstance(t, DTensor) else t
-            full = full.detach().to("cpu") if main else full
-            seen[id(t)] = full
+        if name in tied:
+            continue
+        full = t.full_tensor() if isinstance(t, DTensor) else t
         if main:
-            out[name] = full
+            out[name] = full.detach().to("cpu")
     return out if main else None
 
 

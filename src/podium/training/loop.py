@@ -47,6 +47,7 @@ from podium.training.fsdp import (
     state_bytes,
     training_settings,
 )
+from podium.training.fsdp_load import is_empty
 from podium.training.host_heap import HeapTrimmer
 from podium.training.settings import TrainSettings
 from podium.training.sharded_checkpoint import first_sound, load_training_state, save_training_state
@@ -214,6 +215,10 @@ def train_loop(
         enable_gradient_checkpointing(model)
     if fsdp is not None:
         model = shard_model(model, fsdp, acc.device)
+    elif is_empty(model):  # built for rank-local loading (training/fsdp_load.py), which only sharding fills
+        raise PodiumError("the model was built empty for FSDP2's rank-local loading, but this run does not shard it "
+                          f"({acc.num_processes} process(es), {acc.distributed_type.value}); set launch: "
+                          "{fsdp: {rank_local_load: false}} and report this launch")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, s)
     scheduler = make_scheduler(optimizer, s, total_steps)

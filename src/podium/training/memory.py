@@ -45,7 +45,8 @@ from podium.models.tiny import build_tokenizer
 
 GiB = 2**30
 
-# config.json shapes of the full-scale recipes' models, written from their public configs (no download).
+# config.json shapes of the full-scale recipes' models, written from their public configs (no download); checked
+# field by field against the published files in tests/unit/test_memory.py (PUBLISHED, with their addresses).
 KNOWN_CONFIGS: dict[str, dict] = {
     # Smaug-72B-v0.1: Qwen-72B's shape as a Llama (MoMo-72B): 80 layers, 8192 wide, 152064 tokens, q/k/v biases.
     "abacusai/Smaug-72B-v0.1": {"model_type": "llama", "vocab_size": 152064, "hidden_size": 8192,

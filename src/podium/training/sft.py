@@ -154,7 +154,7 @@ def sft(cfg: SFTConfig, ctx: StageContext) -> dict:
         ctx.log.warning(f"SFT data: {truncated} of {len(examples)} completions truncated to max_length="
                         f"{cfg.max_length} (their tail and EOS are not learned); raise max_length to keep them")
     torch.manual_seed(cfg.seed)
-    model = load_model(cfg.model, attn_implementation=cfg.attn_implementation)
+    model = load_model(cfg.model, attn_implementation=cfg.attn_implementation, rank_local=True)
     router_coef = router_aux_coef(model, cfg.router_aux_loss_coef)
     check_causal(model)
     packing = cfg.packing

@@ -235,7 +235,7 @@ def build_preference(cfg: TrainConfig, ctx: StageContext) -> TrainParts:
 
 
 def _load(cfg: TrainConfig, path: str):
-    return load_model(path, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation)
+    return load_model(path, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation, rank_local=True)
 
 
 def build_preference_model_parts(cfg: TrainConfig, ctx: StageContext) -> TrainParts:
