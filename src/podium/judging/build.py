@@ -10,6 +10,7 @@ from huggingface_hub import snapshot_download
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from podium.data.chat import as_messages
+from podium.distributed.world import device as process_device
 from podium.errors import ConfigError, PodiumError
 from podium.judging.base import Judgement
 from podium.judging.model_judges import GPMJudge, RewardJudge
@@ -112,7 +113,7 @@ def build_judge(spec: JudgeSpec, *, progress: bool = False) -> RecordJudge:
         prompt_text = last_user_text
         if spec.prompt_template:
             prompt_text = partial(template_prompt, io.load_tokenizer(spec.prompt_template))
-        pairrm = load_pairrm(spec.model or "llm-blender/PairRM")
+        pairrm = load_pairrm(spec.model or "llm-blender/PairRM", device=process_device())  # a launch's rank: its own GPU
         return RecordJudge(spec, PairRMJudge(pairrm, mode=spec.pairrm_mode or "sppo", prompt_text=prompt_text,
                                              batch_size=spec.batch_size, max_batch_tokens=spec.max_batch_tokens or 16384,
                                              progress=progress))
