@@ -12,12 +12,12 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from tests.pairrm_fixtures import WORDS, build_tiny_pairrm
 
 from podium.errors import PodiumError
 from podium.judging.pairrm import PairRMJudge
 from podium.models.pairrm import load_pairrm
 from podium.models.spm_proto import read_spm_model
-from tests.pairrm_fixtures import WORDS, build_tiny_pairrm
 
 PROMPTS = [("What is 2+2?", ["4", "The answer is 4.", "five", "4"]), ("hi", ["hello", " hey there "]),
            (" ".join(WORDS[:50]), ["short", " ".join(WORDS[10:60]), "mid length answer here"])]
