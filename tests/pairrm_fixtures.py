@@ -73,12 +73,13 @@ def tokenizer_size(pieces: int) -> int:
     return pieces + 1 + len(MARKERS)
 
 
-def write_backbone(folder: Path, seed: int = 1) -> dict:
-    """The tiny deberta-v3-shaped backbone folder; returns its config dict (with the piece count)."""
+def write_backbone(folder: Path, seed: int = 1, **sizes) -> dict:
+    """The tiny deberta-v3-shaped backbone folder (`sizes` override BACKBONE: hidden_size, num_hidden_layers, ...);
+    returns its config dict (with the piece count)."""
     folder.mkdir(parents=True, exist_ok=True)
     pieces = train_spm(folder / "spm.model")
     (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False, "vocab_type": "spm"}))
-    config = DebertaV2Config(vocab_size=pieces + 16, **BACKBONE)  # padded past the tokenizer, as deberta-v3's 128100
+    config = DebertaV2Config(vocab_size=pieces + 16, **{**BACKBONE, **sizes})  # padded past the tokenizer, as 128100
     torch.manual_seed(seed)
     model = DebertaV2Model(config)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"),
@@ -140,10 +141,11 @@ def write_hf_layout(folder: Path, backbone_dir: Path, backbone: dict, seed: int 
     return folder
 
 
-def build_tiny_pairrm(root: Path, variants: dict[str, dict] | None = None) -> dict[str, Path]:
+def build_tiny_pairrm(root: Path, variants: dict[str, dict] | None = None, **sizes) -> dict[str, Path]:
     """{"backbone", "llm-blender", "hf"}: the backbone folder and the same PairRM weights in both layouts; each of
-    `variants` (name -> ranker config overrides) is one more llm-blender-layout folder of the same weights."""
-    backbone = write_backbone(root / "deberta-v3-tiny")
+    `variants` (name -> ranker config overrides) is one more llm-blender-layout folder of the same weights. `sizes`
+    override the backbone's (BACKBONE)."""
+    backbone = write_backbone(root / "deberta-v3-tiny", **sizes)
     dirs = {"backbone": root / "deberta-v3-tiny",
             "llm-blender": write_llm_blender_layout(root / "PairRM", root / "deberta-v3-tiny", backbone),
             "hf": write_hf_layout(root / "PairRM-hf", root / "deberta-v3-tiny", backbone)}

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.pairrm_fixtures import build_tiny_pairrm
 
 from podium.judging.build import template_prompt
 from podium.judging.pairrm import PairRMJudge, aggregate_scores
 from podium.models.io import load_tokenizer
 from podium.models.pairrm import load_pairrm
 from podium.pipeline import run_recipe
-from tests.pairrm_fixtures import build_tiny_pairrm
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).parents[2]
