@@ -126,7 +126,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pairrm", action="store_true", help="podium's PairRM vs llm-blender's rank (see the docstring)")
     p.add_argument("--repeats", type=int, default=2, help="--pairrm: best of this many runs")
-    p.add_argument("--max-batch-tokens", type=int, default=16384, help="--pairrm: podium's padded tokens per pass")
+    p.add_argument("--max-batch-tokens", type=int, default=None, help="--pairrm: podium's padded tokens per pass "
+                   "(default: the judge's, 2048 on CPU)")
     p.add_argument("--k", type=int, default=8)
     p.add_argument("--prompts", type=int, default=10)
     p.add_argument("--response-chars", type=int, default=60)

@@ -94,8 +94,10 @@ def pairrm_state(backbone: dict, seed: int = 2, head_std: float = 0.5) -> dict[s
     """CrossCompareReranker's state: the backbone resized to the tokenizer, head_layer = [Dropout, Linear(2H, H), Tanh,
     Dropout, Linear(H, 1)] (the head drawn wider than its init, so that logits are O(1))."""
     fields = {k: v for k, v in backbone.items() if k not in ("pieces", "architectures", "dtype", "model_type")}
-    # Drawn wider than deberta's 0.02 init, so that a candidate's content reaches its marker's state.
-    config = DebertaV2Config(**{**fields, "vocab_size": tokenizer_size(backbone["pieces"]), "initializer_range": 0.3})
+    # Drawn wider than deberta's 0.02 init (0.3 at hidden size 32, scaled by 1/sqrt(hidden size)), so that a
+    # candidate's content reaches its marker's state.
+    std = 0.3 * (32 / backbone["hidden_size"]) ** 0.5
+    config = DebertaV2Config(**{**fields, "vocab_size": tokenizer_size(backbone["pieces"]), "initializer_range": std})
     torch.manual_seed(seed)
     encoder = DebertaV2Model(config)
     h = config.hidden_size

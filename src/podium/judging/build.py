@@ -36,7 +36,8 @@ class JudgeSpec(BaseModel):
     max_length: int | None = Field(None, ge=8)
     batch_size: int = Field(64, ge=1, description="sequences per forward pass (pairrm: pair sequences)")
     max_batch_tokens: int | None = Field(None, ge=64, description="pairrm: padded tokens per forward pass "
-                                         "(default 16384); pair sequences are sorted by length and packed")
+                                         "(default 16384 on CUDA, 2048 on CPU); pair sequences are sorted by length "
+                                         "and packed")
     gpm_probability: Literal["released", "loss"] | None = Field(
         None, description="gpm: 'released' (default) P_ij = sigma((s_ij - s_ji)/tau) as the GPM code's SPPO/GPO "
         "scripts; 'loss' P_ij = sigma(s_ij/tau), the probability the GPM loss fits")
@@ -115,7 +116,7 @@ def build_judge(spec: JudgeSpec, *, progress: bool = False) -> RecordJudge:
             prompt_text = partial(template_prompt, io.load_tokenizer(spec.prompt_template))
         pairrm = load_pairrm(spec.model or "llm-blender/PairRM", device=process_device())  # a launch's rank: its own GPU
         return RecordJudge(spec, PairRMJudge(pairrm, mode=spec.pairrm_mode or "sppo", prompt_text=prompt_text,
-                                             batch_size=spec.batch_size, max_batch_tokens=spec.max_batch_tokens or 16384,
+                                             batch_size=spec.batch_size, max_batch_tokens=spec.max_batch_tokens,
                                              progress=progress))
     if not spec.model:
         raise ConfigError(f"judge kind {spec.kind!r} needs 'model': a folder saved by `podium train` "

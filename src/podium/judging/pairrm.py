@@ -16,7 +16,8 @@ finds them by token id, which is the same sequence position unless a text itself
 
 Every ordered pair is one cross-encoder pass (C_ij and C_ji are both computed, as `_full_predict` does); the
 passes of many prompts are sorted by length and packed into forward passes of at most `max_batch_tokens`
-(padded) tokens and `batch_size` pairs. Masked padding does not change a real token's state, so batching
+(padded) tokens and `batch_size` pairs; DeBERTa's bucketed relative positions are built once, not per pass
+(`podium.models.pairrm.PairRMModel.relative_positions`). Masked padding does not change a real token's state, so batching
 changes no score beyond float rounding; identical candidate texts of one prompt share their passes.
 
 Aggregation (`Blender.rank(..., return_scores=True)`, llm-blender's `get_scores_from_cmps`, policy
@@ -113,15 +114,18 @@ class PairRMJudge:
     picks chosen = argmax s, rejected = argmin s); ``mode="pairwise"`` is P_ij = sigma(C_ij - C_ji).
     ``prompt_text(prompt) -> str`` is what PairRM reads as the instruction (default: the last message;
     `podium.judging.build` renders it with the policy's chat template as rank.py does).
-    ``batch_size`` bounds the pair sequences of one forward pass, ``max_batch_tokens`` their padded tokens.
+    ``batch_size`` bounds the pair sequences of one forward pass, ``max_batch_tokens`` their padded tokens (default
+    16384 on CUDA, 2048 on a CPU, where larger passes measured slower: benchmarks/judge_cost.py --pairrm).
     """
 
     def __init__(self, pairrm: LoadedPairRM, *, mode: str = "sppo", prompt_text: Callable = last_user_text,
-                 batch_size: int = 64, max_batch_tokens: int = 16384, progress: bool = False):
+                 batch_size: int = 64, max_batch_tokens: int | None = None, progress: bool = False):
         if mode not in PAIRRM_MODES:
             raise PodiumError(f"pairrm mode must be one of {PAIRRM_MODES}, got {mode!r}")
         self.pairrm, self.mode, self.prompt_text = pairrm, mode, prompt_text
         self.encoder = PairRMEncoder(pairrm)
+        if max_batch_tokens is None:  # a GPU wants large passes; on a CPU DeBERTa's T x T attention tensors must stay small
+            max_batch_tokens = 16384 if pairrm.device.type == "cuda" else 2048
         self.batch_size, self.max_batch_tokens, self.progress = batch_size, max_batch_tokens, progress
         self.pad = pairrm.special_ids["pad"]
 

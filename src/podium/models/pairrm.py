@@ -40,6 +40,7 @@ from safetensors import SafetensorError, safe_open
 from tokenizers import Tokenizer
 from torch import nn
 from transformers import DebertaV2Config, DebertaV2Model
+from transformers.models.deberta_v2.modeling_deberta_v2 import build_relative_position
 
 from podium.errors import PodiumError
 from podium.models.deberta_tokenizer import SPM_FILE, TOKENIZER_FILE, load_deberta_tokenizer
@@ -78,10 +79,35 @@ class PairRMModel(nn.Module):
         self.head_layer = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * h, h), nn.Tanh(), nn.Dropout(dropout),
                                         nn.Linear(h, n_tasks))
 
+        self._relative_positions: torch.Tensor | None = None
+
+    def relative_positions(self, length: int, device: torch.device) -> torch.Tensor:
+        """DeBERTa's bucketed relative positions [1, T, T] for T = `length`: the top-left block of one matrix built
+        once for the longest length seen (rel[i, j] depends on i - j only), instead of T^2 logarithms per forward."""
+        cached = self._relative_positions
+        if cached is None or cached.shape[-1] < length or cached.device != device:
+            encoder = self.pretrained_model.encoder
+            span = torch.empty(1, max(length, 512 if cached is None else cached.shape[-1]), 1, device=device)
+            cached = build_relative_position(span, span, bucket_size=encoder.position_buckets,
+                                             max_position=encoder.max_relative_positions)
+            self._relative_positions = cached
+        return cached[:, :length, :length]
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, markers: torch.Tensor) -> torch.Tensor:
         """Pair logits C [B] from pair sequences `input_ids` [B, T] (right-padded, `attention_mask` [B, T]) and
-        the positions of their source, candidate-1 and candidate-2 markers `markers` [B, 3]."""
-        hidden = self.pretrained_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        the positions of their source, candidate-1 and candidate-2 markers `markers` [B, 3].
+
+        The encoder runs as `DebertaV2Model.forward` runs it (embeddings, then the encoder on the same mask), given
+        the cached relative positions."""
+        deberta = self.pretrained_model
+        if deberta.z_steps > 1 or not deberta.encoder.relative_attention:
+            hidden = deberta(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        else:
+            embedded = deberta.embeddings(input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids),
+                                          mask=attention_mask)
+            hidden = deberta.encoder(embedded, attention_mask, output_hidden_states=False, return_dict=True,
+                                     relative_pos=self.relative_positions(input_ids.shape[1], input_ids.device),
+                                     ).last_hidden_state
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         src, c1, c2 = (hidden[rows, markers[:, m]] for m in range(3))
         left = self.head_layer(torch.cat([src, c1], dim=-1))
