@@ -67,6 +67,17 @@ def full(job):
         result["rank_scores"] = [np.asarray(s, dtype=np.float64).tolist() for s in scores]
     return result
 
+def collate(job):
+    """The collator's ids alone (no forward pass), as Blender.rank builds them with batch_size 1."""
+    b = blender(job["pairrm"])
+    keep = lambda ids, mask: [int(t) for t, m in zip(ids, mask) if m]
+    out = []
+    for x, cands in zip(job["inputs"], job["candidates"]):
+        batch = b.ranker_collator([RankerDataset([x], [cands])[0]])
+        out.append({"source": keep(batch["source_ids"][0], batch["source_attention_mask"][0]),
+                    "candidates": [keep(i, m) for i, m in zip(batch["candidate_ids"][0], batch["candidate_attention_mask"][0])]})
+    return {"prompts": out}
+
 def compare(job):
     b = blender(job["pairrm"])
     logits = b.compare(job["inputs"], job["a"], job["b"], return_logits=True, mode=job["mode"], batch_size=1,
@@ -174,7 +185,7 @@ def gpm(job):
         out.append(T)
     return {"tables": out}
 
-OPS = {"full": full, "compare": compare, "write_hf": write_hf, "hf_logits": hf_logits, "time_rank": time_rank,
+OPS = {"full": full, "collate": collate, "compare": compare, "write_hf": write_hf, "hf_logits": hf_logits, "time_rank": time_rank,
        "tokenize": tokenize, "gpm": gpm}
 jobs = json.load(sys.stdin)
 print("ORACLE" + json.dumps([OPS[j["op"]](j) for j in jobs]))
@@ -235,7 +246,7 @@ def venv_python() -> Path:
 
 
 def run_oracle(jobs: list[dict], threads: int = 1) -> list[dict]:
-    """Answer each job ({"op": full | compare | write_hf | hf_logits | time_rank | tokenize | gpm, ...}) in the venv."""
+    """Answer each job ({"op": full | collate | compare | write_hf | hf_logits | time_rank | tokenize | gpm, ...})."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "OMP_NUM_THREADS": str(threads)}
     res = subprocess.run([str(venv_python()), "-c", DRIVER, str(threads)], input=json.dumps(jobs), capture_output=True,

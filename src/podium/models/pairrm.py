@@ -288,18 +288,7 @@ def load_pairrm(ref: str | os.PathLike, *, device: str | torch.device | None = N
     device = torch.device(device) if device is not None else default_device()
     dtype = torch.float16 if device.type in ("cuda", "mps") and settings.fp16 else torch.float32
     model.to(device=device, dtype=dtype).eval()
+    log.info(f"PairRM {folder} ({settings.layout} layout): DeBERTa-v2 {config.hidden_size} x {config.num_hidden_layers} "
+             f"layers, source/candidate cuts {settings.source_max_length}/{settings.candidate_max_length} tokens, "
+             f"{str(dtype).removeprefix('torch.')} on {device}")
     return LoadedPairRM(model, tokenizer, marker_ids, special_ids, special["sep"], settings, device, dtype)
-
-
-def is_pairrm_folder(path: str | os.PathLike) -> bool:
-    """A local folder in either PairRM layout (llm-blender's ranker config, or PairRM-hf's prefix ids)."""
-    folder = Path(path)
-    if not folder.is_dir():
-        return False
-    if ranker_config(folder) is not None:
-        return True
-    try:
-        fields = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(fields, dict) and all(f in fields for f in HF_PREFIX_FIELDS.values())
