@@ -87,7 +87,9 @@ class PairRMModel(nn.Module):
         cached = self._relative_positions
         if cached is None or cached.shape[-1] < length or cached.device != device:
             encoder = self.pretrained_model.encoder
-            span = torch.empty(1, max(length, 512 if cached is None else cached.shape[-1]), 1, device=device)
+            # Grown by doubling: pair sequences arrive sorted by length.
+            size = max(length, 512 if cached is None else 2 * cached.shape[-1])
+            span = torch.empty(1, size, 1, device=device)
             cached = build_relative_position(span, span, bucket_size=encoder.position_buckets,
                                              max_position=encoder.max_relative_positions)
             self._relative_positions = cached
