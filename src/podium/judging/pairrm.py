@@ -49,8 +49,12 @@ def last_user_text(prompt) -> str:
 
 
 def aggregate_scores(C: torch.Tensor) -> torch.Tensor:
-    """llm-blender's "max_logits" scores s_i = mean_j (C_ij - C_ji), j over all K. C [K, K] (zero diagonal) -> [K]."""
-    return (C - C.T).mean(dim=1)
+    """llm-blender's "max_logits" scores s_i = mean_j (C_ij - C_ji), j over all K. C [K, K] (zero diagonal) -> [K].
+
+    Each row is summed in sorted order, so identical candidates (whose rows hold the same values in other
+    columns) tie exactly and the first of them is chosen, as numpy's argmax picks the first of equal scores."""
+    D = C - C.T
+    return torch.sort(D, dim=1).values.sum(dim=1) / D.shape[1]
 
 
 def pairrm_judgement(C: torch.Tensor, mode: str = "sppo") -> Judgement:
