@@ -17,7 +17,7 @@ from podium.judging.build import JudgeSpec
 from podium.judging.candidates import judge_file
 
 
-def build_parser() -> argparse.ArgumentParser:
+def judge_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="podium judge", description="Score candidate sets with a judge (PairRM, a reward "
                                 "model, a GPM or a task verifier), as llm-blender's rank does for PairRM.")
     p.add_argument("--judge", required=True, choices=["pairrm", "gpm", "reward", "verifier"], help="judge kind")
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = judge_parser().parse_args(argv)
     settings = {"kind": args.judge, "model": args.model, "batch_size": args.batch_size,
                 "max_batch_tokens": args.max_batch_tokens, "pairrm_mode": args.pairrm_mode,
                 "prompt_template": args.prompt_template, "gpm_probability": args.gpm_probability, "tau": args.tau,
