@@ -84,7 +84,9 @@ def write_backbone(folder: Path, seed: int = 1, **sizes) -> dict:
     model = DebertaV2Model(config)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"),
               metadata={"format": "pt"})
-    fields = {**config.to_diff_dict(), "model_type": "deberta-v2", "architectures": ["DebertaV2Model"], "dtype": "float16"}
+    # As microsoft/deberta-v3-large's config.json writes them: pos_att_type as "p2c|c2p"; here also a float16 dtype.
+    fields = {**config.to_diff_dict(), "model_type": "deberta-v2", "architectures": ["DebertaV2Model"], "dtype": "float16",
+              "pos_att_type": "p2c|c2p"}
     fields.pop("transformers_version", None)
     (folder / "config.json").write_text(json.dumps(fields, indent=2))
     return {**fields, "pieces": pieces}
@@ -94,6 +96,7 @@ def pairrm_state(backbone: dict, seed: int = 2, head_std: float = 0.5) -> dict[s
     """CrossCompareReranker's state: the backbone resized to the tokenizer, head_layer = [Dropout, Linear(2H, H), Tanh,
     Dropout, Linear(H, 1)] (the head drawn wider than its init, so that logits are O(1))."""
     fields = {k: v for k, v in backbone.items() if k not in ("pieces", "architectures", "dtype", "model_type")}
+    fields["pos_att_type"] = BACKBONE["pos_att_type"]
     # Drawn wider than deberta's 0.02 init (0.3 at hidden size 32, scaled by 1/sqrt(hidden size)), so that a
     # candidate's content reaches its marker's state.
     std = 0.3 * (32 / backbone["hidden_size"]) ** 0.5
@@ -136,7 +139,7 @@ def write_hf_layout(folder: Path, backbone_dir: Path, backbone: dict, seed: int 
         shutil.copy(backbone_dir / name, folder / name)
     first = backbone["pieces"] + 1  # after [MASK]
     fields = {k: v for k, v in backbone.items() if k not in ("pieces", "dtype")}
-    fields.update(vocab_size=tokenizer_size(backbone["pieces"]), architectures=["DebertaV2PairRM"], n_tasks=1,
+    fields.update(pos_att_type=BACKBONE["pos_att_type"], vocab_size=tokenizer_size(backbone["pieces"]), architectures=["DebertaV2PairRM"], n_tasks=1,
                   drop_out=0.05, source_prefix_id=first, cand1_prefix_id=first + 1, cand2_prefix_id=first + 2,
                   cand_prefix_id=first + 3, sep_token_id=2)
     (folder / "config.json").write_text(json.dumps(fields, indent=2))
