@@ -139,9 +139,9 @@ def write_hf_layout(folder: Path, backbone_dir: Path, backbone: dict, seed: int 
         shutil.copy(backbone_dir / name, folder / name)
     first = backbone["pieces"] + 1  # after [MASK]
     fields = {k: v for k, v in backbone.items() if k not in ("pieces", "dtype")}
-    fields.update(pos_att_type=BACKBONE["pos_att_type"], vocab_size=tokenizer_size(backbone["pieces"]), architectures=["DebertaV2PairRM"], n_tasks=1,
-                  drop_out=0.05, source_prefix_id=first, cand1_prefix_id=first + 1, cand2_prefix_id=first + 2,
-                  cand_prefix_id=first + 3, sep_token_id=2)
+    fields.update(pos_att_type=BACKBONE["pos_att_type"], vocab_size=tokenizer_size(backbone["pieces"]),
+                  architectures=["DebertaV2PairRM"], n_tasks=1, drop_out=0.05, source_prefix_id=first,
+                  cand1_prefix_id=first + 1, cand2_prefix_id=first + 2, cand_prefix_id=first + 3, sep_token_id=2)
     (folder / "config.json").write_text(json.dumps(fields, indent=2))
     return folder
 
