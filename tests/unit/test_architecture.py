@@ -36,7 +36,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 RANK = {name: i for i, (name, _) in enumerate(LAYERS)}
 
 # Packages that are optional extras or take seconds to import: imported inside the function that needs them.
-LAZY_PACKAGES = {"vllm", "lm_eval", "matplotlib", "datasets", "peft", "deepspeed"}
+LAZY_PACKAGES = {"vllm", "lm_eval", "llm_blender", "matplotlib", "datasets", "peft", "deepspeed"}
 # Other function-level imports, each with its reason (module, imported module).
 KNOWN_LAZY = {
     ("podium.training.loop", "accelerate"): "accelerate starts only with a training run (training/loop.py, harden)",
