@@ -32,6 +32,8 @@ COMMANDS = {
              "podium eval --model DIR --tasks NAMES [--include-path DIR] | eval preference --model DIR --data F"),
     "leaderboard": ("podium.cli.leaderboard", "Open LLM Leaderboard scores: podium leaderboard RESULTS.json --version v1|v2"),
     "winrate": ("podium.cli.winrate", "raw and length-controlled win rate of a model against a baseline"),
+    "judge": ("podium.cli.judge", "score candidate sets: podium judge --judge pairrm|gpm|reward|verifier [--model DIR] "
+              "--data CANDIDATES.jsonl --output OUT.jsonl"),
     "card": ("podium.cli.card", "write the model card (and run report) of a run: podium card RUN_DIR"),
     "report": ("podium.cli.report", "write the run report with plots: podium report RUN_DIR"),
 }
@@ -41,7 +43,6 @@ EXTRAS = {
     "lm_eval": ("lm-eval", "eval"),
     "vllm": ("vllm", "gpu"),
     "deepspeed": ("deepspeed", "gpu"),
-    "llm_blender": ("llm-blender", "pairrm"),
 }
 
 

@@ -145,11 +145,16 @@ def judgement_from_json(d: dict) -> Judgement:
 
 
 def judge_all(judge, items: list[tuple], world: World) -> list[Judgement]:
-    """`judge.judge(prompt, responses, answer=, task=)` of every item; item i is judged by rank i % world."""
+    """The judgement of every (prompt, responses, answer, task); item i is judged by rank i % world. A judge with
+    `judge_many` gets all its items at once (PairRM batches the pairs of many prompts)."""
+    def judged(batch):
+        many = getattr(judge, "judge_many", None)
+        return many(batch) if many is not None else [judge.judge(p, r, answer=a, task=t) for p, r, a, t in batch]
+
     if world.size == 1:
-        return [judge.judge(p, r, answer=a, task=t) for p, r, a, t in items]
-    mine = {i: judgement_json(judge.judge(*items[i][:2], answer=items[i][2], task=items[i][3]))
-            for i in world.shard(len(items))}
+        return judged(items)
+    shard = list(world.shard(len(items)))
+    mine = {i: judgement_json(j) for i, j in zip(shard, judged([items[i] for i in shard]))}
     return [judgement_from_json(d) for d in gather_by_index(mine, len(items), world)]
 
 
@@ -202,7 +207,7 @@ def selfplay(cfg: SelfPlayConfig, ctx: StageContext) -> dict:
     """Self-Play Preference Optimization: T iterations of sample, judge, pair, train."""
     out = ctx.out_dir
     world = current_world()
-    judge = build_judge(cfg.judge)
+    judge = build_judge(cfg.judge, progress=ctx.show_progress and world.is_main)
     eval_judge = build_judge(cfg.eval_judge) if cfg.eval_judge else judge
     prompts = load_prompts(cfg, "train", cfg.count, cfg.seed)
     parts = [prompts[t :: cfg.iterations] for t in range(cfg.iterations)]
