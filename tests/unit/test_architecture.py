@@ -20,7 +20,7 @@ SRC = Path(__file__).parents[2] / "src"
 
 # Bottom to top. A module belongs to the layer of its longest matching prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("podium", "podium.errors", "podium.limits", "podium.config", "podium.stages", "podium.refs")),
+    ("foundation", ("podium", "podium.errors", "podium.limits", "podium.files", "podium.config", "podium.stages", "podium.refs")),
     ("math", ("podium.losses", "podium.merging.methods", "podium.merging.sparsify", "podium.generation.sampling",
               "podium.evaluation.leaderboard", "podium.evaluation.suites")),
     ("components", ("podium.data", "podium.models", "podium.tasks", "podium.generation", "podium.training",

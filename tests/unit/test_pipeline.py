@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from podium.data.records import write_json
+from podium.files import write_json
 from podium.pipeline import make_plan, run_plan
 from podium.refs import DataRef
 from podium.stages import StageConfig, stage

@@ -14,8 +14,8 @@ import pytest
 from tests.security.planting import snapshot
 
 from podium.cli import main
-from podium.data.records import write_json
 from podium.errors import PodiumError
+from podium.files import write_json
 from podium.pipeline import make_plan, plan_problems, run_plan
 from podium.stages import StageConfig, stage
 

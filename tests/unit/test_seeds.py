@@ -11,8 +11,8 @@ import pytest
 
 from podium.cards.model_card import write_card
 from podium.cli import main
-from podium.data.records import write_json
 from podium.errors import ConfigError, PodiumError
+from podium.files import write_json
 from podium.multiseed import compare_dirs, make_seed_plans, parse_seeds, run_seeds
 from podium.pipeline import make_plan
 from podium.refs import DataRef

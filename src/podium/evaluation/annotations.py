@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from podium.data.records import is_number
 from podium.errors import DataError
+from podium.files import is_number
 from podium.limits import JSON_FILE, read_bounded
 
 ALPACA_FIELDS = ("output_1", "output_2", "generator_1", "generator_2")

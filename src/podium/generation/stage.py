@@ -27,10 +27,10 @@ from pathlib import Path
 
 from pydantic import Field
 
-from podium.data.records import read_jsonl, write_jsonl
 from podium.data.rendering import chat_prompt
 from podium.distributed.world import World, all_gather_json, current_world, device
 from podium.errors import DataError
+from podium.files import read_jsonl, write_jsonl
 from podium.generation.backend import SamplerBackend
 from podium.generation.hf_sampler import TransformersSampler
 from podium.generation.sampler import SamplingParams

@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from podium.data.records import write_text
 from podium.distributed.world import all_gather_json, current_world
 from podium.errors import PodiumError
+from podium.files import write_text
 from podium.models.io import check_vocab, save_model
 from podium.training.checkpoint import is_real_dir, list_checkpoints, resumable_checkpoints, weights_are_finite
 from podium.training.divergence import DivergenceGuard, weight_norm
