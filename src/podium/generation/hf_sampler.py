@@ -4,7 +4,7 @@ Why not `model.generate`: one loop of our own lets every sequence draw from its 
 seeded random stream (outputs do not depend on batch size or on the other prompts in
 the batch), records the model's log-prob of each sampled token on the way, drops
 finished sequences from the batch, and prefills a prompt once for its K samples. Where it is
-exact for the model (`podium.generation.shared_prefix.applicable`) the K samples also keep one
+exact for the model (`podium.models.introspect.full_causal_attention`) the K samples also keep one
 copy of the prompt's keys and values and read it once per step (shared-prefix attention);
 elsewhere the prompt's cache is copied to each of its K rows.
 On small models on CPU it is also much faster than a per-prompt `generate` loop
@@ -28,9 +28,9 @@ from podium.generation.kv_cache import preallocated_cache
 from podium.generation.lean_decode import LeanDecoder, lean_applicable
 from podium.generation.sampler import Completion, Prompt, SamplingParams, encode_prompts, sequence_seed
 from podium.generation.sampling import select_next_tokens, token_logprobs
-from podium.generation.shared_prefix import SharedPrefixCache, applicable, decoding_with
+from podium.generation.shared_prefix import SharedPrefixCache, decoding_with
+from podium.models.introspect import cache_argument, full_causal_attention
 from podium.models.io import check_vocab, generation_budget
-from podium.training.attention_masks import cache_argument
 
 # Finished rows are dropped from the batch once they are 1/DROP_EVERY of it: dropping copies the cache of the
 # rows kept, keeping them costs their share of every step's cache read.
@@ -137,7 +137,7 @@ class TransformersSampler:
         # Prefill each distinct prompt once; then either keep one copy of its cache for its K rows
         # (shared-prefix attention) or fan the cache out to them.
         config = self.model.config
-        shared = applicable(config) and config._attn_implementation in ("sdpa", "eager")
+        shared = full_causal_attention(config) and config._attn_implementation in ("sdpa", "eager")
         cache = DynamicCache(config=config) if shared else preallocated_cache(config, reserve=max_new)
         out = self.model(
             input_ids=ids,

@@ -39,7 +39,8 @@ import torch
 from transformers import DynamicCache
 
 from podium.errors import PodiumError
-from podium.training.attention_masks import cache_argument, model_config, prefix_sharing_problem, prepared_masks
+from podium.models.introspect import cache_argument, model_config
+from podium.training.attention_masks import prefix_sharing_problem, prepared_masks
 from podium.training.prompt_pass import keys_values_only
 from podium.training.router_loss import load_balancing_loss, recording_router_logits, router_top_k
 
