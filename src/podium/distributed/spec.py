@@ -4,7 +4,7 @@
       config_file: ../configs/accelerate/deepspeed_zero3.yaml   # optional accelerate config (beside the recipe)
       num_processes: 8              # any `accelerate launch` argument, by its name
       timeout: 1800                 # podium's own: seconds a rank may wait for the others
-      fsdp: true                    # podium's own: shard training stages with FSDP2 (podium.training.fsdp),
+      fsdp: true                    # podium's own: shard training stages with FSDP2 (podium.distributed.fsdp),
                                     # or {cpu_offload: true, reshard_after_forward: true, activation_checkpointing: false}
       gpu_memory_gb: 80             # podium's own: memory per GPU, for the estimate printed before a run
     stages:
@@ -33,13 +33,13 @@ from accelerate.commands.config.config_args import ClusterConfig
 from accelerate.commands.launch import launch_command_parser
 
 from podium.config import Located, load_yaml
+from podium.distributed.fsdp import FSDPSettings
 from podium.errors import ConfigError
-from podium.training.fsdp import FSDPSettings
 
 DEFAULT_TIMEOUT = 1800.0
 # podium's own keys of a launch spec; every other key is an `accelerate launch` argument.
 PODIUM_KEYS = ("config_file", "timeout", "fsdp", "gpu_memory_gb")
-# The options of `fsdp:` (podium.training.fsdp.FSDPSettings, less mixed_precision: the launch's own).
+# The options of `fsdp:` (podium.distributed.fsdp.FSDPSettings, less mixed_precision: the launch's own).
 FSDP_OPTIONS = ("reshard_after_forward", "cpu_offload", "activation_checkpointing", "rank_local_load")
 # Arguments podium writes itself (the script and how it is run) or that do not describe a launch.
 NOT_SETTABLE = {"training_script", "training_script_args", "module", "no_python", "help", "config_file", "quiet"}

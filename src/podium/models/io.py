@@ -24,14 +24,14 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_MAPPING
 from transformers.utils import is_flash_attn_2_available
 
+from podium.distributed.fsdp import rank_local_wanted
+from podium.distributed.fsdp_load import empty_model
 from podium.errors import PodiumError
 from podium.hub import before_hub_lookup
 from podium.limits import read_json_bounded, regular_file_problem
 from podium.models.dtypes import resolve_dtype
 from podium.models.publish import MODEL_FILES, staging
 from podium.models.publish import publish_folder as publish_folder  # re-exported for callers of io
-from podium.training.fsdp import rank_local_wanted
-from podium.training.fsdp_load import empty_model
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 AttnName = Literal["eager", "sdpa", "flash_attention_2", "flex_attention"]
@@ -194,7 +194,7 @@ def load_model(
 
     `attn_implementation` None picks one for the architecture (`choose_attn_implementation`).
     `rank_local`: the caller shards the model with podium's FSDP2 next; under such a launch the model comes back
-    on the meta device and each rank reads only its own shards once sharded (podium.training.fsdp_load).
+    on the meta device and each rank reads only its own shards once sharded (podium.distributed.fsdp_load).
     """
     trust_remote_code = POLICY["trust_remote_code"] if trust_remote_code is None else trust_remote_code
     allow_pickle = POLICY["allow_pickle"] if allow_pickle is None else allow_pickle

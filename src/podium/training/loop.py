@@ -30,14 +30,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from podium.distributed.world import all_gather_json, current_world
-from podium.errors import PodiumError
-from podium.files import write_text
-from podium.models.io import check_vocab, save_model
-from podium.training.checkpoint import is_real_dir, list_checkpoints, resumable_checkpoints, weights_are_finite
-from podium.training.divergence import DivergenceGuard, weight_norm
-from podium.training.flops import TrainingFlops, peak_flops
-from podium.training.fsdp import (
+from podium.distributed.fsdp import (
     clip_grad_norm,
     enable_gradient_checkpointing,
     full_state_dict,
@@ -47,7 +40,14 @@ from podium.training.fsdp import (
     state_bytes,
     training_settings,
 )
-from podium.training.fsdp_load import is_empty
+from podium.distributed.fsdp_load import is_empty
+from podium.distributed.world import all_gather_json, current_world
+from podium.errors import PodiumError
+from podium.files import write_text
+from podium.models.io import check_vocab, save_model
+from podium.training.checkpoint import is_real_dir, list_checkpoints, resumable_checkpoints, weights_are_finite
+from podium.training.divergence import DivergenceGuard, weight_norm
+from podium.training.flops import TrainingFlops, peak_flops
 from podium.training.host_heap import HeapTrimmer
 from podium.training.settings import TrainSettings
 from podium.training.sharded_checkpoint import first_sound, load_training_state, save_training_state
@@ -209,13 +209,13 @@ def train_loop(
 
     torch.manual_seed(s.seed)
     flops, peak = model_flops(model, acc.device)
-    # podium's FSDP2 (training/fsdp.py): the model is sharded here, not wrapped by accelerate.
+    # podium's FSDP2 (distributed/fsdp.py): the model is sharded here, not wrapped by accelerate.
     fsdp = training_settings(acc)
     if s.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     if fsdp is not None:
         model = shard_model(model, fsdp, acc.device)
-    elif is_empty(model):  # built for rank-local loading (training/fsdp_load.py), which only sharding fills
+    elif is_empty(model):  # built for rank-local loading (distributed/fsdp_load.py), which only sharding fills
         raise PodiumError("the model was built empty for FSDP2's rank-local loading, but this run does not shard it "
                           f"({acc.num_processes} process(es), {acc.distributed_type.value}); set launch: "
                           "{fsdp: {rank_local_load: false}} and report this launch")

@@ -7,7 +7,7 @@ memory first: 8 x 144 GB for a 72B model in bf16 on one 8-GPU machine. Here inst
    no memory); its buffers (rotary `inv_freq`, Gemma's `embed_scale`) are computed on the host by the modules'
    own `__init__`, as a full load computes them; tied weights are tied (`tie_weights`). The weight files travel
    with the model (`SOURCE_ATTR`).
-2. `podium.training.fsdp.shard_model` applies `fully_shard` per decoder layer, then the root: the parameters
+2. `podium.distributed.fsdp.shard_model` applies `fully_shard` per decoder layer, then the root: the parameters
    become meta `DTensor`s sharded on dim 0.
 3. `materialise`: `to_empty` gives each rank empty local shards; each rank then reads only its own rows of each
    tensor from the safetensors files (the bytes of rows [start, stop), through `model.safetensors.index.json` for
