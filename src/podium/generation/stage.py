@@ -4,7 +4,7 @@ Input: a JSONL of records with `prompt` (a string, or a list of chat messages); 
 fields (`answer`, `task`, ...) are copied through. Prompts are rendered by the one rule of
 podium.data.rendering: with the model's chat template when it has one (a string is a user turn),
 as plain text when the record says `chat_template: false`. Output `samples.jsonl`, one record
-per prompt (docs: ../shared/DESIGN.md, Records):
+per prompt (docs/DESIGN.md, Records):
 
     {"prompt": ..., "responses": [K strings], "logps": [K mean token log-probs] (if logps: true),
      ...original fields, "generator": {"model", "backend", "n", "temperature", "top_p", "top_k",
