@@ -60,8 +60,8 @@ LAZY_PACKAGES = {"vllm", "lm_eval", "llm_blender", "matplotlib", "datasets", "pe
                  "pyarrow"}  # pyarrow: with datasets, only Arrow sources need it
 # Other function-level imports, each with its reason (module, imported module).
 KNOWN_LAZY = {
-    ("podium.training.loop", "accelerate"): "accelerate starts only with a training run (training/loop.py, harden)",
-    ("podium.training.loop", "accelerate.utils"): "as accelerate above: the trackers' ProjectConfiguration (cluster)",
+    ("podium.training.trackers", "accelerate"): "accelerate starts only with a training run (training/trackers.py, harden)",
+    ("podium.training.trackers", "accelerate.utils"): "as accelerate above: the trackers' ProjectConfiguration (cluster)",
     ("podium.merging.reader", "huggingface_hub"): "0.5 s of imports that only a Hub id (not a local folder) needs",
 }
 # Import cycles tolerated for now: none.

@@ -147,7 +147,7 @@ def test_weights_count_as_replicated_for_one_process_and_ddp_only():
 
     from accelerate.utils import DistributedType
 
-    from podium.training.loop import weights_replicated
+    from podium.training.loop_state import weights_replicated
 
     assert weights_replicated(SimpleNamespace(distributed_type=DistributedType.NO))
     assert weights_replicated(SimpleNamespace(distributed_type=DistributedType.MULTI_CPU))
