@@ -22,7 +22,7 @@ from podium.data.mixture import build_mixture, load_rows
 from podium.errors import ConfigError, DataError, PodiumError
 from podium.files import read_jsonl
 from podium.models.io import load_model
-from podium.pipeline import make_plan, plan_problems
+from podium.planning import make_plan, plan_problems
 from podium.stages import run_stage
 
 SRC = str(Path(__file__).parents[2] / "src")

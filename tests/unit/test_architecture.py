@@ -48,7 +48,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                 "podium.selfplay.sppo", "podium.merging.stage", "podium.cards.stage",
                 "podium.selfplay", "podium.pairs",  # the folders of stages (their pure parts are engines)
                 "podium.distributed.worker")),  # a rank of a distributed stage: runs the stage function
-    ("pipeline", ("podium.pipeline", "podium.seeding", "podium.multiseed", "podium.preview", "podium.preflight",
+    ("pipeline", ("podium.recipe", "podium.recipe_refs", "podium.planning", "podium.pipeline", "podium.seeding",
+                  "podium.multiseed", "podium.preview", "podium.preflight",
                   # which sources a planned stage reads and the dry-run's check of them: planning
                   "podium.data.stage_sources", "podium.data.source_check")),
     ("cli", ("podium.cli", "podium.__main__")),

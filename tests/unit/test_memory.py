@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from podium.pipeline import make_plan
+from podium.planning import make_plan
 from podium.training.memory import KNOWN_CONFIGS, ModelShape, TrainingSetup, estimate, plan_memory_lines
 
 RECIPE_MODELS = ["abacusai/Smaug-72B-v0.1", "mistralai/Mixtral-8x7B-Instruct-v0.1", "upstage/SOLAR-10.7B-Instruct-v1.0",

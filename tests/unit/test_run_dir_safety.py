@@ -16,7 +16,8 @@ from tests.security.planting import snapshot
 from podium.cli import main
 from podium.errors import PodiumError
 from podium.files import write_json
-from podium.pipeline import make_plan, plan_problems, run_plan
+from podium.pipeline import run_plan
+from podium.planning import make_plan, plan_problems
 from podium.stages import StageConfig, stage
 
 CALLS: list[str] = []

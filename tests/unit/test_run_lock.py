@@ -22,7 +22,8 @@ from tests.security.planting import snapshot
 from podium.cli import main
 from podium.errors import PodiumError
 from podium.files import temp_path
-from podium.pipeline import make_plan, run_plan
+from podium.pipeline import run_plan
+from podium.planning import make_plan
 from podium.run_lock import LOCK_FILE, RunDirLock
 from podium.stages import StageConfig, stage
 
