@@ -24,7 +24,7 @@ from podium.distributed.launcher import run_distributed
 from podium.distributed.spec import check_environment
 from podium.errors import ConfigError
 from podium.hub import check_hub_inputs
-from podium.models.io import security_policy
+from podium.models.policy import security_policy
 from podium.planning import PlannedStage, RunPlan, check_plan, make_plan, refresh_status
 from podium.run_lock import RunDirLock, check_enclosing, folder_locks
 from podium.rundir import (

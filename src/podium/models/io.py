@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
@@ -30,6 +29,7 @@ from podium.errors import PodiumError
 from podium.hub import before_hub_lookup
 from podium.limits import read_json_bounded, regular_file_problem
 from podium.models.dtypes import resolve_dtype
+from podium.models.policy import current_policy
 from podium.models.publish import MODEL_FILES, staging
 from podium.models.publish import publish_folder as publish_folder  # re-exported for callers of io
 
@@ -42,20 +42,6 @@ AttnImplementation = Annotated[
 ]
 
 log = logging.getLogger("podium")
-
-# Set per recipe by the pipeline (`trust_remote_code:` / `allow_pickle:` at the recipe's top level).
-POLICY = {"trust_remote_code": False, "allow_pickle": False}
-
-
-@contextmanager
-def security_policy(trust_remote_code: bool = False, allow_pickle: bool = False):
-    old = dict(POLICY)
-    POLICY.update(trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
-    try:
-        yield
-    finally:
-        POLICY.update(old)
-
 
 def check_weights_format(path: str | os.PathLike, allow_pickle: bool = False) -> None:
     """Refuse a local model folder whose weights are not safetensors."""
@@ -196,8 +182,9 @@ def load_model(
     `rank_local`: the caller shards the model with podium's FSDP2 next; under such a launch the model comes back
     on the meta device and each rank reads only its own shards once sharded (podium.distributed.fsdp_load).
     """
-    trust_remote_code = POLICY["trust_remote_code"] if trust_remote_code is None else trust_remote_code
-    allow_pickle = POLICY["allow_pickle"] if allow_pickle is None else allow_pickle
+    policy = current_policy()  # set per recipe (`trust_remote_code:` / `allow_pickle:` at its top level)
+    trust_remote_code = policy.trust_remote_code if trust_remote_code is None else trust_remote_code
+    allow_pickle = policy.allow_pickle if allow_pickle is None else allow_pickle
     before_hub_lookup(str(name_or_path), "model")
     check_weights_format(name_or_path, allow_pickle)
     check_model_folder(name_or_path)
@@ -313,7 +300,7 @@ def _flash_attn_installed() -> bool:
 
 
 def load_tokenizer(name_or_path: str | os.PathLike, *, trust_remote_code: bool | None = None):
-    trust_remote_code = POLICY["trust_remote_code"] if trust_remote_code is None else trust_remote_code
+    trust_remote_code = current_policy().trust_remote_code if trust_remote_code is None else trust_remote_code
     before_hub_lookup(str(name_or_path), "tokenizer")
     # A folder whose tokenizer_config.json names the generic backend (podium's own tokenizers do) is
     # loaded as its tokenizer.json says: transformers 5 otherwise swaps in the model type's own class
