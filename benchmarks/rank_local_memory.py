@@ -77,8 +77,8 @@ def worker(folder: str, dtype: str, out: str) -> None:
     """One process: load and shard as a training stage does, measuring host memory."""
     import torch.distributed as dist
 
-    from podium.models.io import load_model
     from podium.distributed.fsdp import env_settings, shard_model, state_bytes
+    from podium.models.io import load_model
 
     if DEVICE == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
