@@ -200,18 +200,7 @@ def pack_prompt_cache(examples: list[dict], pad_token_id: int, *, with_prompt: b
     completion_pred[:, :-1] = completion_mask[:, 1:].bool()
     n_prompt = int(prompt_mask.sum()) if with_prompt else 0
     rank = completion_pred.flatten().cumsum(0).view(2 * B, C) - 1 + n_prompt
-    target_pred, target_ids, target_seg = [], [], []
-    if with_prompt:  # prompt token j (j >= 1) is predicted at the first forward's position of token j - 1
-        prompt_rank = prompt_mask.flatten().cumsum(0).view(B, P) - 1
-        for i, p in enumerate(prompts):
-            target_pred += prompt_rank[i, P - len(p) + 1:].tolist()
-            target_ids += p[1:]
-            target_seg += [2 * B + i] * (len(p) - 1)
-    for r, c in enumerate(completions):
-        pair, seg = divmod(r, 2)
-        target_pred += rank[r, :len(c)].tolist()
-        target_ids += c
-        target_seg += [pair if seg == 0 else B + pair] * len(c)
+    target_pred, target_ids, target_seg = _prompt_cache_targets(prompts, completions, prompt_mask, rank, with_prompt)
     prompt_positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
     extra = {"prompt_pred": prompt_mask.bool()} if with_prompt else {}
     return {**extra,
@@ -234,3 +223,23 @@ def pack_prompt_cache(examples: list[dict], pad_token_id: int, *, with_prompt: b
         "completion_weight": completion_mask.float() * (torch.arange(2 * B) % 2 == 0)[:, None] if unpaired
         else completion_mask.float(),
     }
+
+
+def _prompt_cache_targets(prompts: list[list[int]], completions: list[list[int]], prompt_mask: torch.Tensor,
+                          rank: torch.Tensor, with_prompt: bool) -> tuple[list[int], list[int], list[int]]:
+    """(target_pred, target_ids, target_seg) of the prompt-cache layout: with `with_prompt` first the prompts'
+    tokens after their first (segment 2B + i), then every completion token (i chosen, B + i rejected)."""
+    B, P = prompt_mask.shape
+    target_pred, target_ids, target_seg = [], [], []
+    if with_prompt:  # prompt token j (j >= 1) is predicted at the first forward's position of token j - 1
+        prompt_rank = prompt_mask.flatten().cumsum(0).view(B, P) - 1
+        for i, p in enumerate(prompts):
+            target_pred += prompt_rank[i, P - len(p) + 1:].tolist()
+            target_ids += p[1:]
+            target_seg += [2 * B + i] * (len(p) - 1)
+    for r, c in enumerate(completions):
+        pair, seg = divmod(r, 2)
+        target_pred += rank[r, :len(c)].tolist()
+        target_ids += c
+        target_seg += [pair if seg == 0 else B + pair] * len(c)
+    return target_pred, target_ids, target_seg
