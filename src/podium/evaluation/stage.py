@@ -14,7 +14,8 @@ from podium.evaluation.named_tasks import run_eval
 from podium.evaluation.outputs import write_eval_outputs
 from podium.evaluation.task_accuracy import task_accuracy
 from podium.files import write_json
-from podium.models.io import AttnImplementation, load_model, load_tokenizer
+from podium.models.attention_choice import AttnImplementation
+from podium.models.io import load_model, load_tokenizer
 from podium.refs import FileRef, ModelRef
 from podium.stages import StageContext, stage
 

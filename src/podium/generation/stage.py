@@ -35,7 +35,8 @@ from podium.generation.backend import SamplerBackend
 from podium.generation.hf_sampler import TransformersSampler
 from podium.generation.sampler import SamplingParams
 from podium.generation.vllm_sampler import VLLMSampler  # imports vllm itself only when a sampler is built
-from podium.models.io import AttnImplementation, load_model, load_tokenizer
+from podium.models.attention_choice import AttnImplementation
+from podium.models.io import load_model, load_tokenizer
 from podium.refs import DataRef, ModelRef
 from podium.stages import StageContext, stage
 

@@ -22,7 +22,7 @@ from podium.distributed.world import current_world
 from podium.errors import DataError
 from podium.files import read_jsonl, write_json, write_jsonl
 from podium.generation.backend import SamplerBackend
-from podium.models.io import AttnImplementation
+from podium.models.attention_choice import AttnImplementation
 from podium.refs import ModelRef
 from podium.stages import StageContext, run_stage, stage
 from podium.tasks import get_task

@@ -33,7 +33,7 @@ from podium.generation.backend import SamplerBackend
 from podium.judging.base import Judgement
 from podium.judging.build import JudgeSpec, build_judge
 from podium.losses import LOSS_SPECS, SELF_PLAY_OBJECTIVES, SETTINGS, objective_names
-from podium.models.io import AttnImplementation
+from podium.models.attention_choice import AttnImplementation
 from podium.models.publish import MODEL_FILES
 from podium.refs import ModelRef
 from podium.selfplay.targets import sppo_pair

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from podium.distributed.fsdp_load import adapters_on_host
 from podium.errors import PodiumError
 from podium.merging.executor import merge_lora
-from podium.models.io import nonfinite_tensor, save_model
+from podium.models.folder_checks import nonfinite_tensor
+from podium.models.io import save_model
 
 
 class LoraSettings(BaseModel):

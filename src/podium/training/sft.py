@@ -30,7 +30,8 @@ from podium.distributed.world import current_world
 from podium.errors import ConfigError, DataError
 from podium.evaluation.task_accuracy import task_accuracy
 from podium.files import write_json
-from podium.models.io import AttnImplementation, load_model, load_tokenizer
+from podium.models.attention_choice import AttnImplementation
+from podium.models.io import load_model, load_tokenizer
 from podium.refs import ModelRef
 from podium.stages import StageContext, stage
 from podium.tasks import get_task

@@ -32,16 +32,10 @@ from podium.data.preference import read_pairs
 from podium.data.response_batches import make_pair_collate
 from podium.errors import DataError, PodiumError
 from podium.losses import LOSS_SPECS, SETTINGS, TRAINING_DEFAULTS, combination_problem, combined_settings, objective_names
+from podium.models.attention_choice import AttnImplementation, choose_attn_implementation
+from podium.models.folder_checks import check_weights_format, loading_problem
 from podium.models.heads import build_preference_model
-from podium.models.io import (
-    AttnImplementation,
-    check_weights_format,
-    choose_attn_implementation,
-    load_model,
-    load_tokenizer,
-    loading_problem,
-    resolve_dtype,
-)
+from podium.models.io import load_model, load_tokenizer, resolve_dtype
 from podium.models.policy import current_policy
 from podium.refs import ModelRef
 from podium.stages import StageContext, stage
