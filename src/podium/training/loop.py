@@ -40,9 +40,9 @@ from podium.training.divergence import DivergenceGuard
 from podium.training.loop_state import Run, last_good_checkpoint, resume_run, start_run
 from podium.training.optimizer import step_indices
 from podium.training.settings import TrainSettings
-from podium.training.sharded_checkpoint import save_training_state
 from podium.training.step_record import StepDone, Throughput, run_summary, step_record
 from podium.training.trackers import finish_trackers
+from podium.training.training_state import save_training_state
 
 Objective = Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 

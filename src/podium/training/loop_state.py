@@ -27,8 +27,8 @@ from podium.training.flops import TrainingFlops, peak_flops
 from podium.training.host_heap import HeapTrimmer
 from podium.training.optimizer import make_optimizer, make_scheduler
 from podium.training.settings import TrainSettings
-from podium.training.sharded_checkpoint import first_sound, load_training_state
 from podium.training.trackers import get_accelerator, start_trackers
+from podium.training.training_state import first_sound, load_training_state
 
 
 @dataclass
