@@ -14,16 +14,9 @@ import torch
 from tests.parity.families import build_family
 from transformers import AutoModelForCausalLM
 
-from podium.distributed.fsdp_load import (
-    Experts,
-    WeightFiles,
-    empty_model,
-    is_empty,
-    materialise,
-    plan_sources,
-    shard_rows,
-    unwrapped_name,
-)
+from podium.distributed.fsdp_load import empty_model, is_empty, materialise
+from podium.distributed.weight_files import WeightFiles, shard_rows
+from podium.distributed.weight_sources import Experts, plan_sources, unwrapped_name
 from podium.errors import PodiumError
 from podium.models.io import save_model
 from podium.training.lora import LoraSettings, apply_lora

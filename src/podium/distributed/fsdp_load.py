@@ -26,26 +26,19 @@ each rank reads is that range (`shard_rows`), checked against the local shard's 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from huggingface_hub import errors as hub_errors
-from torch.distributed.tensor import DTensor, Shard
+from torch.distributed.tensor import DTensor
 from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
+from podium.distributed.weight_files import WeightFiles, local_rows
+from podium.distributed.weight_sources import plan_sources, unwrapped_name
 from podium.errors import PodiumError
-
-try:  # transformers 5 converts some checkpoint layouts on load (Mixtral's per-expert tensors into fused ones)
-    from transformers.conversion_mapping import get_model_conversion_mapping
-    from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
-except ImportError:  # transformers 4 loads checkpoints as stored
-    get_model_conversion_mapping = None
 
 # What reading a model folder's config raises for a bad config.json (huggingface_hub's strict config validation too).
 CONFIG_ERRORS = (OSError, ValueError, getattr(hub_errors, "StrictDataclassError", ValueError))
@@ -53,269 +46,6 @@ CONFIG_ERRORS = (OSError, ValueError, getattr(hub_errors, "StrictDataclassError"
 log = logging.getLogger("podium")
 
 SOURCE_ATTR = "_podium_rank_local_source"  # set on the transformers model by `empty_model`
-INDEX = "model.safetensors.index.json"
-
-
-# --- which rows a rank holds ------------------------------------------------------------------------
-
-def shard_rows(n: int, world: int, rank: int) -> tuple[int, int]:
-    """Rows [start, stop) of an n-row tensor that rank `rank` of `world` holds under FSDP2's Shard(0)
-    (`torch.chunk` of n rows into `world` pieces: c = ceil(n / world) rows each, the last ones shorter or empty)."""
-    if n == 0:
-        return 0, 0
-    c = -(-n // world)
-    start = min(rank * c, n)
-    return start, min(start + c, n)
-
-
-def local_rows(t: torch.Tensor) -> tuple[int, int] | None:
-    """The dim-0 rows this rank's shard of `t` covers; None for a tensor every rank holds whole."""
-    if not isinstance(t, DTensor):
-        return None
-    if len(t.placements) != 1 or not isinstance(t.placements[0], Shard) or t.placements[0].dim != 0:
-        raise PodiumError(f"rank-local loading reads dim-0 shards; got placements {t.placements}")
-    mesh = t.device_mesh
-    start, stop = shard_rows(t.shape[0], mesh.size(), mesh.get_local_rank())
-    if t.to_local().shape[0] != stop - start:
-        raise PodiumError(f"rank-local loading: local shard has {t.to_local().shape[0]} rows, expected {stop - start} "
-                          f"(rows {start}:{stop} of {t.shape[0]})")
-    return start, stop
-
-
-# --- the weight files ---------------------------------------------------------------------------------
-
-# safetensors dtype names (the format's header) -> torch dtypes
-ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-             "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-             "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
-MAX_HEADER = 100 * 2**20  # the safetensors format's own bound on a header
-
-
-@dataclass
-class WeightFiles:
-    """The safetensors files of a model folder and which file holds each tensor (the index of a sharded layout,
-    else every `*.safetensors` file's own keys). Read rows with `rows` inside `with files:`.
-
-    Rows are read with positioned reads of exactly their bytes (a tensor is stored row-major, so rows [a, b) are
-    one contiguous byte range), not through a memory map: the pages of a mapped file count in the process's
-    resident memory while the file stays open, and the kernel's read-ahead maps neighbouring rows too. Each
-    file's header is checked (dtype, shape, offsets inside the file) before any of its bytes are used."""
-
-    folder: Path
-    where: dict[str, str] = field(default_factory=dict)  # tensor name -> file name
-    _headers: dict[str, tuple[int, dict]] = field(default_factory=dict, repr=False)  # file -> (data start, header)
-    _open: dict[str, object] = field(default_factory=dict, repr=False)
-    _stack: ExitStack | None = field(default=None, repr=False)
-    bytes_read: int = 0
-
-    @classmethod
-    def of(cls, folder: str | os.PathLike) -> WeightFiles:
-        folder = Path(folder)
-        index = folder / INDEX
-        if index.is_file():
-            try:
-                weight_map = json.loads(index.read_text())["weight_map"]
-                files = set(weight_map.values())
-            except (ValueError, KeyError, TypeError, AttributeError) as e:
-                raise PodiumError(f"{index}: not a safetensors index ({type(e).__name__}: {e}); expected "
-                                  '{"weight_map": {tensor: file}}') from None
-            for name in files:
-                if not isinstance(name, str) or "/" in name or name.startswith(".") or not (folder / name).is_file():
-                    raise PodiumError(f"{index}: names {name!r}, which is not a file in {folder}")
-            return cls(folder, dict(weight_map))
-        files = sorted(p.name for p in folder.glob("*.safetensors"))
-        if not files:
-            raise PodiumError(f"{folder}: no *.safetensors weights to load")
-        out = cls(folder)
-        for name in files:
-            out.where.update(dict.fromkeys(out._header(name)[1], name))
-        return out
-
-    def keys(self):
-        return self.where.keys()
-
-    def __enter__(self) -> WeightFiles:
-        self._stack = ExitStack()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._open.clear()
-        if self._stack is not None:
-            self._stack.close()
-        self._stack = None
-
-    def _header(self, file: str) -> tuple[int, dict]:
-        """(offset of the data, {tensor: {dtype, shape, data_offsets}}) of one file, checked."""
-        if file not in self._headers:
-            path = self.folder / file
-            try:
-                size = path.stat().st_size
-                with open(path, "rb") as f:
-                    n = int.from_bytes(f.read(8), "little")
-                    if not 0 < n <= min(MAX_HEADER, size - 8):
-                        raise ValueError(f"header length {n} does not fit the file ({size} bytes)")
-                    header = json.loads(f.read(n))
-                header.pop("__metadata__", None)
-                for name, entry in header.items():
-                    begin, end = entry["data_offsets"]
-                    count = 1
-                    for d in entry["shape"]:
-                        count *= int(d)
-                    itemsize = torch.empty((), dtype=ST_DTYPES[entry["dtype"]]).element_size()
-                    if not 0 <= begin <= end <= size - 8 - n or end - begin != count * itemsize:
-                        raise ValueError(f"tensor {name!r}: offsets {begin}..{end} do not hold shape {entry['shape']} "
-                                         f"of {entry['dtype']} inside the file")
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                raise PodiumError(f"{path}: damaged or unreadable safetensors file ({type(e).__name__}: {e})") from None
-            self._headers[file] = (8 + n, header)
-        return self._headers[file]
-
-    def _entry(self, name: str) -> tuple[str, int, dict]:
-        file = self.where[name]
-        start, header = self._header(file)
-        if name not in header:
-            raise PodiumError(f"{self.folder / file}: no tensor {name!r}, which {INDEX} places there")
-        return file, start, header[name]
-
-    def shape(self, name: str) -> tuple[int, ...]:
-        return tuple(int(d) for d in self._entry(name)[2]["shape"])
-
-    def rows(self, name: str, start: int | None = None, stop: int | None = None) -> torch.Tensor:
-        """Rows [start, stop) of tensor `name` (all of it when start is None), read from its file alone."""
-        file, data, entry = self._entry(name)
-        shape = [int(d) for d in entry["shape"]]
-        dtype = ST_DTYPES[entry["dtype"]]
-        if start is None or not shape:
-            start, stop = 0, (shape[0] if shape else 1)
-        rows = max(0, stop - start)
-        begin, end = entry["data_offsets"]
-        row_bytes = (end - begin) // (shape[0] if shape and shape[0] else 1)
-        out_shape = [rows, *shape[1:]] if shape else []
-        if rows == 0 or row_bytes == 0:
-            return torch.empty(out_shape, dtype=dtype)
-        if self._stack is None:
-            raise RuntimeError("WeightFiles.rows outside `with files:`")
-        if file not in self._open:
-            self._open[file] = self._stack.enter_context(open(self.folder / file, "rb"))
-        f = self._open[file]
-        buffer = bytearray(rows * row_bytes)
-        f.seek(data + begin + start * row_bytes)
-        if f.readinto(buffer) != len(buffer):
-            raise PodiumError(f"{self.folder / file}: {name!r} ends before its header says (truncated file?)")
-        self.bytes_read += len(buffer)
-        return torch.frombuffer(buffer, dtype=dtype).view(out_shape)
-
-
-# --- model parameter -> file tensors --------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Direct:
-    """A parameter stored as one file tensor of the same shape."""
-
-    key: str
-
-    def shape(self, files: WeightFiles) -> tuple[int, ...]:
-        return files.shape(self.key)
-
-    def read(self, files: WeightFiles, start: int | None, stop: int | None) -> torch.Tensor:
-        return files.rows(self.key, start, stop)
-
-
-@dataclass(frozen=True)
-class Experts:
-    """A fused experts parameter `[E, ...]` whose row e is `cat([groups[0][e], groups[1][e], ...], dim=0)`:
-    transformers' MergeModulelist(dim=0) over each group of per-expert tensors, then Concatenate(dim=1)."""
-
-    groups: tuple[tuple[str, ...], ...]  # one tuple of file keys per source pattern, in expert order
-
-    def shape(self, files: WeightFiles) -> tuple[int, ...]:
-        parts = [files.shape(g[0]) for g in self.groups]
-        return (len(self.groups[0]), sum(p[0] for p in parts), *parts[0][1:])
-
-    def read(self, files: WeightFiles, start: int | None, stop: int | None) -> torch.Tensor:
-        start, stop = (0, len(self.groups[0])) if start is None else (start, stop)
-        rows = [torch.cat([files.rows(g[e]) for g in self.groups], dim=0) for e in range(start, stop)]
-        if rows:
-            return torch.stack(rows)
-        return torch.empty((0, *self.shape(files)[1:]), dtype=files.rows(self.groups[0][0], 0, 0).dtype)
-
-
-def conversions(model) -> tuple[list, list]:
-    """transformers' (renamings, converters) of `model`'s checkpoint layout (empty lists when this transformers
-    has none)."""
-    if get_model_conversion_mapping is None:
-        return [], []
-    transforms = get_model_conversion_mapping(model)
-    return ([t for t in transforms if isinstance(t, WeightRenaming)],
-            [t for t in transforms if isinstance(t, WeightConverter)])
-
-
-def _op_names(converter) -> list[tuple[str, int]]:
-    return [(type(op).__name__, getattr(op, "dim", None)) for op in converter.operations]
-
-
-def plan_sources(model, files: WeightFiles) -> dict[str, Direct | Experts]:
-    """For each parameter or buffer name of `model`'s state dict that the files hold: where its values are (names
-    as the unwrapped model has them: a LoRA-wrapped layer's `.base_layer.` dropped)."""
-    names = {unwrapped_name(k) for k in model.state_dict().keys()}
-    renamings, converters = conversions(model)
-    plan: dict[str, Direct | Experts] = {}
-    grouped: dict[str, dict[str, dict[int, str]]] = {}  # target -> source pattern -> expert -> file key
-    by_pattern = {}
-    for key in files.keys():
-        if not (renamings or converters):
-            target, pattern = key, None
-        else:
-            target, pattern = rename_source_key(key, renamings, converters, model.base_model_prefix,
-                                                dict.fromkeys(names, True))
-        if pattern is None:
-            target = _with_prefix(target, names, model.base_model_prefix)
-            if target in names:
-                plan[target] = Direct(key)
-            continue
-        converter = next(c for c in converters if pattern in c.source_patterns)
-        by_pattern[pattern] = converter
-        index = _expert_index(key, pattern)
-        grouped.setdefault(target, {}).setdefault(pattern, {})[index] = key
-    for target, patterns in grouped.items():
-        converter = by_pattern[next(iter(patterns))]
-        ops = _op_names(converter)
-        if ops not in ([("MergeModulelist", 0)], [("MergeModulelist", 0), ("Concatenate", 1)]):
-            raise PodiumError(f"rank-local loading: {model.config.model_type} checkpoints convert {target!r} with "
-                              f"{ops}, which podium cannot read by rows; set `launch: {{fsdp: {{rank_local_load: false}}}}` "
-                              "to load whole models")
-        ordered = []
-        for pattern in converter.source_patterns:
-            experts = patterns.get(pattern, {})
-            if sorted(experts) != list(range(len(experts))) or not experts:
-                raise PodiumError(f"{files.folder}: experts of {target!r} under {pattern!r} are {sorted(experts)}, "
-                                  "expected 0..E-1")
-            ordered.append(tuple(experts[e] for e in range(len(experts))))
-        if len({len(g) for g in ordered}) != 1:
-            raise PodiumError(f"{files.folder}: {target!r} has unequal expert counts per source ({[len(g) for g in ordered]})")
-        if target in names:
-            plan[target] = Experts(tuple(ordered))
-    return plan
-
-
-def _with_prefix(key: str, names: set[str], prefix: str) -> str:
-    """A file key as the model names it: with or without the base model's prefix (a bare `LlamaModel`'s files
-    loaded into `LlamaForCausalLM`, or the other way round), as transformers allows."""
-    if key in names or not prefix:
-        return key
-    if f"{prefix}.{key}" in names:
-        return f"{prefix}.{key}"
-    if key.startswith(prefix + ".") and key[len(prefix) + 1:] in names:
-        return key[len(prefix) + 1:]
-    return key
-
-
-def _expert_index(key: str, pattern: str) -> int:
-    regex = re.escape(pattern).replace(r"\*", r"(\d+)")
-    found = re.search(regex, key)
-    if found is None or not found.groups():
-        raise PodiumError(f"rank-local loading: cannot read the expert index of {key!r} (pattern {pattern!r})")
-    return int(found.group(1))
 
 
 # --- building empty, materialising shards ----------------------------------------------------------------
@@ -371,11 +101,6 @@ def source_model(model: torch.nn.Module):
     """The transformers model inside `model` (peft, a head) that `empty_model` built, or None."""
     # vars(), not getattr: peft's wrappers forward unknown attributes to the model they wrap
     return next((m for m in model.modules() if vars(m).get(SOURCE_ATTR) is not None), None)
-
-
-def unwrapped_name(name: str) -> str:
-    """A parameter's name without peft's `.base_layer` wrappers (nested ones too: LoRA on Mixtral's experts)."""
-    return re.sub(r"(\.base_layer)+\.", ".", name)
 
 
 def _names_in(root: torch.nn.Module, inner: torch.nn.Module) -> dict[int, list[str]]:
