@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from podium.cards.report import write_report
+from podium.distributed.environment import check_environment
 from podium.distributed.launcher import run_distributed
-from podium.distributed.spec import check_environment
 from podium.errors import ConfigError
 from podium.hub import check_hub_inputs
 from podium.models.policy import security_policy

@@ -35,8 +35,9 @@ import threading
 import time
 from pathlib import Path
 
+from podium.distributed.accelerate_config import launch_arguments
 from podium.distributed.fsdp import ENV as FSDP_ENV
-from podium.distributed.spec import LaunchSpec, launch_arguments
+from podium.distributed.spec import LaunchSpec
 from podium.errors import PodiumError
 from podium.rundir import read_json_object
 
