@@ -2,6 +2,9 @@
 
 Every error names the file, the line and the key, e.g.
 `recipes/quickstart.yaml:12: stage 'sft': unknown key 'learing_rate'`.
+
+(About 380 lines: the YAML reader and the validation that names its lines share `Located`, and every layer
+imports both from here; split only with a reason stronger than length.)
 """
 
 from __future__ import annotations

@@ -136,6 +136,8 @@ _CPO_SUMMARY = ("Reference-free: DPO's loss on the policy's own log-probs (a uni
 _KTO_DATA = ("Unpaired data: `{prompt, completion, label}` records (TRL's unpaired format; pairs are unpaired as "
              "TRL does)")
 
+# Over 300 lines because of this table (~190 lines), held whole on purpose: every objective's loss, settings,
+# defaults, card label and paper in one place, as docs/OBJECTIVES.md renders it.
 LOSS_SPECS: dict[str, LossSpec] = {
     "dpo": LossSpec(
         dpo_loss, "policy", POLICY_LOGPS, ("beta", "label_smoothing") + _F + _LD + _WPO, "dpo", _DPO,

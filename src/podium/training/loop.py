@@ -47,6 +47,7 @@ from podium.training.training_state import save_training_state
 Objective = Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
+# 64 lines, of which the signature is 17 and the docstring 11: the loop itself is the ~36 lines at the end.
 def train_loop(
     model: torch.nn.Module,
     objective: Objective,

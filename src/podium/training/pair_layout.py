@@ -158,6 +158,7 @@ def _lay_out(rows: list[list[tuple]], B: int, L: int, pad_token_id: int, *, pref
     return ids_rows, pos_rows, unit_rows, branch_rows, weight_rows, targets
 
 
+# 65 lines, of which the docstring (the layout's specification) is 20.
 def pack_prompt_cache(examples: list[dict], pad_token_id: int, *, with_prompt: bool = False,
                       unpaired: bool = False) -> dict:
     """The prefix-sharing layout of two forwards (module doc) for B pairs with non-empty prompts.
