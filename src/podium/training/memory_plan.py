@@ -27,18 +27,26 @@ def stage_memory_lines(name: str, shape: ModelShape, setup: TrainingSetup, devic
     """The lines `podium run` prints for one training stage."""
     e = estimate(shape, setup)
     label = {"fsdp2": "FSDP2 (podium)", "zero3": "DeepSpeed ZeRO-3 (accelerate)"}.get(setup.sharding, (
-        "replicated (DDP)" if setup.processes > 1 else "one process"))
+        "replicated (DDP)" if setup.processes > 1 else "unsharded"))
     if setup.cpu_offload:
         label += ", CPU offload"
     if setup.offload_optimizer:
         label += ", optimizer offloaded to CPU"
     lines = [f"[{name}] memory per process, {setup.processes} process{'es' if setup.processes != 1 else ''}, "
-             f"{label}: peak ~{fmt_gib(e.peak)} ({shape.parameters / 1e9:.2f}B parameters"
+             f"{label}: peak ~{fmt_gib(e.peak)} ({parameter_count(shape.parameters)} parameters"
              f"{f', LoRA r{setup.lora_r}' if setup.lora_r else ''}): parameters {fmt_gib(e.parameters)}, gradients "
              f"{fmt_gib(e.gradients)}, optimizer {fmt_gib(e.optimizer)}, activations {fmt_gib(e.activations)}, "
              f"logits {fmt_gib(e.logits)}" + (f"; host memory {fmt_gib(e.host)} per process" if e.host else "")]
     lines.append(f"[{name}]   {fits(e.peak, device_bytes)} ({where})")
     return lines
+
+
+def parameter_count(n: int) -> str:
+    """1.23B, 45.6M or 270K: a tiny model is not "0.00B"."""
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}" if unit == "B" else f"{n / scale:.1f}{unit}"
+    return str(n)
 
 
 TRAINING_KINDS = ("sft", "train", "selfplay")
