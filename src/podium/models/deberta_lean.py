@@ -115,14 +115,19 @@ class LeanDeberta:
             key_bias = torch.zeros(B, 1, 1, T, dtype=x.dtype, device=x.device)
             key_bias.masked_fill_(~attention_mask.bool()[:, None, None, :], torch.finfo(x.dtype).min)
         index = self.index(T, x.device)
+        span2 = deberta.encoder.layer[0].attention.self.pos_ebd_size * 2
+        # I as offsets into Q Pk^T [T, 2 span] and Pq K^T [2 span, T] flattened, for every layer but the last: an
+        # index_select of a flat row is cheaper than torch.gather's per-element index arithmetic.
+        arange = torch.arange(T, device=x.device)
+        flat = ((arange[:, None] * span2 + index).reshape(-1).int(), (index * T + arange[None, :]).reshape(-1).int())
         positions = self.positions()
         last = len(deberta.encoder.layer) - 1
         for n, layer in enumerate(deberta.encoder.layer):
-            x = self._layer(layer, x, index, positions[n], key_bias, rows if n == last else None)
+            x = self._layer(layer, x, index, flat, positions[n], key_bias, rows if n == last else None)
         return x
 
     @staticmethod
-    def _layer(layer, x, index, positions, key_bias, rows):
+    def _layer(layer, x, index, flat, positions, key_bias, rows):
         """One DebertaV2Layer on x [B, T, H]; with `rows` [B, R], only those query rows' outputs [B, R, H]."""
         attn = layer.attention.self
         B, T, H = x.shape
@@ -134,12 +139,17 @@ class LeanDeberta:
         k = attn.key_proj(x).view(B, T, h, d).transpose(1, 2).contiguous()  # [B, h, T, d]
         v = attn.value_proj(x).view(B, T, h, d).transpose(1, 2).contiguous()
         pk, pq = positions
-        idx = (index if rows is None else index[rows]).unsqueeze(-3)  # [1, 1, T, T] or [B, 1, R, T]
-        idx = idx.expand(B, h, R, T)
-        if pk is not None:  # c2p[q, k] = Q_q . Pk_I[q, k]: a gather along the rows of Q Pk^T [B, h, R, 2 span]
-            bias = torch.gather(torch.matmul(q, pk.transpose(-1, -2)), -1, idx)
-        if pq is not None:  # p2c[q, k] = K_k . Pq_I[q, k]: a gather down the columns of Pq K^T [B, h, 2 span, T]
-            p2c = torch.gather(torch.matmul(pq, k.transpose(-1, -2)), -2, idx)
+        if rows is None:
+            def pick(table, offsets):  # table [B, h, ., .] at the flat offsets -> [B, h, T, T]
+                return table.view(B * h, -1).index_select(1, offsets).view(B, h, T, T)
+            c2p_at, p2c_at = (lambda t: pick(t, flat[0])), (lambda t: pick(t, flat[1]))
+        else:
+            idx = index[rows].unsqueeze(-3).expand(B, h, R, T)  # [B, h, R, T]
+            c2p_at, p2c_at = (lambda t: torch.gather(t, -1, idx)), (lambda t: torch.gather(t, -2, idx))
+        if pk is not None:  # c2p[q, k] = Q_q . Pk_I[q, k]: along the rows of Q Pk^T [B, h, R, 2 span]
+            bias = c2p_at(torch.matmul(q, pk.transpose(-1, -2)))
+        if pq is not None:  # p2c[q, k] = K_k . Pq_I[q, k]: down the columns of Pq K^T [B, h, 2 span, T]
+            p2c = p2c_at(torch.matmul(pq, k.transpose(-1, -2)))
             bias = p2c if pk is None else bias.add_(p2c)
         if key_bias is not None:
             bias.add_(key_bias)
