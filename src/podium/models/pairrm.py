@@ -101,8 +101,10 @@ class PairRMModel(nn.Module):
         """Pair logits C [B] from pair sequences `input_ids` [B, T] (right-padded, `attention_mask` [B, T]) and
         the positions of their source, candidate-1 and candidate-2 markers `markers` [B, 3].
 
-        The encoder runs as `DebertaV2Model.forward` runs it (embeddings, then the encoder on the same mask), given
-        the cached relative positions."""
+        Without gradients (judging) the encoder is `podium.models.deberta_lean`: transformers' arithmetic reordered
+        (equal to float rounding; in float64 to 1e-10), about twice as fast on a CPU. Otherwise it runs as
+        `DebertaV2Model.forward` runs it (embeddings, then the encoder on the same mask), given the cached relative
+        positions."""
         deberta = self.pretrained_model
         if supports(deberta):
             src, c1, c2 = self.lean.forward(input_ids, attention_mask, markers).unbind(1)
