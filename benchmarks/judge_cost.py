@@ -14,7 +14,8 @@ return_scores=True)` (its venv: tests/pairrm_oracle.py) on the same random-init 
 hidden 384 x 6 layers, deberta-v3's tokenizer layout) and the same candidate sets (K = 5, prompts and
 responses of random lengths), each in its own process with the same threads: pairs/s = prompts x K(K-1) / seconds
 (best of --repeats), for llm-blender at batch_size 1 (SPPO's rank.py) and 8 (its default), and the largest
-difference of the scores.
+difference of the scores. `--hf-forward` adds podium's judge on transformers' own DebertaV2 forward (what
+podium.models.deberta_lean replaces), interleaved with the lean one in the same process.
 
     .venv/bin/python benchmarks/judge_cost.py --pairrm [--prompts 32] [--threads 2]
 """
@@ -86,18 +87,28 @@ def pairrm_vs_llm_blender(args) -> int:
                    for bs in (1, 8)}
         judge = PairRMJudge(load_pairrm(folder, device="cpu"), batch_size=args.batch_size,
                             max_batch_tokens=args.max_batch_tokens)
-        best, cpu, judged = float("inf"), float("inf"), None
-        for _ in range(args.repeats):
-            t0, c0 = time.perf_counter(), time.process_time()
-            judged = judge.judge_many(items)
-            best, cpu = min(best, time.perf_counter() - t0), min(cpu, time.process_time() - c0)
+        import podium.models.pairrm as pairrm_module
+
+        lean = pairrm_module.supports
+        runs = {"podium": lean} | ({"podium, transformers' forward": lambda _: False} if args.hf_forward else {})
+        timing = {name: (float("inf"), float("inf")) for name in runs}
+        judged = None
+        for _ in range(args.repeats):  # interleaved, so a change of the machine's load touches both alike
+            for name, use_lean in runs.items():
+                pairrm_module.supports = use_lean
+                t0, c0 = time.perf_counter(), time.process_time()
+                out = judge.judge_many(items)
+                wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+                timing[name] = (min(timing[name][0], wall), min(timing[name][1], cpu))
+                judged = out if name == "podium" else judged
+        pairrm_module.supports = lean
         lengths = pair_lengths(judge, items)
     pairs = args.prompts * args.k * (args.k - 1)
     podium_scores = [j.response_scores.tolist() for j in judged]
     print(f"PairRM, DeBERTa-v2 {args.hidden_size}x{args.layers}, K={args.k}, {args.prompts} prompts ({pairs} ordered "
           f"pairs), {args.threads} thread(s), best of {args.repeats}; pair sequences {min(lengths)}-{max(lengths)} tokens "
           f"(mean {statistics.mean(lengths):.0f})")
-    rows = {"podium": {"seconds": best, "cpu_seconds": cpu}}
+    rows = {name: {"seconds": wall, "cpu_seconds": cpu} for name, (wall, cpu) in timing.items()}
     for bs, r in blender.items():
         diff = max(abs(a - b) for ps, bs_ in zip(podium_scores, r["scores"]) for a, b in zip(ps, bs_))
         rows[f"llm-blender rank batch_size={bs}"] = {"seconds": r["seconds"], "cpu_seconds": r["cpu_seconds"],
@@ -128,6 +139,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=2, help="--pairrm: best of this many runs")
     p.add_argument("--max-batch-tokens", type=int, default=None, help="--pairrm: podium's padded tokens per pass "
                    "(default: the judge's, 2048 on CPU)")
+    p.add_argument("--hf-forward", action="store_true", help="--pairrm: also time podium's judge on transformers' own "
+                   "DebertaV2 forward instead of podium.models.deberta_lean (same process, interleaved)")
     p.add_argument("--k", type=int, default=8)
     p.add_argument("--prompts", type=int, default=10)
     p.add_argument("--response-chars", type=int, default=60)

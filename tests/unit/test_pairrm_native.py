@@ -177,20 +177,32 @@ def test_fp16_on_cuda_as_llm_blender_runs_it(tiny, judge):
         torch.testing.assert_close(a, b, atol=5e-2, rtol=0)
 
 
-def test_the_forward_with_cached_relative_positions_is_debertas_own(judge):
-    """PairRMModel runs the encoder on relative positions built once (the top-left block of a larger matrix);
-    the states at the markers equal DebertaV2Model.forward's, bit for bit, padded or not."""
-    model = judge.pairrm.model
+def _marker_logits(model, ids, mask, markers):
+    hidden = model.pretrained_model(input_ids=ids, attention_mask=mask).last_hidden_state
+    rows = torch.arange(len(ids))
+    src, c1, c2 = (hidden[rows, markers[:, k]] for k in range(3))
+    return (model.head_layer(torch.cat([src, c1], -1)) - model.head_layer(torch.cat([src, c2], -1))).mean(-1)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_the_forward_is_debertas_own(judge, grad):
+    """PairRMModel's logits equal DebertaV2Model.forward's states at the markers through the head, padded or not:
+    without gradients (the lean forward, podium.models.deberta_lean) to float32 rounding, and in float64 to 1e-10
+    (the same arithmetic); with gradients (transformers' forward on the cached relative positions) bit for bit."""
+    import copy
+
     torch.manual_seed(0)
-    for length, width in [(40, 40), (90, 130), (700, 700)]:
-        ids = torch.randint(5, 300, (2, width))
-        mask = torch.ones(2, width, dtype=torch.long)
-        mask[1, length:] = 0
-        markers = torch.tensor([[1, 5, 9], [1, 6, 12]])
-        with torch.inference_mode():
-            ours = model(ids, mask, markers)
-            hidden = model.pretrained_model(input_ids=ids, attention_mask=mask).last_hidden_state
-            rows = torch.arange(2)
-            src, c1, c2 = (hidden[rows, markers[:, k]] for k in range(3))
-            theirs = (model.head_layer(torch.cat([src, c1], -1)) - model.head_layer(torch.cat([src, c2], -1))).mean(-1)
-        assert torch.equal(ours, theirs)
+    for model, atol, widths in [(judge.pairrm.model, 1e-5, [(40, 40), (90, 130), (700, 700)]),
+                                (copy.deepcopy(judge.pairrm.model).double(), 1e-10, [(40, 40), (90, 130)])]:
+        for length, width in widths:
+            ids = torch.randint(5, 300, (2, width))
+            mask = torch.ones(2, width, dtype=torch.long)
+            mask[1, length:] = 0
+            markers = torch.tensor([[1, 5, 9], [1, 6, 12]])
+            with torch.inference_mode(not grad), torch.set_grad_enabled(grad):
+                ours = model(ids, mask, markers)
+                theirs = _marker_logits(model, ids, mask, markers)
+            if grad:
+                assert torch.equal(ours, theirs)
+            else:
+                torch.testing.assert_close(ours, theirs, atol=atol, rtol=0)

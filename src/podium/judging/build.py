@@ -6,6 +6,7 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
+import torch
 from huggingface_hub import snapshot_download
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -107,14 +108,17 @@ def template_prompt(tokenizer, prompt) -> str:
     return tokenizer.apply_chat_template(turns, tokenize=False).split("None")[0]
 
 
-def build_judge(spec: JudgeSpec, *, progress: bool = False) -> RecordJudge:
+def build_judge(spec: JudgeSpec, *, progress: bool = False, device=None) -> RecordJudge:
+    """The judge of `spec`, its model (PairRM, reward, GPM) on `device`: default this process's device, the one the
+    policy and its sampler use (a launch's rank: its own GPU; else CUDA when present, else CPU)."""
+    device = torch.device(device) if device is not None else process_device()
     if spec.kind == "verifier":
         return RecordJudge(spec)
     if spec.kind == "pairrm":
         prompt_text = last_user_text
         if spec.prompt_template:
             prompt_text = partial(template_prompt, io.load_tokenizer(spec.prompt_template))
-        pairrm = load_pairrm(spec.model or "llm-blender/PairRM", device=process_device())  # a launch's rank: its own GPU
+        pairrm = load_pairrm(spec.model or "llm-blender/PairRM", device=device)
         return RecordJudge(spec, PairRMJudge(pairrm, mode=spec.pairrm_mode or "sppo", prompt_text=prompt_text,
                                              batch_size=spec.batch_size, max_batch_tokens=spec.max_batch_tokens,
                                              progress=progress))
@@ -124,6 +128,7 @@ def build_judge(spec: JudgeSpec, *, progress: bool = False) -> RecordJudge:
     folder = load_preference_folder(model_folder(spec.model), tau=spec.tau)
     if folder.model.kind != spec.kind:
         raise ConfigError(f"judge kind {spec.kind!r}, but {spec.model} holds a {folder.model.kind!r} model")
+    folder.model.to(device)
     kw = {"max_length": spec.max_length, "batch_size": spec.batch_size, "encode": folder.encode}
     if spec.kind == "reward":
         return RecordJudge(spec, RewardJudge(folder.model, folder.tokenizer, **kw))

@@ -14,7 +14,7 @@ from podium.losses.gpm import GPM_PROBABILITIES, gpm_logit_matrix
 class _ModelJudge:
     """`encode(tokenizer, prompt, response) -> (ids, prompt_tokens)` renders one sequence: podium's
     `encode_response` for its own models, `podium.models.preference_folders.encode_released` for the
-    GPM code's checkpoints."""
+    GPM code's checkpoints. The passes run on the model's device; judgements come back on the CPU."""
 
     def __init__(self, model, tokenizer, max_length: int | None = None, batch_size: int = 64, *,
                  encode=encode_response):
@@ -30,8 +30,10 @@ class _ModelJudge:
         long = [i for i, (ids, _) in enumerate(encoded) if self.max_length and len(ids) > self.max_length]
         if long:
             return Judgement.rejected(long, TOO_LONG)
-        return [pad_responses(self.tokenizer.pad_token_id, [e[0] for e in chunk], [e[1] for e in chunk])
-                for chunk in (encoded[s : s + self.batch_size] for s in range(0, len(encoded), self.batch_size))]
+        device = next(self.model.parameters()).device
+        batches = [pad_responses(self.tokenizer.pad_token_id, [e[0] for e in chunk], [e[1] for e in chunk])
+                   for chunk in (encoded[s : s + self.batch_size] for s in range(0, len(encoded), self.batch_size))]
+        return [{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in b.items()} for b in batches]
 
 
 class RewardJudge(_ModelJudge):
@@ -42,7 +44,7 @@ class RewardJudge(_ModelJudge):
         batches = self._encode(prompt, responses)
         if isinstance(batches, Judgement):
             return batches
-        r = torch.cat([self.model(b["input_ids"], b["attention_mask"], b["prompt_lengths"]).float() for b in batches])
+        r = torch.cat([self.model(b["input_ids"], b["attention_mask"], b["prompt_lengths"]).float() for b in batches]).cpu()
         return Judgement(matrix_from_scores(r), response_scores=r)
 
 
@@ -69,7 +71,7 @@ class GPMJudge(_ModelJudge):
         if isinstance(batches, Judgement):
             return batches
         outs = [self.model(b["input_ids"], b["attention_mask"], b["prompt_lengths"]) for b in batches]
-        v = torch.cat([o[0] for o in outs]).float()
-        lambdas = None if outs[0][1] is None else outs[0][1][0].float()
+        v = torch.cat([o[0] for o in outs]).float().cpu()
+        lambdas = None if outs[0][1] is None else outs[0][1][0].float().cpu()
         L = gpm_logit_matrix(v, lambdas, self.tau or self.model.tau, probability=self.probability)
         return Judgement(torch.sigmoid(L).fill_diagonal_(0.5), scores=L, response_scores=L.mean(dim=1))

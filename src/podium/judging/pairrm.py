@@ -16,8 +16,9 @@ finds them by token id, which is the same sequence position unless a text itself
 
 Every ordered pair is one cross-encoder pass (C_ij and C_ji are both computed, as `_full_predict` does); the
 passes of many prompts are sorted by length and packed into forward passes of at most `max_batch_tokens`
-(padded) tokens and `batch_size` pairs; DeBERTa's bucketed relative positions are built once, not per pass
-(`podium.models.pairrm.PairRMModel.relative_positions`). Masked padding does not change a real token's state, so batching
+(padded) tokens and `batch_size` pairs; inference runs `podium.models.deberta_lean` (DeBERTa's position terms
+projected once, the last layer at the three markers only: equal to transformers' forward to float rounding).
+Masked padding does not change a real token's state, so batching
 changes no score beyond float rounding; identical candidate texts of one prompt share their passes.
 
 Aggregation (`Blender.rank(..., return_scores=True)`, llm-blender's `get_scores_from_cmps`, policy

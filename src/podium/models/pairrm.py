@@ -43,6 +43,7 @@ from transformers import DebertaV2Config, DebertaV2Model
 from transformers.models.deberta_v2.modeling_deberta_v2 import build_relative_position
 
 from podium.errors import PodiumError, first_line
+from podium.models.deberta_lean import LeanDeberta, supports
 from podium.models.deberta_tokenizer import SPM_FILE, TOKENIZER_FILE, load_deberta_tokenizer
 from podium.models.folder_checks import PICKLE_SUFFIXES
 
@@ -80,6 +81,7 @@ class PairRMModel(nn.Module):
                                         nn.Linear(h, n_tasks))
 
         self._relative_positions: torch.Tensor | None = None
+        self.lean = LeanDeberta(self.pretrained_model)
 
     def relative_positions(self, length: int, device: torch.device) -> torch.Tensor:
         """DeBERTa's bucketed relative positions [1, T, T] for T = `length`: the top-left block of one matrix built
@@ -99,9 +101,16 @@ class PairRMModel(nn.Module):
         """Pair logits C [B] from pair sequences `input_ids` [B, T] (right-padded, `attention_mask` [B, T]) and
         the positions of their source, candidate-1 and candidate-2 markers `markers` [B, 3].
 
-        The encoder runs as `DebertaV2Model.forward` runs it (embeddings, then the encoder on the same mask), given
-        the cached relative positions."""
+        Without gradients (judging) the encoder is `podium.models.deberta_lean`: transformers' arithmetic reordered
+        (equal to float rounding; in float64 to 1e-10), about twice as fast on a CPU. Otherwise it runs as
+        `DebertaV2Model.forward` runs it (embeddings, then the encoder on the same mask), given the cached relative
+        positions."""
         deberta = self.pretrained_model
+        if supports(deberta):
+            src, c1, c2 = self.lean.forward(input_ids, attention_mask, markers).unbind(1)
+            left = self.head_layer(torch.cat([src, c1], dim=-1))
+            right = self.head_layer(torch.cat([src, c2], dim=-1))
+            return (left - right).mean(dim=-1)
         if deberta.z_steps > 1 or not deberta.encoder.relative_attention:
             hidden = deberta(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         else:
