@@ -27,25 +27,33 @@ def read_jsonl(path: str | os.PathLike, required: tuple[str, ...] = ()) -> list[
     with open_regular(path, DataError, what="JSONL file") as f:
         check_size(f, path, JSONL_FILE, DataError)
         for lineno, raw in bounded_lines(f, path, JSONL_LINE, DataError):
-            line = decode_line(raw, path, lineno)
-            if lineno == 1:
-                line = line.removeprefix("\ufeff")  # a byte-order mark some editors write
-            if not line.strip():
+            row = parse_record(raw, path, lineno)
+            if row is None:
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
-            except RecursionError:
-                raise DataError(f"{path}:{lineno}: JSON nested too deeply to be a record") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
             missing = [k for k in required if k not in row]
             if missing:
                 raise DataError(f"{path}:{lineno}: missing field {missing[0]!r}")
-            row.setdefault("_source", f"{path}:{lineno}")
             rows.append(row)
     return rows
+
+
+def parse_record(raw: bytes, path, lineno: int) -> dict | None:
+    """One JSONL line as a record carrying its `_source` (None for a blank line); errors name file and line."""
+    line = decode_line(raw, path, lineno)
+    if lineno == 1:
+        line = line.removeprefix("\ufeff")  # a byte-order mark some editors write
+    if not line.strip():
+        return None
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:
+        raise DataError(f"{path}:{lineno}: JSON nested too deeply to be a record") from None
+    if not isinstance(row, dict):
+        raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+    row.setdefault("_source", f"{path}:{lineno}")
+    return row
 
 
 def decode_line(raw: bytes, path, lineno: int) -> str:

@@ -18,14 +18,13 @@ source names with `data_files:`; when neither works the error says which setting
 
 from __future__ import annotations
 
-import json
 import os
 from array import array
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from podium.errors import DataError
-from podium.files import decode_line
+from podium.files import parse_record
 from podium.hub import REPO_ID, hub_online, local_path_problem
 from podium.limits import JSONL_FILE, JSONL_LINE, bounded_lines, check_size, open_regular
 
@@ -98,19 +97,10 @@ class JsonlRows(SourceRows):
 
 
 def parse_line(raw: bytes, path: Path, lineno: int) -> dict:
-    """One JSONL line as a record, errors naming file and line (as podium.files.read_jsonl)."""
-    line = decode_line(raw, path, lineno)
-    if lineno == 1:
-        line = line.removeprefix("\ufeff")
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
-    except RecursionError:
-        raise DataError(f"{path}:{lineno}: JSON nested too deeply to be a record") from None
-    if not isinstance(row, dict):
-        raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-    row.setdefault("_source", f"{path}:{lineno}")
+    """One indexed (non-blank) JSONL line as a record, errors naming file and line (`podium.files.parse_record`)."""
+    row = parse_record(raw, path, lineno)
+    if row is None:
+        raise DataError(f"{path}:{lineno}: the line is empty (the file changed since it was indexed)")
     return row
 
 
