@@ -37,6 +37,10 @@ class StageConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
+    def plan_notes(self) -> list[str]:
+        """Lines `podium run --dry-run` prints under the plan for this stage (e.g. what its settings can measure)."""
+        return []
+
 
 @dataclass
 class StageContext:
