@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from podium.data.chat import as_messages
 from podium.errors import ConfigError, PodiumError
 from podium.judging.base import Judgement
+from podium.judging.graded import DEFAULT_TAU, judge_graded
 from podium.judging.model_judges import GPMJudge, RewardJudge
 from podium.judging.pairwise import (  # llm-blender itself only when a PairRM judge is built
     PairRMJudge,
@@ -31,7 +32,7 @@ from podium.tasks import get_task
 class JudgeSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    kind: Literal["verifier", "reward", "gpm", "pairrm"] = "verifier"
+    kind: Literal["verifier", "graded", "reward", "gpm", "pairrm"] = "verifier"
     model: ModelRef | None = Field(None, description="preference model folder or Hub id (reward, gpm: podium's layout "
                                    "or, for gpm, the GPM code's released checkpoints) or PairRM checkpoint")
     max_length: int | None = Field(None, ge=8)
@@ -40,7 +41,8 @@ class JudgeSpec(BaseModel):
         None, description="gpm: 'released' (default) P_ij = sigma((s_ij - s_ji)/tau) as the GPM code's SPPO/GPO "
         "scripts; 'loss' P_ij = sigma(s_ij/tau), the probability the GPM loss fits")
     tau: float | None = Field(None, gt=0, description="gpm: temperature (default: the folder's; 0.1 for the GPM code's "
-                              "checkpoints, which do not store it)")
+                              "checkpoints, which do not store it); graded: P_ij = sigma((c_i - c_j)/tau) on the task's "
+                              "partial credit (default 0.25)")
     pairrm_mode: Literal["sppo", "pairwise"] | None = Field(
         None, description="pairrm: 'sppo' (default) P_ij = sigma(s_i - s_j) on llm-blender's aggregated scores, as the "
         "SPPO code; 'pairwise' P_ij = sigma(C_ij - C_ji), Blender.compare's logit")
@@ -52,7 +54,7 @@ class JudgeSpec(BaseModel):
     def _settings_of_the_kind(self):
         own = {"gpm_probability": "gpm", "tau": "gpm", "pairrm_mode": "pairrm", "prompt_template": "pairrm"}
         for name, kind in own.items():
-            if getattr(self, name) is not None and self.kind != kind:
+            if getattr(self, name) is not None and self.kind != kind and (name, self.kind) != ("tau", "graded"):
                 raise ValueError(f"{name} is a setting of judge kind {kind!r}, not {self.kind!r}")
         return self
 
@@ -64,9 +66,11 @@ class RecordJudge:
         self.spec, self.inner = spec, judge
 
     def judge(self, prompt, responses, answer: str | None = None, task: str | None = None) -> Judgement:
+        if self.spec.kind in ("verifier", "graded") and (answer is None or task is None):
+            raise ConfigError(f"judge kind {self.spec.kind!r} needs prompts with gold 'answer' and 'task' fields")
+        if self.spec.kind == "graded":
+            return judge_graded(prompt, responses, answer, task, tau=self.spec.tau or DEFAULT_TAU)
         if self.spec.kind == "verifier":
-            if answer is None or task is None:
-                raise ConfigError("judge kind 'verifier' needs prompts with gold 'answer' and 'task' fields")
             family = get_task(task)
             if family.pairwise:  # the task's truth is a preference between responses (e.g. rps)
                 return PairwiseJudge(lambda p, a, b: family.prefer(a, b)).preference_matrix(prompt, responses)
@@ -91,7 +95,7 @@ def template_prompt(tokenizer, prompt) -> str:
 
 
 def build_judge(spec: JudgeSpec) -> RecordJudge:
-    if spec.kind == "verifier":
+    if spec.kind in ("verifier", "graded"):
         return RecordJudge(spec)
     if spec.kind == "pairrm":
         prompt_text = last_user_text
