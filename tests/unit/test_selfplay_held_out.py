@@ -66,7 +66,8 @@ def gpm_dir(tiny_dir, tmp_path_factory):
 def test_every_iteration_is_judged_on_the_same_prompts_against_baseline_and_previous(tiny_dir, gpm_dir, tmp_path):
     judge = {"kind": "gpm", "model": str(gpm_dir)}
     cfg = {"model": str(tiny_dir), "task": "arithmetic", "count": 8, "iterations": 2, "num_samples": 3,
-           "max_new_tokens": 6, "eval_count": 6, "eval_temperature": 1.0, "judge": judge, "objective": "sppo",
+           "max_new_tokens": 6, "eval_count": 6, "eval_temperature": 1.0, "eval_samples": 2, "judge": judge,
+           "objective": "sppo",
            "train": {"batch_size": 2, "learning_rate": 1e-2, "max_length": 64}}
     m = run_stage("selfplay", cfg, tmp_path)
     gpm = build_judge(JudgeSpec(**judge))
@@ -76,10 +77,11 @@ def test_every_iteration_is_judged_on_the_same_prompts_against_baseline_and_prev
     prompts = [[r["prompt"] for r in answers[t]] for t in answers]
     assert prompts[0] == prompts[1] == prompts[2]
     assert {r["generator"]["seed"] for t in answers for r in answers[t]} == {0}
+    assert all(len(r["responses"]) == 2 for t in answers for r in answers[t])
 
-    def p(new, old):
-        return [float(gpm.judge(a["prompt"], [a["responses"][0], b["responses"][0]]).matrix[0, 1])
-                for a, b in zip(new, old)]
+    def p(new, old):  # per prompt: answer j against answer j, averaged over the 2 answers
+        return [sum(float(gpm.judge(a["prompt"], [a["responses"][j], b["responses"][j]]).matrix[0, 1])
+                    for j in (0, 1)) / 2 for a, b in zip(new, old)]
 
     base = {t: p(answers[t], answers[0]) for t in answers}
     assert m["iter0/win_rate"] == pytest.approx(0.5)  # pi_0 is the baseline: its answers tie with themselves
@@ -138,3 +140,12 @@ def test_iteration_table_in_report_and_card(tmp_path):
         assert "`sppo`: self-play iterations" in text and "on 1000 held-out prompts" in text
         assert "+8.0 [+6.0, +10.0]" in text
     assert math.isclose(json.loads((run / "report.json").read_text())["stages"][0]["metrics"]["iter1/gain"], 0.08)
+
+
+def test_several_greedy_answers_are_a_config_error():
+    from pydantic import ValidationError
+
+    from podium.selfplay.sppo import SelfPlayConfig
+
+    with pytest.raises(ValidationError, match="eval_samples 3 needs eval_temperature > 0"):
+        SelfPlayConfig(model="m", eval_samples=3)

@@ -65,8 +65,12 @@ class SelfPlayConfig(PromptSource, SamplerBackend):
     eval_judge: JudgeSpec | None = Field(None, description="judge of that win rate (default: `judge`), e.g. the "
                                          "task's verifier or true preference when training uses a learned judge")
     eval_count: int = Field(200, ge=1, description="held-out prompts for win rate and accuracy")
-    eval_temperature: float = Field(0.0, ge=0, description="held-out answers: 0 greedy; above 0 sampled, with the "
-                                    "same seed for every iteration's policy")
+    eval_temperature: float = Field(0.0, ge=0, description="held-out answers: 0 greedy; above 0 sampled (with "
+                                    "top_p), with the same seed for every iteration's policy, as the SPPO cards' "
+                                    "AlpacaEval configs sample (0.7, top_p 0.9)")
+    eval_samples: int = Field(1, ge=1, description="answers per held-out prompt (sampled evaluation): answer j of each "
+                              "policy is judged against answer j of the other, and a prompt's win probability is "
+                              "their mean")
     attn_implementation: AttnImplementation = None
 
     @field_validator("objective")
@@ -78,6 +82,12 @@ class SelfPlayConfig(PromptSource, SamplerBackend):
 
     def plan_notes(self) -> list[str]:
         return [standard_error_note(self.eval_count)]
+
+    @model_validator(mode="after")
+    def _sampled_evaluation(self):
+        if self.eval_samples > 1 and self.eval_temperature == 0:
+            raise ValueError(f"eval_samples {self.eval_samples} needs eval_temperature > 0 (greedy answers are all alike)")
+        return self
 
     @model_validator(mode="after")
     def _check_train(self):
@@ -168,10 +178,19 @@ def build_pairs(samples: list[dict], judge, with_scores: bool, world: World = Wo
 
 
 def judged_probabilities(new: list[dict], base: list[dict], judge, world: World = World()) -> list[float | None]:
-    """Per held-out prompt, P(new's answer ≻ base's answer) under `judge` (None where it cannot compare them)."""
-    items = [(a["prompt"], [a["responses"][0], b["responses"][0]], a.get("answer"), a.get("task"))
-             for a, b in zip(new, base, strict=True)]
-    return [float(j.matrix[0, 1]) if j.valid else None for j in judge_all(judge, items, world)]
+    """Per held-out prompt, P(new's answer ≻ base's answer) under `judge`, averaged over the answers: answer j of
+    `new` against answer j of `base` (drawn with the same seed). None where the judge can compare no pair."""
+    index, items = [], []
+    for i, (a, b) in enumerate(zip(new, base, strict=True)):
+        for x, y in zip(a["responses"], b["responses"], strict=True):
+            index.append(i)
+            items.append((a["prompt"], [x, y], a.get("answer"), a.get("task")))
+    sums, counts = [0.0] * len(new), [0] * len(new)
+    for i, j in zip(index, judge_all(judge, items, world)):
+        if j.valid:
+            sums[i] += float(j.matrix[0, 1])
+            counts[i] += 1
+    return [s / c if c else None for s, c in zip(sums, counts)]
 
 
 def judged_win_rate(new: list[dict], base: list[dict], judge, world: World = World()) -> tuple[float, int]:
@@ -181,7 +200,8 @@ def judged_win_rate(new: list[dict], base: list[dict], judge, world: World = Wor
 
 
 def accuracy(samples: list[dict]) -> float | None:
-    checked = [get_task(s["task"]).check(s["responses"][0], s["answer"]) for s in samples if "answer" in s]
+    """Share of correct answers over every held-out answer of prompts with gold answers (None without any)."""
+    checked = [get_task(s["task"]).check(r, s["answer"]) for s in samples if "answer" in s for r in s["responses"]]
     return sum(checked) / len(checked) if checked else None
 
 
@@ -205,6 +225,7 @@ def write_judged(path: Path, vs_baseline: list, vs_previous: list | None) -> Pat
 
 
 def read_judged(path: Path) -> list[float | None]:
+    """The per-prompt P(≻ baseline) that `write_judged` wrote."""
     return [r["vs_baseline"] for r in read_jsonl(path)]
 
 
@@ -246,7 +267,7 @@ def selfplay(cfg: SelfPlayConfig, ctx: StageContext) -> dict:
 
     def answer(model: str, folder: Path) -> list[dict]:
         """`model`'s answers to the held-out prompts: every policy with the same temperature and seed."""
-        return sample_responses(model, held_out, folder, cfg, 1, cfg.eval_temperature, cfg.seed)
+        return sample_responses(model, held_out, folder, cfg, cfg.eval_samples, cfg.eval_temperature, cfg.seed)
 
     base_answers = answer(baseline, out / "baseline_eval")
     # pi_0, the starting policy, on the same prompts: iteration 1's "previous" (the baseline's answers when it is pi_0).
