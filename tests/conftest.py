@@ -27,3 +27,11 @@ def tiny_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny") / "model"
     save_model(model, tok, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def hub_data(tmp_path_factory):
+    """{Hub id: local folder} of every dataset the full-scale recipes name, in its published schema (tests/hub_fixtures.py)."""
+    from tests.hub_fixtures import build_hub_fixtures
+
+    return build_hub_fixtures(tmp_path_factory.mktemp("hub"))

@@ -6,16 +6,19 @@ Every error names the file, the line and the key, e.g.
 
 from __future__ import annotations
 
+import math
 import os
+import types
+import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from podium.errors import ConfigError
+from podium.limits import YAML_DEPTH, YAML_FILE, read_bounded
 
 KeyPath = tuple
 
@@ -47,12 +50,11 @@ class Located:
 
 
 def load_yaml(path: str | os.PathLike) -> Located:
-    """Parse a YAML file, keeping the line of every mapping key and list item."""
+    """Parse a YAML file, keeping the line of every mapping key and list item.
+
+    Only a regular file of at most `podium.limits.YAML_FILE` is read (never a FIFO or /dev/zero)."""
     path = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    raw = read_bounded(path, YAML_FILE, ConfigError, what="file")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -63,7 +65,34 @@ def load_yaml(path: str | os.PathLike) -> Located:
     return parse_yaml(text, path)
 
 
+def check_depth(text: str, path: str) -> None:
+    """Refuse a document nested deeper than `YAML_DEPTH` before it is composed (PyYAML composes recursively)."""
+    limit, depth = YAML_DEPTH.value, 0
+    try:
+        loader = yaml.SafeLoader(text)  # its reader refuses control characters already here
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+    try:
+        while (event := loader.get_event()) is not None:
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > limit:
+                    raise ConfigError(f"{path}:{event.start_mark.line + 1}: nested deeper than {limit} levels (the "
+                                      f"limit on {YAML_DEPTH.what}); {YAML_DEPTH.raise_hint()}")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+            elif isinstance(event, yaml.StreamEndEvent):
+                break
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else path
+        raise ConfigError(f"{where}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+    finally:
+        loader.dispose()
+
+
 def parse_yaml(text: str, path: str = "<string>") -> Located:
+    check_depth(text, path)
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -71,6 +100,8 @@ def parse_yaml(text: str, path: str = "<string>") -> Located:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else path
         raise ConfigError(f"{where}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: the document nests too deeply") from None
     finally:
         loader.dispose()
     located = Located(None, path)
@@ -93,7 +124,15 @@ def parse_yaml(text: str, path: str = "<string>") -> Located:
             if n.tag not in (MAP_TAG, "!"):
                 raise ConfigError(f"{path}:{line}: unsupported YAML tag {n.tag!r}")
             out = {}
-            # `<<: *defaults` merge keys: merged values first, keys written out in the mapping win.
+            # `<<: *defaults` merge keys as the YAML merge-key spec (yaml.org/type/merge.html) defines them:
+            # keys written out in the mapping win; of a sequence `<<: [*a, *b]`, earlier mappings win. Two `<<`
+            # keys in one mapping are a duplicate key, which YAML forbids (PyYAML lets the first win, others the
+            # last): refused, so a recipe never means different things to different tools.
+            merges = [k for k, _ in n.value if k.tag == MERGE_TAG]
+            if len(merges) > 1:
+                raise ConfigError(f"{path}:{merges[1].start_mark.line + 1}: a second `<<` merge key in one mapping "
+                                  f"(the first is on line {merges[0].start_mark.line + 1}); YAML keys are unique: write "
+                                  "`<<: [*first, *second]` (earlier mappings win)")
             for k_node, v_node in n.value:
                 if k_node.tag == MERGE_TAG:
                     for src in v_node.value if isinstance(v_node, yaml.SequenceNode) else [v_node]:
@@ -138,11 +177,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r}: expected key=value, e.g. sft.learning_rate=1e-4")
     key, raw = text.split("=", 1)
-    if not key.strip():
+    if not key.strip() or any(not part.strip() for part in key.split(".")):
         raise ConfigError(f"override {text!r}: empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    try:  # podium's loader: no tags, no recursive aliases (`&a [*a]`), bounded like a recipe
+        value = parse_yaml(raw, f"override {text!r}").data if raw.strip() else ""
+    except ConfigError:
         value = raw
     # YAML reads 1e-3 as a string (no dot); users mean a number.
     if isinstance(value, str):
@@ -235,3 +274,92 @@ def load_stage_config(model: type[BaseModel], path: str, overrides: list[str] = 
     output_dir = data.pop("output_dir", None)
     cfg = validate(model, data, located, (), what)
     return cfg, output_dir
+
+
+# Integers a setting may hold: seeds, counts and steps reach numpy, torch and the filesystem as 64-bit values.
+INT64_MAX = 2**63 - 1
+
+
+def _shape(annotation) -> tuple[set, list, list, list]:
+    """What an annotation accepts: (scalar types among bool/int/float, nested models, list item annotations,
+    dict value annotations). `Any` and unknown types accept anything (no scalar types)."""
+    scalars, models, items, values = set(), [], [], []
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _shape(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            s, m, i, v = _shape(arg)
+            scalars |= s
+            models += m
+            items += i
+            values += v
+        return scalars, models, items, values
+    if origin is Literal:
+        return {type(v) for v in typing.get_args(annotation) if type(v) in (bool, int, float)}, [], [], []
+    if origin in (list, tuple, set, frozenset):
+        args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+        return set(), [], args or [Any], []
+    if origin is dict:
+        args = typing.get_args(annotation)
+        return set(), [], [], [args[1] if len(args) == 2 else Any]
+    if annotation in (bool, int, float):
+        return {annotation}, [], [], []
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return set(), [annotation], [], []
+    return set(), [], [], []
+
+
+def value_problems(annotation, value, loc: tuple) -> list[tuple[tuple, str, Any]]:
+    """(key path, message, value) where `value` breaks the number rules of a setting typed `annotation`:
+    a boolean is not a number (pydantic would read `batch_size: true` as 1), a float setting is finite
+    (`beta: .inf` would reach the loss), and an integer fits in 64 bits (`seed: 1e20` would reach torch)."""
+    scalars, models, items, values = _shape(annotation)
+    numeric = bool(scalars & {int, float})
+    if isinstance(value, bool):
+        if numeric and bool not in scalars:
+            return [(loc, f"expected a number, got the boolean {str(value).lower()}", value)]
+        return []
+    if isinstance(value, float) and numeric:
+        if not math.isfinite(value):
+            return [(loc, f"must be a finite number, got {value}", value)]
+        if float not in scalars and abs(value) > INT64_MAX:
+            return [(loc, f"{value:g} is outside the 64-bit integer range", value)]
+        return []
+    if isinstance(value, int) and numeric and abs(value) > INT64_MAX:
+        return [(loc, f"{value} is outside the 64-bit integer range", value)]
+    found = []
+    if isinstance(value, dict):
+        for model in models:
+            found += model_value_problems(model, value, loc)
+        for v_ann in values:
+            for k, v in value.items():
+                found += value_problems(v_ann, v, loc + (k,))
+    elif isinstance(value, list):
+        for i_ann in items:
+            for i, v in enumerate(value):
+                found += value_problems(i_ann, v, loc + (i,))
+    return found
+
+
+def model_value_problems(model: type[BaseModel], data: dict, loc: tuple = ()) -> list[tuple[tuple, str, Any]]:
+    """`value_problems` of every field of `model` present in the raw settings `data`."""
+    found = []
+    for name, info in model.model_fields.items():
+        key = name if name in data else info.alias if info.alias in data else None
+        if key is not None:
+            found += value_problems(info.annotation, data[key], loc + (key,))
+    return found
+
+
+class NumberRules(BaseModel):
+    """A settings schema whose numbers are numbers: see `value_problems` (checked on the raw settings, nested
+    settings blocks included, before pydantic converts anything)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, data):
+        if isinstance(data, dict):
+            for loc, message, value in model_value_problems(cls, data):
+                raise invalid(loc, message, value)
+        return data

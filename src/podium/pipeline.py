@@ -25,28 +25,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
 from podium.cards.report import write_report
-from podium.config import Located, format_validation_error, load_yaml, parse_override, set_in, validate
+from podium.config import Located, NumberRules, format_validation_error, load_yaml, parse_override, set_in, validate
+from podium.data.source_check import source_problems
+from podium.data.stage_sources import StageView
 from podium.distributed.launcher import run_distributed
-from podium.distributed.spec import LaunchSpec, check_environment, plan_launch
+from podium.distributed.spec import LaunchSpec, check_environment, plan_launch, train_key
 from podium.errors import ConfigError, PodiumError
-from podium.hub import REPO_ID, check_hub_inputs
+from podium.fingerprint import fingerprint
+from podium.hub import check_hub_inputs, looks_local
+from podium.limits import path_text_problem
 from podium.models.io import security_policy
+from podium.models.publish import name_problem
+from podium.ownership import overlap_problem
+from podium.preflight import late_problems
 from podium.refs import iter_refs
-from podium.run_lock import RunDirLock
+from podium.run_lock import RunDirLock, check_enclosing, folder_locks
 from podium.rundir import (
     PLOTS_DIR,
     StageEntry,
     StageRecord,
     copy_stage_dir,
+    made_by_podium,
     read_done,
     read_stage_record,
     remove_stage_dir,
     run_dir_problem,
     stage_dir_problem,
+    stage_output_problem,
     write_run_report,
     write_stage_done,
     write_stage_record,
@@ -58,8 +67,6 @@ REF = re.compile(r"^@([A-Za-z0-9_\-]+)(?:\.([A-Za-z0-9_\-]+))?$")
 STAGE_NAME = re.compile(r"[A-Za-z0-9_\-]+")
 # Stage names that are folders of the run-dir layout itself (podium.rundir).
 RESERVED_STAGE_NAMES = (PLOTS_DIR,)
-# A reference that names a local path (not a Hub id): it must exist when the plan is made.
-LOCAL_PATH_SUFFIXES = (".jsonl", ".json", ".yaml", ".yml", ".txt", ".csv", ".parquet", ".safetensors")
 log = logging.getLogger("podium")
 
 
@@ -72,7 +79,7 @@ def path_component_problem(name: str) -> str | None:
     return None
 
 
-class Recipe(BaseModel):
+class Recipe(NumberRules):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, description="the run's name; runs/<name> is its default output dir")
@@ -121,6 +128,8 @@ class PlannedStage:
     shared_from: Path | None = None
     status: str = "run"
     launch: LaunchSpec | None = None  # run as an `accelerate launch` child (None: in-process)
+    note: str | None = None  # why a finished stage runs again (its output changed since it finished)
+    inputs: list[str] = field(default_factory=list)  # the existing local files and folders it reads
 
 
 @dataclass
@@ -129,29 +138,6 @@ class RunPlan:
     path: str
     run_dir: Path
     stages: list[PlannedStage]
-
-
-def file_fingerprint(path: Path) -> str:
-    """Content hash of a file; for a folder, names + sizes + mtimes (model folders are large)."""
-    h = hashlib.sha256()
-    if path.is_file():
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    else:
-        for p in sorted(path.rglob("*")):
-            if p.is_file():
-                st = p.stat()
-                h.update(f"{p.relative_to(path)}:{st.st_size}:{st.st_mtime_ns};".encode())
-    return h.hexdigest()
-
-
-def looks_local(value: str) -> bool:
-    """Whether a reference names a local path rather than a Hub id (`org/name`) or a bare name."""
-    v = value.strip()
-    if v.startswith(("/", "./", "../", "~")) or v.endswith(LOCAL_PATH_SUFFIXES):
-        return True
-    return "/" in v and not REPO_ID.match(v)
 
 
 def resolve_refs(value, keypath, earlier: dict[str, PlannedStage], located: Located, stage_name: str, deps: list,
@@ -191,13 +177,19 @@ def resolve_refs(value, keypath, earlier: dict[str, PlannedStage], located: Loca
         return str((earlier[ref].out_dir / rel).resolve())
     if keypath[2:] not in ref_paths:  # keypath = ("stages", i, key...)
         return value
-    if value.strip() and not Path(value).is_absolute() and not Path(value).exists():
+    if problem := path_text_problem(value):  # before pathlib sees it (it raises on such names)
+        missing.append(f"{located.where(keypath)}: stage {stage_name!r}: {value[:60]!r}... {problem}")
+        return value
+    if value.strip() and not Path(value).is_absolute() and not os.path.exists(value):
         beside = Path(located.path).parent / value
-        if beside.exists():
+        if os.path.exists(beside):
             value = str(beside.resolve())
-    if Path(value).exists():
-        hashed.append((value, file_fingerprint(Path(value))))
-    elif any(looks_local(part) and not Path(part).exists() for part in value.split("+")):  # BASE+LORA
+    if os.path.exists(value):
+        try:
+            hashed.append((value, fingerprint(Path(value))))
+        except PodiumError as e:  # a FIFO or device named as an input: found now, never opened
+            missing.append(f"{located.where(keypath)}: stage {stage_name!r}: {e}")
+    elif any(looks_local(part) and not os.path.exists(part) for part in value.split("+")):  # BASE+LORA
         missing.append(f"{located.where(keypath)}: stage {stage_name!r}: {value!r} does not exist (looked in "
                        f"{os.getcwd()} and beside the recipe)")
     return value
@@ -232,6 +224,8 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
         raise ConfigError(f"{recipe_path}: the default output runs/{default_name} is not one folder: name the "
                           "recipe or pass --output")
     run_dir = Path(output or recipe.output_dir or Path("runs") / default_name).resolve()
+    if why := name_problem(run_dir):  # before any file system call with it (a long name fails those too)
+        raise ConfigError(f"{recipe_path}: run dir {run_dir}: {why}")
 
     planned: dict[str, PlannedStage] = {}
     for i, raw in enumerate(recipe.stages):
@@ -240,10 +234,14 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
         if not isinstance(raw, dict) or "name" not in raw or "kind" not in raw:
             raise ConfigError(f"{where}: each stage needs a 'name' and a 'kind'")
         name, kind = str(raw["name"]), raw["kind"]
+        if not isinstance(kind, str):
+            raise ConfigError(f"{located.where(base + ('kind',))}: the stage kind is a name such as 'sft', got {kind!r}")
         if name in planned:
             raise ConfigError(f"{where}: duplicate stage name {name!r}")
         if not STAGE_NAME.fullmatch(name):
             raise ConfigError(f"{where}: stage name {name!r} may only use letters, digits, '_' and '-'")
+        if why := name_problem(run_dir / name):
+            raise ConfigError(f"{where}: stage name: {why}")
         if name in RESERVED_STAGE_NAMES:
             raise ConfigError(f"{where}: stage name {name!r} is a folder of the run dir itself; choose another")
         if kind not in STAGES:
@@ -268,16 +266,13 @@ def make_plan(recipe_path: str, overrides: list[str] = (), output: str | None = 
         # `inputs` holds each upstream stage's key and each local file's fingerprint.
         key_src = {"kind": kind, "config": json.loads(config_text), "inputs": sorted(hashed),
                    "policy": [recipe.trust_remote_code, recipe.allow_pickle]}
-        if launch is not None and spec.distributed == "train":
-            key_src["launch"] = launch.key_part()  # the global batch counts the processes
+        if spec.distributed == "train":  # the global batch counts the processes (one: in-process)
+            key_src["config"], key_src["launch"] = train_key(launch, key_src["config"])
         key = hashlib.sha256(json.dumps(key_src, sort_keys=True, default=str).encode()).hexdigest()
         ps = PlannedStage(name, kind, cfg, key, run_dir / name, deps, launch=launch)
-        done, record = read_done(ps.out_dir), read_stage_record(ps.out_dir)
-        if done is not None and done.get("key") == key:
-            ps.status = "cached"
-        elif record is not None and record.key == key:
-            ps.status = "resume"
+        refresh_status(ps)
         ps.missing = missing
+        ps.inputs = [value for value, _ in hashed if not value.startswith("@")]
         planned[name] = ps
     stages = list(planned.values())
     if until is not None:
@@ -297,7 +292,15 @@ def plan_problems(plan: RunPlan) -> list[str]:
         problems.extend(ps.missing)
         if why := stage_dir_problem(ps.out_dir):
             problems.append(f"stage {ps.name!r}: {why}")
-    return problems
+        # A stage folder is replaced when the stage runs: it must not be, hold or lie inside any stage's input.
+        for qs in plan.stages:
+            if why := overlap_problem(ps.out_dir, qs.inputs, f"stage {ps.name!r}'s folder"):
+                problems.append(why + (f" (read by stage {qs.name!r}; refer to it as '@{ps.name}')"
+                                       if qs is not ps else ""))
+    # The first rows of every data source, read as the stage will read them (podium.data.source_check).
+    problems.extend(source_problems([StageView(ps.name, ps.kind, ps.config, ps.out_dir) for ps in plan.stages],
+                                    only={ps.name for ps in plan.stages if ps.status in ("run", "resume")}))
+    return problems + late_problems(plan.run_dir, plan.stages)
 
 
 def check_plan(plan: RunPlan) -> None:
@@ -312,7 +315,13 @@ def refresh_status(ps: PlannedStage) -> None:
     between planning and taking the lock)."""
     done, record = read_done(ps.out_dir), read_stage_record(ps.out_dir)
     if done is not None and done.get("key") == ps.key:
-        ps.status = "cached"
+        # Reused only as it was finished: a file changed, truncated or removed since reruns the stage.
+        ps.note = stage_output_problem(ps.out_dir) if made_by_podium(ps.out_dir) else None
+        if ps.note is None:
+            ps.status = "cached"
+            return
+        ps.status = "run"
+        ps.note = f"its output changed since it finished ({ps.note})"
     elif ps.status != "reuse":
         ps.status = "resume" if record is not None and record.key == ps.key else "run"
 
@@ -344,8 +353,10 @@ def run_plan(plan: RunPlan, show_progress: bool = True) -> dict:
     check_hub_inputs([(ps.name, ps.kind, json.loads(ps.config.model_dump_json(by_alias=True))) for ps in plan.stages
                       if ps.status != "cached"])
     check_environment([ps.launch for ps in plan.stages if ps.status != "cached" and ps.launch is not None])
+    check_enclosing(plan.run_dir, "run dir", itself=False)
     plan.run_dir.mkdir(parents=True, exist_ok=True)
-    with RunDirLock(plan.run_dir, "run dir"):
+    # The run dir's lock, and each stage folder's (the lock a command run alone takes on a folder it writes).
+    with RunDirLock(plan.run_dir, "run dir"), folder_locks(ps.out_dir for ps in plan.stages):
         for ps in plan.stages:
             refresh_status(ps)
         check_plan(plan)
@@ -364,6 +375,8 @@ def run_stages(plan: RunPlan, show_progress: bool = True) -> dict:
             entry = StageEntry(ps.name, ps.kind, "cached", done.get("seconds", 0.0), done.get("metrics", {}))
             log.info(f"[{ps.name}] cached ({ps.kind})")
         else:
+            if ps.note:
+                log.warning(f"[{ps.name}] {ps.note}: running it again")
             if ps.status == "run" and os.path.lexists(ps.out_dir):
                 remove_stage_dir(ps.out_dir, plan.run_dir)  # stale output of another config; only if podium made it
             ps.out_dir.mkdir(parents=True, exist_ok=True)
@@ -387,7 +400,7 @@ def run_stages(plan: RunPlan, show_progress: bool = True) -> dict:
             entry = StageEntry(ps.name, ps.kind, "ran", round(seconds, 3), metrics)
             log.info(f"[{ps.name}] done in {seconds:.1f}s {format_metrics(metrics)}")
         entries.append(entry)
-        report = write_run_report(plan.run_dir, str(plan.path), plan.recipe.name, entries)
+        report = write_run_report(plan.run_dir, str(plan.path), plan.recipe.name, entries, plan.recipe.seed)
     return report
 
 

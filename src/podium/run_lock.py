@@ -16,6 +16,13 @@ lock file would let two processes each hold a lock on a different file); a clean
 An output folder that is itself a model folder (`podium sft CONFIG --output OUT`, `podium merge CONFIG OUT`)
 is locked from beside it, `.OUT.podium-lock` in its parent (`beside=True`): the published model folder
 holds no lock file, and a publication that replaces the folder cannot take the lock file with it.
+
+One lock per folder, whoever writes it. A stage folder is a model folder too, so a running recipe holds
+both its run dir's lock and the beside-lock of every stage folder it will write (`folder_locks`), and a
+command run alone (`podium sft`, `podium merge`, any stage kind) takes the beside-lock of its output and
+checks that no folder above it is held (`check_enclosing`): a stage folder of a run dir in use is refused
+("... lies inside run dir DIR, which is in use by PID ..."), and a run is refused while a command run alone
+writes one of its stage folders. `podium card` and `podium report` take the run dir's own lock.
 """
 
 from __future__ import annotations
@@ -28,12 +35,15 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from podium.errors import PodiumError
 
 LOCK_FILE = ".podium-lock"
 log = logging.getLogger("podium")
+_held_here: set[str] = set()  # lock files this process holds (an enclosing lock of its own is not a conflict)
 
 
 def describe(holder: dict) -> str:
@@ -115,6 +125,7 @@ class RunDirLock:
         os.write(fd, (json.dumps(me) + "\n").encode())
         os.fsync(fd)
         self.fd = fd
+        _held_here.add(str(self.path))
         return self
 
     @staticmethod
@@ -125,6 +136,7 @@ class RunDirLock:
     def release(self) -> None:
         if self.fd is None:
             return
+        _held_here.discard(str(self.path))
         try:
             os.ftruncate(self.fd, 0)  # empty: released cleanly (a stale holder is only reported after a crash)
         finally:
@@ -136,3 +148,70 @@ class RunDirLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def lock_files_of(folder: Path) -> list[tuple[Path, str]]:
+    """The lock files that can hold `folder` (its own `.podium-lock`, its beside-lock), with what they lock."""
+    return [(folder / LOCK_FILE, "run dir"), (folder.parent / f".{folder.name}{LOCK_FILE}", "output folder")]
+
+
+def holder_of(lock_file: Path) -> dict | None:
+    """Who holds `lock_file` now (its recorded holder, {} when unknown), or None when it is free or absent."""
+    try:
+        fd = os.open(lock_file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                return read_holder(fd)
+            return None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def check_enclosing(folder: str | os.PathLike, what: str = "output", itself: bool = True) -> None:
+    """Raise a PodiumError when a folder that contains `folder` is locked by a podium process (a run dir in use,
+    a merge or stage output being written): `folder` is that process's to write. With `itself`, a run dir's
+    lock inside `folder` counts too (a command run alone must not write into a run dir in use)."""
+    folder = Path(folder).resolve()
+    candidates = [(folder / LOCK_FILE, "run dir", folder)] if itself else []
+    candidates += [(lock_file, kind, above) for above in folder.parents for lock_file, kind in lock_files_of(above)]
+    for lock_file, kind, above in candidates:
+        if str(lock_file) in _held_here:
+            continue
+        holder = holder_of(lock_file)
+        if holder is not None:
+            who = describe(holder) if holder else "another process"
+            where = "is a run dir" if above == folder else f"lies inside {kind} {above}, which is"
+            raise PodiumError(f"{what} {folder} {where} in use by {who}; wait for it to finish or choose another "
+                              "output")
+
+
+@contextmanager
+def folder_locks(folders: Iterable[str | os.PathLike], what: str = "stage folder") -> Iterator[None]:
+    """Hold the beside-lock of every folder in `folders` for the block (a run: each stage folder it writes)."""
+    with ExitStack() as stack:
+        for folder in folders:
+            stack.enter_context(RunDirLock(Path(folder), what, beside=True))
+        yield
+
+
+def run_dir_lock(run_dir: str | os.PathLike, command: str | None = None) -> RunDirLock:
+    """The lock `podium card` and `podium report` take on the run dir they write into: the run's own lock
+    (a run in progress refuses them), after checking that no folder above it is held (a multi-seed run)."""
+    run_dir = Path(run_dir).resolve()
+    check_enclosing(run_dir, "run dir", itself=False)
+    return RunDirLock(run_dir, "run dir", command=command)
+
+
+def output_lock(folder: str | os.PathLike, what: str = "output folder") -> RunDirLock:
+    """The lock a command run alone takes on the folder it writes (enter it with `with`): the folder's
+    beside-lock, after checking that no enclosing folder is held (`check_enclosing`)."""
+    folder = Path(folder).resolve()
+    check_enclosing(folder, what)
+    return RunDirLock(folder, what, beside=True)

@@ -1,14 +1,16 @@
 """The run directory's layout: what the pipeline writes, and what cards, reports and tests read.
 
     RUN_DIR/
-      report.json          the run's record: {"recipe", "name", "run_dir", "stages": [StageEntry...]},
+      report.json          the run's record: {"recipe", "name", "run_dir", "seed", "stages": [StageEntry...]},
                            rewritten after every stage (so an interrupted run has one too)
       report.md, report/   rendered from the run dir by podium.cards.report (plots under report/)
       .podium-lock         who is running in this dir (podium.run_lock); one podium process per run dir
       <stage>/
         stage.json         StageRecord {"name", "kind", "key", "deps", "config"}, written before the stage runs
         metrics.json       the metrics the stage returned
-        .podium-done       {"key", "seconds", "metrics"}: the completion marker, written last
+        .podium-done       {"key", "seconds", "metrics", "files"}: the completion marker, written last; "files" is
+                           the manifest {path: [size, sha256]} of everything the stage wrote, checked before
+                           the stage is reused (podium.fingerprint)
         metrics.jsonl      per-step training metrics, one JSON object a line (podium.training.loop)
         ...                the stage's own artifacts (a model stage saves its model here)
 
@@ -38,6 +40,7 @@ from pathlib import Path
 
 from podium.data.records import write_json
 from podium.errors import PodiumError
+from podium.fingerprint import manifest, manifest_problem
 
 STAGE_FILE = "stage.json"
 METRICS_FILE = "metrics.json"
@@ -98,10 +101,27 @@ def read_stage_record(folder: str | os.PathLike) -> StageRecord | None:
 
 
 def write_stage_done(folder: str | os.PathLike, key: str, seconds: float, metrics: dict) -> None:
-    """metrics.json, then the completion marker: its presence means every artifact of the stage is complete."""
+    """metrics.json, then the completion marker: its presence means every artifact of the stage is complete.
+
+    The marker holds the manifest of the folder (each file's size and SHA-256, stage.json aside: a reused
+    copy rewrites it), so a file changed, truncated or removed afterwards is found before the stage is reused."""
     folder = Path(folder)
     write_json(folder / METRICS_FILE, metrics)
-    write_json(folder / DONE_FILE, {"key": key, "seconds": seconds, "metrics": metrics})
+    files = manifest(folder, exclude=(STAGE_FILE, DONE_FILE))
+    write_json(folder / DONE_FILE, {"key": key, "seconds": seconds, "metrics": metrics, "files": files})
+
+
+def stage_output_problem(folder: str | os.PathLike) -> str | None:
+    """How a finished stage's folder differs from what it wrote (its manifest), or None when it is intact.
+
+    A marker written before manifests existed cannot be checked and passes."""
+    done = read_done(folder) or {}
+    files = done.get("files")
+    if files is None:
+        return None
+    if not isinstance(files, dict):
+        return "its completion marker's manifest is damaged"
+    return manifest_problem(folder, files)
 
 
 def read_done(folder: str | os.PathLike) -> dict | None:
@@ -110,9 +130,11 @@ def read_done(folder: str | os.PathLike) -> dict | None:
     return read_json_object(path) if path.exists() else None
 
 
-def write_run_report(run_dir: str | os.PathLike, recipe: str, name: str | None, stages: list[StageEntry]) -> dict:
-    """Write report.json; returns its content."""
-    report = {"recipe": recipe, "name": name, "run_dir": str(run_dir), "stages": [asdict(s) for s in stages]}
+def write_run_report(run_dir: str | os.PathLike, recipe: str, name: str | None, stages: list[StageEntry],
+                     seed: int | None = None) -> dict:
+    """Write report.json (`seed`: the recipe seed the run used); returns its content."""
+    report = {"recipe": recipe, "name": name, "run_dir": str(run_dir), "seed": seed,
+              "stages": [asdict(s) for s in stages]}
     write_json(Path(run_dir) / REPORT_FILE, report)
     return report
 
@@ -261,11 +283,12 @@ def copy_stage_dir(source: str | os.PathLike, target: str | os.PathLike, key: st
     Files are hard-linked where possible: podium never rewrites a finished stage's files in place (every
     write is a new file renamed over the old one), so the two folders cannot change each other. The copy
     is built beside `target` and renamed into place, and its stage.json is `record` (this run's config).
-    Returns False, copying nothing, when `source` is not such a folder or holds a symbolic link.
+    Returns False, copying nothing, when `source` is not such a folder, holds a symbolic link or no longer
+    matches its manifest.
     """
     source, target = Path(source), Path(target)
     done = read_done(source) if made_by_podium(source) else None
-    if done is None or done.get("key") != key:
+    if done is None or done.get("key") != key or stage_output_problem(source) is not None:
         return False
     for root, dirs, files in os.walk(source):
         if any(Path(root, n).is_symlink() for n in dirs + files):

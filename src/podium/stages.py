@@ -27,13 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
+from podium.config import NumberRules
 from podium.errors import ConfigError
 
 
-class StageConfig(BaseModel):
-    """Base of every stage's settings: typed, unknown keys are errors."""
+class StageConfig(NumberRules):
+    """Base of every stage's settings: typed, unknown keys are errors, numbers are finite numbers (not booleans)."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 

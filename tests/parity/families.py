@@ -149,6 +149,16 @@ def parity_table(families=FAMILIES, objectives=tuple(OBJECTIVES)) -> list[dict]:
     return rows
 
 
+def as_conversation(row: dict) -> dict:
+    """A standard-format record as TRL's conversational format: the prompt a user turn, each completion
+    (`chosen`, `rejected`, `completion`) an assistant turn; other fields (KTO's `label`) stay."""
+    out = dict(row)
+    for key in ("prompt", "chosen", "rejected", "completion"):
+        if isinstance(row.get(key), str):
+            out[key] = [{"role": "user" if key == "prompt" else "assistant", "content": row[key]}]
+    return out
+
+
 if __name__ == "__main__":  # python -m tests.parity.families: the parity table, markdown
     import warnings
 

@@ -28,6 +28,7 @@ from tests.parity.families import (
     PAIRS,
     VARIANTS,
     WINDOW,
+    as_conversation,
     build_family,
     podium_first_step,
     trl_first_step,
@@ -98,7 +99,9 @@ def test_variant_first_step_equals_trl(families, family, tmp_path):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_train_stage_first_step_equals_trl(families, family, tmp_path):
-    """`podium train` from saved folders, given nothing but model, reference and data."""
+    """`podium train` from saved folders, given nothing but model, reference and data. The stage renders string
+    pairs with the tokenizer's chat template (podium.data.rendering), as TRL renders the same pairs given as
+    conversations."""
     from podium.models.io import save_model
     from podium.stages import run_stage
 
@@ -110,7 +113,8 @@ def test_train_stage_first_step_equals_trl(families, family, tmp_path):
                         "data": str(tmp_path / "pairs.jsonl"), "batch_size": len(PAIRS), "max_steps": 1,
                         "reference_cache_dir": str(tmp_path / "cache")}, tmp_path / "out")
     (row,) = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
-    theirs = trl_first_step(policy, ref, tok, PAIRS, "sigmoid", BETA, tmp_path / "trl")
+    assert tok.chat_template
+    theirs = trl_first_step(policy, ref, tok, [as_conversation(r) for r in PAIRS], "sigmoid", BETA, tmp_path / "trl")
     assert_close_to_trl(row, theirs)
 
 

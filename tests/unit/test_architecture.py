@@ -20,23 +20,24 @@ SRC = Path(__file__).parents[2] / "src"
 
 # Bottom to top. A module belongs to the layer of its longest matching prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("podium", "podium.errors", "podium.config", "podium.stages", "podium.refs")),
+    ("foundation", ("podium", "podium.errors", "podium.limits", "podium.config", "podium.stages", "podium.refs")),
     ("math", ("podium.losses", "podium.merging.methods", "podium.merging.sparsify", "podium.generation.sampling",
               "podium.evaluation.leaderboard", "podium.evaluation.suites")),
     ("components", ("podium.data", "podium.models", "podium.tasks", "podium.generation", "podium.training",
                     "podium.judging", "podium.selfplay.targets", "podium.selfplay.held_out", "podium.pairs.dpop",
                     "podium.evaluation", "podium.merging", "podium.cards", "podium.rundir", "podium.run_lock", "podium.hub",
-                    "podium.distributed")),
+                    "podium.distributed", "podium.cache_auth", "podium.fingerprint", "podium.ownership")),
     ("stages", ("podium.models.build", "podium.tasks.stage", "podium.training.sft", "podium.training.train",
                 "podium.evaluation.stage", "podium.generation.stage", "podium.selfplay.sgd", "podium.pairs.stage",
                 "podium.selfplay.sppo", "podium.merging.stage", "podium.cards.stage")),
-    ("pipeline", ("podium.pipeline", "podium.seeding", "podium.multiseed")),
+    ("pipeline", ("podium.pipeline", "podium.seeding", "podium.multiseed", "podium.preview", "podium.preflight")),
     ("cli", ("podium.cli", "podium.__main__")),
 ]
 RANK = {name: i for i, (name, _) in enumerate(LAYERS)}
 
 # Packages that are optional extras or take seconds to import: imported inside the function that needs them.
-LAZY_PACKAGES = {"vllm", "lm_eval", "llm_blender", "matplotlib", "datasets", "peft", "deepspeed"}
+LAZY_PACKAGES = {"vllm", "lm_eval", "llm_blender", "matplotlib", "datasets", "peft", "deepspeed",
+                 "pyarrow"}  # pyarrow: with datasets, only Arrow sources need it
 # Other function-level imports, each with its reason (module, imported module).
 KNOWN_LAZY = {
     ("podium.training.loop", "accelerate"): "accelerate starts only with a training run (training/loop.py, harden)",

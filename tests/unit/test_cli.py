@@ -33,5 +33,5 @@ def test_missing_dependency_is_named_with_its_install_command(monkeypatch, tmp_p
 def test_optional_extras_name_the_extra():
     text = missing_dependency("eval", ModuleNotFoundError("No module named 'lm_eval'", name="lm_eval"))
     assert text == "podium eval needs the package 'lm-eval', which is not installed: pip install 'podium[eval]'"
-    assert "podium[pairrm]" in missing_dependency("run", ModuleNotFoundError(name="llm_blender.blender"))
+    assert "podium[gpu]" in missing_dependency("run", ModuleNotFoundError(name="vllm.engine"))
     assert missing_dependency("run", ModuleNotFoundError(name="podium.nope")) is None  # a bug, not an install

@@ -20,7 +20,7 @@ def write_run(root, seed, sft, dpop, w1, w2, *, extra=None):
               ("eval_dpop", "eval", {**EVAL, "model": str(run / "dpop")}, {"accuracy": dpop}),
               ("eval_other", "eval", {**EVAL, "count": 50, "model": str(run / "dpop")}, {"accuracy": 0.5}),
               ("sppo", "selfplay", {"model": "z"}, {"iter1/win_rate": w1, "iter2/win_rate": w2, "win_rate": w2})]
-    report = {"stages": []}
+    report = {"seed": seed, "stages": []}
     for name, kind, cfg, metrics in stages:
         (run / name).mkdir(parents=True)
         (run / name / "stage.json").write_text(json.dumps({"name": name, "kind": kind, "key": "k", "deps": [],

@@ -1,15 +1,11 @@
 """Judges: K×K matrices with P_ii = 1/2, worked examples, invalid responses dropped and counted."""
 
-import importlib.util
-
 import pytest
 import torch
 
-from podium.errors import PodiumError
 from podium.judging import (
     ConcatPairScorer,
     GPMJudge,
-    PairRMJudge,
     PairwiseJudge,
     RewardJudge,
     VerifierJudge,
@@ -132,18 +128,6 @@ def test_judge_prompts_drops_and_counts_invalid_prompts(gpm_judge):
     report = judge_prompts(gpm_judge, prompts, responses)
     assert sorted(report.judgements) == [0, 3]
     assert report.dropped == {"empty response": 1, "too long": 1} and report.dropped_total == 2
-
-
-@pytest.mark.skipif(importlib.util.find_spec("llm_blender") is not None, reason="llm-blender installed")
-def test_pairrm_without_llm_blender_raises_a_clear_error():
-    with pytest.raises(PodiumError, match="llm-blender"):
-        PairRMJudge()
-
-
-@pytest.mark.skipif(importlib.util.find_spec("llm_blender") is None, reason="llm-blender not installed")
-def test_pairrm_judge_matrix():  # pragma: no cover - needs llm-blender and the PairRM checkpoint
-    P = PairRMJudge().preference_matrix("What is 2+2?", ["4", "The answer is 4.", "5"]).matrix
-    assert P.shape == (3, 3) and (P.diagonal() == 0.5).all()
 
 
 def test_model_judges_give_the_same_matrix_one_response_per_pass(reward_judge, gpm_judge):

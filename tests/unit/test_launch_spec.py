@@ -3,6 +3,7 @@ the environment checks made before a run starts, the exact launch command, and w
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -108,10 +109,13 @@ def test_every_shipped_accelerate_config_validates(tmp_path):
 
 
 def test_sampling_under_sharded_launches_needs_vllm(tmp_path):
-    for name in ("fsdp.yaml", "deepspeed_zero3.yaml"):
-        with pytest.raises(ConfigError, match="r.yaml:2: stage 'gen': sampling under an FSDP / DeepSpeed ZeRO-3 launch "
-                                              "needs backend: vllm"):
-            plan(tmp_path, gen(f"launch: {{config_file: {CONFIGS / name}}}"))
+    """Under DeepSpeed ZeRO-3 every model transformers loads is partitioned; under podium's FSDP2 only the training
+    loop shards, so a sampling stage loads its model whole."""
+    with pytest.raises(ConfigError, match="r.yaml:2: stage 'gen': sampling under an FSDP / DeepSpeed ZeRO-3 launch "
+                                          "needs backend: vllm"):
+        plan(tmp_path, gen(f"launch: {{config_file: {CONFIGS / 'deepspeed_zero3.yaml'}}}"))
+    fsdp = plan(tmp_path, gen(f"launch: {{config_file: {CONFIGS / 'fsdp.yaml'}}}"))
+    assert fsdp.stages[0].launch.sharded is True and fsdp.stages[0].launch.fsdp is not None
     ok = plan(tmp_path, gen(f"launch: {{config_file: {CONFIGS / 'multi_gpu_ddp.yaml'}}}"))
     assert ok.stages[0].launch.sharded is False
 
@@ -203,3 +207,45 @@ def test_dry_run_prints_each_launch_command(tmp_path, capsys, monkeypatch):
     assert "[gen] 2 processes: ACCELERATE_USE_CPU=1 " in out and "-m podium.cli.worker" in out
     assert f"{tmp_path / 'run' / 'dpo'} --run-dir" in out
     assert "[ev]" not in out
+
+
+def test_fsdp_launch_is_podiums_fsdp2_on_plain_ranks(tmp_path, monkeypatch):
+    """`fsdp: true`, or accelerate's FSDP config: accelerate starts plain ranks (--multi_gpu) and the ranks get
+    podium's FSDP2 settings in PODIUM_FSDP; on CPU it is allowed (podium shards over gloo)."""
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    p = plan(tmp_path, train_only("launch: {num_processes: 2, fsdp: {cpu_offload: true}}"))
+    spec = p.stages[0].launch
+    assert spec.distributed_type == "FSDP" and spec.sharded and spec.fsdp.cpu_offload
+    argv, env = launch_command(spec, p.stages[0].out_dir, p.run_dir)
+    assert json.loads(env["PODIUM_FSDP"]) == {"activation_checkpointing": False, "cpu_offload": True,
+                                              "mixed_precision": "no", "rank_local_load": True,
+                                              "reshard_after_forward": True}
+    assert "--multi_gpu" in argv and not any(a.startswith("--fsdp") or a == "--use_fsdp" for a in argv)
+    assert environment_problems(spec) == []
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 8)
+    p = plan(tmp_path, train_only(f"launch: {{config_file: {CONFIGS / 'fsdp.yaml'}}}"))
+    spec = p.stages[0].launch
+    assert spec.fsdp.mixed_precision == "bf16" and spec.fsdp.reshard_after_forward and not spec.fsdp.cpu_offload
+    assert spec.fsdp.rank_local_load  # fsdp_cpu_ram_efficient_loading: true
+    whole = plan(tmp_path, train_only("launch: {num_processes: 2, fsdp: {rank_local_load: false}}"))
+    assert not whole.stages[0].launch.fsdp.rank_local_load
+    argv, env = launch_command(spec, p.stages[0].out_dir, p.run_dir)
+    assert argv[2:5] == ["--config_file", str(CONFIGS / "fsdp.yaml"), "--multi_gpu"] and "PODIUM_FSDP" in env
+    with pytest.raises(ConfigError, match="fsdp: unknown option 'offload'"):
+        plan(tmp_path, train_only("launch: {num_processes: 2, fsdp: {offload: true}}"))
+    with pytest.raises(ConfigError, match="FSDP2 takes mixed_precision bf16 or no"):
+        plan(tmp_path, train_only("launch: {num_processes: 2, fsdp: true, mixed_precision: fp16}"))
+
+
+def test_training_key_holds_the_global_batch_not_its_split(tmp_path):
+    """2 processes x accumulation 1, 1 launched process x 2 and in-process x 2 are one stage (a checkpoint of one
+    resumes in another); another global batch, or DeepSpeed's numerics, is another stage."""
+    def key(launch, accumulation):
+        text = train_only(launch).replace("data: pairs.jsonl", f"data: pairs.jsonl, gradient_accumulation_steps: {accumulation}")
+        return plan(tmp_path, text).stages[0].key
+
+    two = key("launch: {num_processes: 2, fsdp: true}", 1)
+    assert two == key("launch: {num_processes: 2}", 1) == key("launch: {num_processes: 1}", 2) == key("", 2)
+    assert two != key("launch: {num_processes: 2}", 2)
+    assert two != key(f"launch: {{config_file: {CONFIGS / 'deepspeed_zero3.yaml'}, num_processes: 2}}", 1)

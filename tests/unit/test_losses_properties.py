@@ -23,6 +23,11 @@ from podium.losses import (
 
 B = 6
 POLICY = [name for name, spec in LOSS_SPECS.items() if spec.kind == "policy"]
+# Policy objectives on pairs against a reference: rewards beta * rho, chosen preferred lowers the loss.
+PAIRED = [n for n in POLICY if not LOSS_SPECS[n].unpaired and not LOSS_SPECS[n].reference_free]
+REFERENCE_FREE = [n for n in POLICY if LOSS_SPECS[n].reference_free]
+UNPAIRED = [n for n in POLICY if LOSS_SPECS[n].unpaired]
+POLICY_SIDE = ("nll_chosen_logps", "prompt_logps")  # the policy's own log-probs under other names
 
 
 def make_inputs(spec, seed=0, scale=30.0, requires_grad=True):
@@ -38,22 +43,32 @@ def make_inputs(spec, seed=0, scale=30.0, requires_grad=True):
             x = torch.rand(B, generator=g, dtype=torch.float64)
         elif name.endswith("_embeddings"):
             x = torch.randn(B, 8, generator=g, dtype=torch.float64)
+        elif name == "label":
+            x = (torch.arange(B) % 2).to(torch.float64)
         else:  # scores, rewards
             x = torch.randn(B, generator=g, dtype=torch.float64)
-        if requires_grad and x.is_floating_point() and (name.startswith("policy_") or spec.kind != "policy"):
+        policy_side = name.startswith("policy_") or name in POLICY_SIDE
+        if requires_grad and x.is_floating_point() and name != "label" and (policy_side or spec.kind != "policy"):
             x.requires_grad_(True)
         inputs[name] = x
     return inputs
 
 
 def hyper(spec):
-    values = {"beta": 0.1, "alpha": 1.0, "lambda_": 50.0, "label_smoothing": 0.1, "tau": 0.1}
+    values = {"beta": 0.1, "alpha": 1.0, "lambda_": 50.0, "label_smoothing": 0.1, "tau": 0.1,
+              "f_divergence_type": "reverse_kl", "f_alpha_divergence_coef": 0.5, "discopop_tau": 0.05,
+              "desirable_weight": 1.0, "undesirable_weight": 1.0, "cpo_alpha": 1.0, "simpo_gamma": 0.5,
+              "alphapo_alpha": 0.0}
     return {h: values[h] for h in spec.hyperparameters}
 
 
 def test_registry_names_are_exactly_the_objectives():
     assert set(LOSSES) == {
         "dpo", "ipo", "hinge", "rpo", "dpop", "sppo", "sppo_single", "sppo_hard", "gpo", "reward", "gpm",
+        # TRL 1.16's DPOTrainer loss types, KTOTrainer's, and the experimental CPO (SimPO) and ORPO trainers
+        "sigmoid", "sigmoid_norm", "exo_pair", "nca_pair", "robust", "bco_pair", "aot", "aot_unpaired",
+        "apo_zero", "apo_down", "discopop", "sft", "kto", "apo_zero_unpaired", "cpo", "cpo_hinge", "cpo_ipo",
+        "simpo", "orpo",
     }  # fmt: skip
     assert set(LOSS_SPECS) == set(LOSSES)
 
@@ -75,16 +90,20 @@ def test_rewards_detached_and_gradients_finite(name):
     inputs = make_inputs(spec)
     out = LOSSES[name](**inputs, **hyper(spec))
     assert out.losses.shape == (B,)
-    assert out.chosen_rewards.shape == out.rejected_rewards.shape == (B,)
     assert out.losses.requires_grad
-    assert not out.chosen_rewards.requires_grad and not out.rejected_rewards.requires_grad
+    if out.chosen_rewards is None:  # sft: no rewards
+        assert name == "sft" and out.rejected_rewards is None
+    else:
+        assert out.chosen_rewards.shape == out.rejected_rewards.shape == (B,)
+        assert not out.chosen_rewards.requires_grad and not out.rejected_rewards.requires_grad
+    assert all(not v.requires_grad for v in (out.metrics or {}).values())
     out.losses.sum().backward()
-    grads = [x.grad for x in inputs.values() if x.requires_grad]
+    grads = [x.grad for x in inputs.values() if x.requires_grad and x.grad is not None]  # KTO's KL is detached
     assert grads and all(torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
 
 
-@pytest.mark.parametrize("name", POLICY)
+@pytest.mark.parametrize("name", PAIRED)
 def test_policy_rewards_are_beta_times_log_ratio(name):
     spec = LOSS_SPECS[name]
     x = make_inputs(spec, seed=1)
@@ -98,6 +117,38 @@ def test_policy_rewards_are_beta_times_log_ratio(name):
     )
 
 
+@pytest.mark.parametrize("name", REFERENCE_FREE)
+def test_reference_free_rewards_are_beta_times_the_compared_log_probs(name):
+    """CPO: beta * summed log-probs; SimPO, CPO-IPO and ORPO: beta * average log-probs (as TRL logs them)."""
+    spec = LOSS_SPECS[name]
+    x = make_inputs(spec, seed=1)
+    out = LOSSES[name](**x, **hyper(spec))
+    if out.chosen_rewards is None:
+        return  # sft
+    lengths = (x["chosen_lengths"], x["rejected_lengths"]) if spec.average_logps else (1, 1)
+    # ORPO computes in fp32, as TRL (its odds need log1mexp of the average log-prob)
+    torch.testing.assert_close(out.chosen_rewards, 0.1 * (x["policy_chosen_logps"] / lengths[0]).detach(),
+                               check_dtype=False)
+    torch.testing.assert_close(out.rejected_rewards, 0.1 * (x["policy_rejected_logps"] / lengths[1]).detach(),
+                               check_dtype=False)
+
+
+@pytest.mark.parametrize("name", UNPAIRED)
+def test_unpaired_rewards_and_direction(name):
+    """KTO: beta * rho on the desirable examples (chosen) and the undesirable ones (rejected), NaN elsewhere;
+    raising a desirable completion's log-prob lowers its loss, raising an undesirable one's raises it."""
+    spec = LOSS_SPECS[name]
+    x = make_inputs(spec, seed=4, requires_grad=False)
+    out = LOSSES[name](**x, **hyper(spec))
+    desirable = x["label"].bool()
+    rho = 0.1 * (x["policy_logps"] - x["reference_logps"])
+    torch.testing.assert_close(out.chosen_rewards[desirable], rho[desirable])
+    torch.testing.assert_close(out.rejected_rewards[~desirable], rho[~desirable])
+    assert out.chosen_rewards[~desirable].isnan().all() and out.rejected_rewards[desirable].isnan().all()
+    up = LOSSES[name](**{**x, "policy_logps": x["policy_logps"] + 0.5}, **hyper(spec)).losses
+    assert (up[desirable] < out.losses[desirable]).all() and (up[~desirable] > out.losses[~desirable]).all()
+
+
 @pytest.mark.parametrize("name", POLICY)
 def test_gradients_finite_at_extreme_log_probs(name):
     """Sequence log-probs of long completions reach -1e4; logsigmoid-based losses must not overflow."""
@@ -106,20 +157,28 @@ def test_gradients_finite_at_extreme_log_probs(name):
     out = LOSSES[name](**x, **hyper(spec))
     out.losses.sum().backward()
     assert torch.isfinite(out.losses).all()
-    assert torch.isfinite(x["policy_chosen_logps"].grad).all()
+    grads = [x[k].grad for k in x if k.startswith("policy_") or k in POLICY_SIDE]
+    assert grads and all(torch.isfinite(g).all() for g in grads if g is not None)
 
 
-@pytest.mark.parametrize("name", POLICY)
+@pytest.mark.parametrize("name", PAIRED + [n for n in REFERENCE_FREE if n != "sft"])
 def test_preferring_chosen_lowers_the_loss(name):
     """From policy == reference, raising the chosen log-prob (or lowering the rejected one) lowers the loss.
 
     Targets are set so that the chosen side is the preferred one: p_w = 0.9 > 1/2 > p_l = 0.1,
-    P(w > l) = 0.9, GPM scores s_w = 0.3 > 0 > s_l = -0.3.
+    P(w > l) = 0.9, GPM scores s_w = 0.3 > 0 > s_l = -0.3. apo_down lowers both likelihoods by design
+    (the chosen responses are worse than the model's own), so only its rejected direction is checked;
+    DiscoPOP is not monotone near a zero margin (its non-convex region), so it starts from beta * margin = 1.
+    Reference-free objectives start from equal chosen and rejected log-probs and lengths.
     """
     spec = LOSS_SPECS[name]
     x = make_inputs(spec, seed=3, requires_grad=False)
-    x["policy_chosen_logps"] = x["reference_chosen_logps"].clone()
-    x["policy_rejected_logps"] = x["reference_rejected_logps"].clone()
+    if spec.reference_free:
+        x["policy_chosen_logps"] = x["policy_rejected_logps"].clone()
+        x["chosen_lengths"] = x["rejected_lengths"].clone()
+    else:
+        x["policy_chosen_logps"] = x["reference_chosen_logps"].clone() + (10.0 if name == "discopop" else 0.0)
+        x["policy_rejected_logps"] = x["reference_rejected_logps"].clone()
     fixed = {
         "chosen_prob": 0.9,
         "rejected_prob": 0.1,
@@ -135,7 +194,8 @@ def test_preferring_chosen_lowers_the_loss(name):
     base = loss(**x, **h).losses
     up = loss(**{**x, "policy_chosen_logps": x["policy_chosen_logps"] + 0.5}, **h).losses
     down = loss(**{**x, "policy_rejected_logps": x["policy_rejected_logps"] - 0.5}, **h).losses
-    assert (up < base).all() and (down < base).all()
+    assert (down < base).all()
+    assert name == "apo_down" or (up < base).all()
 
 
 def test_preference_models_prefer_the_chosen():

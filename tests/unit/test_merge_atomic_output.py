@@ -144,10 +144,11 @@ def test_merge_stage_rerun_keeps_the_stage_folder_files(models, tmp_path):
     cfg_file.write_text(json.dumps(slerp(models, 0.3)))
     out = tmp_path / "stage"
     out.mkdir()
-    (out / "stage.json").write_text('{"key": "k"}')
+    record = '{"name": "stage", "kind": "merge", "key": "k", "deps": [], "config": {}}'  # podium's stage.json
+    (out / "stage.json").write_text(record)
     (out / "model-00001-of-00002.safetensors").write_text("an older, sharded model")
     run_stage("merge", {"config_file": str(cfg_file)}, out)
-    assert (out / "stage.json").read_text() == '{"key": "k"}'
+    assert (out / "stage.json").read_text() == record
     assert sorted(p.name for p in out.glob("model*")) == ["model.safetensors"]
     assert weights(out) is not None and leftovers(out) == []
 

@@ -36,13 +36,17 @@ ARTIFACTS = {"stage.json": '{"key": "abc"}', "metrics.jsonl": '{"step": 1}\n', "
 
 
 def make_stage_folder(out: Path) -> None:
+    """A stage folder holding an old model that podium published (its `.podium-published` lists it)."""
     for name, text in {**OLD, **ARTIFACTS}.items():
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_text(text)
+    (out / publish.PUBLISHED).write_text(json.dumps(sorted(OLD)))
 
 
 def contents(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): p.read_text() for p in folder.rglob("*") if p.is_file()}
+    """Every file's text, podium's list of what it published aside."""
+    return {str(p.relative_to(folder)): p.read_text() for p in folder.rglob("*")
+            if p.is_file() and p.name != publish.PUBLISHED}
 
 
 def state(out: Path) -> str:
@@ -259,10 +263,11 @@ def test_save_model_publishes_atomically_into_a_stage_folder(tmp_path):
     model, tok = build_tiny_model(hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, seed=0)
     out = tmp_path / "sft"
     out.mkdir()
-    (out / "stage.json").write_text(json.dumps({"key": "k"}))
+    record = {"name": "sft", "kind": "sft", "key": "k", "deps": [], "config": {}}  # podium's stage.json
+    (out / "stage.json").write_text(json.dumps(record))
     (out / "model-00001-of-00009.safetensors").write_text("stale shard of an older save")
     save_model(model, tok, out)
-    assert json.loads((out / "stage.json").read_text()) == {"key": "k"}
+    assert json.loads((out / "stage.json").read_text()) == record
     assert sorted(p.name for p in out.glob("model*.safetensors*")) == ["model.safetensors"]
     assert load_model(out).config.num_hidden_layers == 1
     assert leftovers(out) == []

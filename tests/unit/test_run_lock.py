@@ -105,7 +105,7 @@ def test_stage_alone_into_a_locked_stage_folder(tmp_path, holder, capsys):
     proc.kill()
     proc.wait()
     assert main(["tasks", str(cfg), "--output", str(out)]) == 0 and (out / "train.jsonl").exists()
-    assert not list(out.glob(".podium*"))  # the output folder holds no lock file
+    assert not (out / LOCK_FILE).exists() and not list(out.glob("*podium-lock"))  # the output folder holds no lock file
 
 
 def test_merge_into_an_output_in_use(tmp_path, holder, capsys):

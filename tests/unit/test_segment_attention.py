@@ -79,3 +79,34 @@ def test_not_applied_where_it_would_differ():
     dropout, _ = build_tiny_model(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=4)
     dropout.config.attention_dropout = 0.1
     assert not segments_applicable(dropout)
+
+
+def test_gradient_checkpointing_turns_it_off_and_keeps_the_gradients():
+    """A checkpointed layer is recomputed in the backward, outside the routing: per-segment attention must be
+    off there (it failed with torch's CheckpointError, and a recomputation with the same tensor count would
+    have attended across examples). Loss and gradients equal the padded forward's without checkpointing."""
+    model, _ = build_tiny_model(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, seed=2)
+    examples = _examples([17, 5, 30, 9])
+    packed = pack_batch(examples, pad_id=0, capacity=sys.maxsize)
+    model.train()
+    loss_pad, grads_pad = _loss_and_grads(model, pad_batch(examples, pad_id=0))
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    assert not segments_applicable(model)
+    loss_ckpt, grads_ckpt = _loss_and_grads(model, packed)
+    torch.testing.assert_close(loss_ckpt, loss_pad, rtol=1e-5, atol=1e-5)
+    for name, g in grads_pad.items():
+        torch.testing.assert_close(grads_ckpt[name], g, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_sft_stage_packs_under_gradient_checkpointing(tmp_path, tiny_dir):
+    """The SFT stage with packing and gradient checkpointing trains (Rhea's sft stage sets both)."""
+    import json
+
+    from podium.stages import run_stage
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"{i}+{i}=", "completion": str(2 * i)}) + "\n" for i in range(8)))
+    common = {"model": str(tiny_dir), "data": str(data), "max_steps": 2, "batch_size": 4, "packing": True}
+    plain = run_stage("sft", common, tmp_path / "plain")
+    ckpt = run_stage("sft", {**common, "gradient_checkpointing": True}, tmp_path / "ckpt")
+    assert ckpt["train_loss"] == pytest.approx(plain["train_loss"], rel=1e-5)

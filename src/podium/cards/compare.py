@@ -12,7 +12,11 @@ For each group (the runs of one recipe, one per seed) it reports, from each run'
 Between groups, each metric both groups have: the difference of the means, paired by seed when
 both groups ran the same seeds, Welch's interval otherwise. The math is podium.evaluation.intervals.
 
-A run's seed is read from its folder name (`seed-N`, as `podium run --seeds` writes them).
+A run's seed is read from its own record (report.json's `seed`, the recipe seed the run used), never
+from its folder's name; a run dir from before podium recorded it has an unknown seed ("?", compared
+unpaired until a `podium run` of it, fully cached, rewrites its report.json). A group may not hold the
+same run twice (the same folder, or two runs of one seed): a zero-width interval over copies of one
+number is not evidence.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from podium.cards.run_info import RunInfo, load_run
 from podium.data.records import temp_path, write_json, write_text
 from podium.errors import PodiumError
 from podium.evaluation.intervals import CONFIDENCE, Interval, mean_interval, paired_difference, welch_difference
-from podium.rundir import SEED_DIR
+from podium.rundir import SEED_DIR, read_run_report
 
 ITER = re.compile(r"^iter(\d+)/(.+)$")
 # Settings of an eval stage that do not change what is measured: two evals that differ only in
@@ -40,8 +44,29 @@ PLOTTED = ("accuracy", "win_rate")
 
 
 def run_seed(run_dir: Path) -> int | None:
-    m = SEED_DIR.match(Path(run_dir).name)
-    return int(m.group(1)) if m else None
+    """The recipe seed a run used, from its report.json (None when it does not say)."""
+    seed = read_run_report(run_dir).get("seed")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
+def check_distinct(run_dirs: Sequence[Path], seeds: list[int | None], label: str) -> None:
+    """Refuse a group that holds one run twice: the same folder, or two runs of the same seed."""
+    seen: dict[Path, Path] = {}
+    for d in run_dirs:
+        real = Path(d).resolve()
+        if real in seen:
+            raise PodiumError(f"compare: run {d} is given twice (as {seen[real]} and {d}) in group {label!r}; each run "
+                              "counts once")
+        seen[real] = Path(d)
+    by_seed: dict[int, Path] = {}
+    for d, seed in zip(run_dirs, seeds):
+        if seed is None:
+            continue
+        if seed in by_seed:
+            raise PodiumError(f"compare: runs {by_seed[seed]} and {d} of group {label!r} both ran seed {seed} (their "
+                              "report.json says so); a group holds one run per seed: give the other as its own group "
+                              "(LABEL=DIR) or run another seed")
+        by_seed[seed] = Path(d)
 
 
 def expand_run_dirs(paths: Sequence[str | os.PathLike]) -> list[Path]:
@@ -109,10 +134,11 @@ def _summary(interval: Interval, values: list[float], **extra) -> dict:
     return {**extra, **interval.as_dict(), "excludes_zero": interval.excludes(0.0), "values": values}
 
 
-def summarize_group(run_dirs: Sequence[Path], confidence: float = CONFIDENCE) -> dict:
+def summarize_group(run_dirs: Sequence[Path], confidence: float = CONFIDENCE, label: str = "runs") -> dict:
     """Per-metric intervals and paired differences for the runs of one recipe (one per seed)."""
-    runs = [load_run(d) for d in run_dirs]
     seeds = [run_seed(d) for d in run_dirs]
+    check_distinct(run_dirs, seeds, label)
+    runs = [load_run(d) for d in run_dirs]
     tables = [numeric_metrics(r) for r in runs]
     common = [k for k in tables[0] if all(k in t for t in tables)]
     partial = sorted({k for t in tables for k in t} - set(common))
@@ -170,7 +196,12 @@ def compare_runs(runs: Sequence[str | os.PathLike] | Mapping[str, Sequence[str |
     groups = dict(runs) if isinstance(runs, Mapping) else {"runs": list(runs)}
     if not groups:
         raise PodiumError("compare: no runs given")
-    summaries = {label: summarize_group(expand_run_dirs(dirs), confidence) for label, dirs in groups.items()}
+    summaries = {label: summarize_group(expand_run_dirs(dirs), confidence, label) for label, dirs in groups.items()}
+    everywhere: dict[Path, str] = {}
+    for label, summary in summaries.items():
+        for d in summary["runs"]:
+            if (other := everywhere.setdefault(Path(d).resolve(), label)) != label:
+                raise PodiumError(f"compare: run {d} is in groups {other!r} and {label!r}; a run belongs to one group")
     labels = list(summaries)
     between = []
     for i, j in combinations(range(len(labels)), 2):
@@ -189,6 +220,23 @@ def interval_text(row: dict) -> str:
     return f"{_fmt(row['mean'])} ± {_fmt(row['half_width'])} [{_fmt(row['low'])}, {_fmt(row['high'])}]"
 
 
+# Beyond this many paired differences between the evaluations of one task, compare.md and the plot show each
+# evaluation against the task's first one (its baseline, e.g. eval_sft) only; compare.json keeps them all.
+SHOWN_DIFFERENCES = 12
+
+
+def shown_differences(group: dict) -> tuple[list[dict], int]:
+    """The differences compare.md shows for `group`, and how many it leaves to compare.json."""
+    diffs = group["differences"]
+    evals = [d for d in diffs if d["kind"] == "eval"]
+    if len(evals) <= SHOWN_DIFFERENCES:
+        return diffs, 0
+    later = {d["stage"] for d in evals}
+    baselines = {d["minus"] for d in evals if d["minus"] not in later}  # evaluations no other one precedes
+    kept = [d for d in diffs if d["kind"] != "eval" or d["minus"] in baselines]
+    return kept, len(diffs) - len(kept)
+
+
 def compare_markdown(result: dict) -> str:
     """compare.md: differences first (the claims), then every metric."""
     pct = round(100 * result["confidence"])
@@ -196,15 +244,19 @@ def compare_markdown(result: dict) -> str:
     for g in result["groups"]:
         seeds = ", ".join("?" if s is None else str(s) for s in g["seeds"])
         lines += [f"## {g['label']} ({len(g['runs'])} runs; seeds {seeds})", ""]
-        if g["differences"]:
+        shown, left = shown_differences(g)
+        if shown:
             lines += ["| difference | metric | mean ± CI [low, high] | excludes 0 | per seed |", "|---|---|---|---|---|"]
-            for d in g["differences"]:
+            for d in shown:
                 what = (f"{d['stage']} − {d['minus']}" if d["kind"] == "eval"
                         else f"{d['stage']}: {d['metric'].split('/')[0]} − {d['minus_metric'].split('/')[0]}")
                 metric = d["metric"].split("/", 1)[1] if d["kind"] == "iteration" else d["metric"]
                 per_seed = ", ".join(f"{v:+.4f}" for v in d["values"])
                 lines.append(f"| {what} | {metric} | {interval_text(d)} | {'yes' if d['excludes_zero'] else 'no'} "
                              f"| {per_seed} |")
+            if left:
+                lines += ["", f"Each evaluation against its task's first one; the {left} differences between the "
+                          "later evaluations are in compare.json."]
             lines.append("")
         lines += ["| stage | metric | mean ± CI [low, high] | std | per seed |", "|---|---|---|---|---|"]
         for m in g["metrics"]:
@@ -271,7 +323,7 @@ def plot_compare(result: dict, out_dir: Path) -> list[Path]:
             ax.legend(fontsize=8)
         written.append(_save_png(fig, out_dir / f"compare_{base}.png"))
         plt.close(fig)
-    diffs = [(g["label"], d) for g in result["groups"] for d in g["differences"]
+    diffs = [(g["label"], d) for g in result["groups"] for d in shown_differences(g)[0]
              if d["metric"].split("/")[-1] in PLOTTED]
     if diffs:
         fig, ax = plt.subplots(figsize=(6.0, 0.45 * len(diffs) + 1.2))

@@ -19,6 +19,7 @@ from podium.cards.methods import MERGE_KINDS, Method, stage_method
 from podium.cards.model_index import collect_scores, eval_results, results_markdown
 from podium.cards.run_info import RunInfo, load_run
 from podium.errors import PodiumError
+from podium.ownership import write_output_text
 from podium.refs import iter_refs
 from podium.rundir import require_run_dir
 from podium.stages import get_stage
@@ -186,11 +187,14 @@ def build_card(
     return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(body))
 
 
-def write_card(run_dir: str | os.PathLike, out_path: str | os.PathLike | None = None, **overrides) -> Path:
-    """Write the card of `run_dir` (a podium run dir) to `out_path` (default RUN_DIR/README.md); returns the path."""
+def write_card(run_dir: str | os.PathLike, out_path: str | os.PathLike | None = None, overwrite: bool = False,
+               **overrides) -> Path:
+    """Write the card of `run_dir` (a podium run dir) to `out_path` (default RUN_DIR/README.md); returns the path.
+
+    An existing file there is replaced only when podium wrote it and it is unchanged since, or with
+    `overwrite` (podium.ownership); never a file inside the run's base models."""
     run = load_run(require_run_dir(run_dir, "write a model card (README.md)"))
     out = Path(out_path) if out_path else run.run_dir / "README.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    build_card(run, **overrides).save(out)
-    return out
+    card = build_card(run, **overrides)
+    return write_output_text(out, str(card), inputs=base_models(run), overwrite=overwrite)
 

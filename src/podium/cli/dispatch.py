@@ -23,6 +23,8 @@ from podium.stages import STAGES, load_all_stages
 COMMANDS = {
     "run": ("podium.cli.run", "run a recipe: podium run RECIPE.yaml [--output DIR] [--seeds 0,1,2] [--dry-run] "
             "[key=value ...]"),
+    "preview": ("podium.cli.preview", "what training sees: podium preview RECIPE.yaml STAGE [--rows N] [--json] "
+                "[--model DIR]"),
     "compare": ("podium.cli.compare", "means and 95 % CIs across seeds: podium compare RUN_DIR... [--output DIR]"),
     "stage": ("podium.cli.stage", "run one stage kind alone: podium stage KIND CONFIG.yaml [--output DIR] [key=value ...]"),
     "merge": ("podium.cli.merge", "merge models from a mergekit YAML: podium merge CONFIG.yml OUTPUT_DIR"),
@@ -30,6 +32,8 @@ COMMANDS = {
              "podium eval --model DIR --tasks NAMES [--include-path DIR] | eval preference --model DIR --data F"),
     "leaderboard": ("podium.cli.leaderboard", "Open LLM Leaderboard scores: podium leaderboard RESULTS.json --version v1|v2"),
     "winrate": ("podium.cli.winrate", "raw and length-controlled win rate of a model against a baseline"),
+    "judge": ("podium.cli.judge", "score candidate sets: podium judge --judge pairrm|gpm|reward|verifier [--model DIR] "
+              "--data CANDIDATES.jsonl --output OUT.jsonl"),
     "card": ("podium.cli.card", "write the model card (and run report) of a run: podium card RUN_DIR"),
     "report": ("podium.cli.report", "write the run report with plots: podium report RUN_DIR"),
 }
@@ -39,7 +43,6 @@ EXTRAS = {
     "lm_eval": ("lm-eval", "eval"),
     "vllm": ("vllm", "gpu"),
     "deepspeed": ("deepspeed", "gpu"),
-    "llm_blender": ("llm-blender", "pairrm"),
 }
 
 
@@ -116,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     setup_logging(verbose="-v" in argv)
     argv = [a for a in argv if a != "-v"]
+    if not argv:  # `podium -v` alone
+        load_all_stages()
+        print_help(STAGES)
+        return 0
     cmd, rest = argv[0], argv[1:]
     try:
         return run_command(cmd, rest)

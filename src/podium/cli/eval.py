@@ -11,12 +11,14 @@ Task names may be podium built-in tasks, lm-eval tasks (plus local YAML folders)
 from __future__ import annotations
 
 import argparse
+import math
 
 from podium.cli.preference import main as preference_main
 from podium.cli.stage import stage_command
-from podium.data.records import write_json
+from podium.errors import PodiumError
 from podium.evaluation.leaderboard import format_table, leaderboard
 from podium.evaluation.named_tasks import builtin_task_scorers, evaluate_model, results_table
+from podium.ownership import file_output_problem, write_output_json
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -36,11 +38,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default=None)
     p.add_argument("--output", default=None, help="write {'tasks': {task: {metric: value}}} here")
     p.add_argument("--raw-output", default=None, help="also write lm-eval's own `results` dict here")
-    return p.parse_args(argv)
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files podium did not write")
+    args = p.parse_args(argv)
+    if args.limit is not None and not (math.isfinite(args.limit) and args.limit > 0):
+        p.error(f"--limit {args.limit}: give a number of examples >= 1 or a fraction in (0, 1)")
+    return args
 
 
 def tasks_main(argv: list[str]) -> int:
     args = parse_args(argv)
+    inputs = [x for x in (args.model, args.include_path) if x]
+    for out in (args.output, args.raw_output):  # before the evaluation, not after it
+        if out and (problem := file_output_problem(out, inputs, args.overwrite)):
+            raise PodiumError(problem)
     limit = None if args.limit is None else (int(args.limit) if args.limit >= 1 else args.limit)
     batch = int(args.batch_size) if args.batch_size.isdigit() else args.batch_size
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
@@ -54,9 +64,9 @@ def tasks_main(argv: list[str]) -> int:
         if not board.get("missing"):
             print(f"\nOpen LLM Leaderboard {version}:\n{format_table(board, version)}")
     if args.output:
-        write_json(args.output, result)
+        write_output_json(args.output, result, inputs, args.overwrite)
     if args.raw_output:
-        write_json(args.raw_output, {"results": raw})
+        write_output_json(args.raw_output, {"results": raw}, inputs, args.overwrite)
     return 0
 
 

@@ -21,6 +21,7 @@ from podium.distributed.spec import check_environment, environment_problems
 from podium.errors import PodiumError
 from podium.multiseed import SeedPlans, SeedsResult, check_seed_plans, make_seed_plans, parse_seeds, run_seeds
 from podium.pipeline import RunPlan, check_plan, make_plan, run_plan
+from podium.training.memory import plan_memory_lines
 
 # What a practitioner looks at first, in this order; the full set is in report.json and report.md.
 HEADLINE_KEYS = ("accuracy", "win_rate", "baseline_accuracy", "train_loss", "loss", "rewards/margins",
@@ -45,6 +46,9 @@ def print_plan(plan: RunPlan, console=None) -> None:
     for i, s in enumerate(plan.stages, 1):
         table.add_row(str(i), s.name, s.kind, s.status, ", ".join(s.deps) or "-", s.key[:12])
     console.print(table)
+    for s in plan.stages:
+        if s.note:  # a finished stage whose files changed since: it runs again
+            console.print(f"[{s.name}] {s.note}: it runs again", markup=False, highlight=False, soft_wrap=True)
 
 
 def print_launches(plan: RunPlan, show_progress: bool = True, console=None) -> None:
@@ -60,6 +64,9 @@ def print_launches(plan: RunPlan, show_progress: bool = True, console=None) -> N
                       markup=False, highlight=False, soft_wrap=True)
         for problem in environment_problems(s.launch):
             console.print(f"  cannot start on this machine: {problem}", markup=False, highlight=False, soft_wrap=True)
+    # Per training stage: the estimated peak memory per process, and whether it fits (podium.training.memory).
+    for line in plan_memory_lines(plan.stages):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def print_notes(plan: RunPlan, console=None) -> None:

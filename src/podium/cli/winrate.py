@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from podium.data.records import write_json
+from podium.errors import PodiumError
 from podium.evaluation.winrate import summary, winrate_report
+from podium.ownership import file_output_problem, write_output_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,11 +20,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--df-gamed", default=None, help="AlpacaEval's df_gamed.csv: use alpaca_eval 0.6.6's estimator")
     p.add_argument("--instruction-difficulty", default=None, help="AlpacaEval's instruction_difficulty.csv")
     p.add_argument("--output", default=None, help="write the numbers as JSON here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file podium did not write")
     args = p.parse_args(argv)
+    inputs = [x for x in (args.annotations, args.df_gamed, args.instruction_difficulty) if x]
+    if args.output and (problem := file_output_problem(args.output, inputs, args.overwrite)):
+        raise PodiumError(problem)
     report = winrate_report(args.annotations, args.df_gamed, args.instruction_difficulty)
     print(summary(report))
     for note in report.get("notes", []):
         print(f"note: {note}")
     if args.output:
-        write_json(args.output, report)
+        write_output_json(args.output, report, inputs, args.overwrite)
     return 0

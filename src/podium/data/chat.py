@@ -16,8 +16,17 @@ def _ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def _render(tokenizer, messages: list[dict], add_generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+def render_chat(tokenizer, messages: list[dict], add_generation_prompt: bool, where: str = "record") -> str:
+    """The chat template applied to `messages` (none: ""); a template that refuses them is the record's problem."""
+    if not messages:
+        return ""
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - jinja2's TemplateError, transformers' ValueError: the record's roles
+        raise DataError(f"{where}: the tokenizer's chat template cannot render these messages "
+                        f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})") from None
 
 
 def common_prefix_len(a: list[int], b: list[int]) -> int:
@@ -33,7 +42,7 @@ def common_prefix_len(a: list[int], b: list[int]) -> int:
 def prompt_text(tokenizer, prompt) -> str:
     """A prompt as text: message lists get the chat template and the generation prompt."""
     if isinstance(prompt, list):
-        return _render(tokenizer, prompt, add_generation_prompt=True)
+        return render_chat(tokenizer, prompt, add_generation_prompt=True)
     return prompt
 
 
@@ -77,13 +86,13 @@ def tokenize_sft(record: dict, tokenizer, max_length: int | None = None) -> dict
     where = record.get("_source", "record")
     if "messages" in record:
         msgs = check_messages(record["messages"], where, "messages")
-        full = _ids(tokenizer, _render(tokenizer, msgs, False))
+        full = _ids(tokenizer, render_chat(tokenizer, msgs, False, where))
         labels = [IGNORE] * len(full)
         for i, m in enumerate(msgs):
             if m["role"] != "assistant":
                 continue
-            start = len(_ids(tokenizer, _render(tokenizer, msgs[:i], True)))
-            end = len(_ids(tokenizer, _render(tokenizer, msgs[: i + 1], False)))
+            start = len(_ids(tokenizer, render_chat(tokenizer, msgs[:i], True, where)))
+            end = len(_ids(tokenizer, render_chat(tokenizer, msgs[: i + 1], False, where)))
             labels[start:end] = full[start:end]
         ids = full
     elif "prompt" in record and "completion" in record:

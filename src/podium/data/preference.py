@@ -54,10 +54,10 @@ class PairStats:
         return out
 
 
-def read_pairs(data, seed: int = 0, log=None) -> list[dict]:
-    """Preference records from a JSONL file, a dataset or a mixture with per-source counts
-    (`podium.data.mixture`); errors name file, line and field."""
-    rows, _ = build_mixture(data, seed=seed, shuffle=False, log=log)
+def read_pairs(data, seed: int = 0, log=None, skipped: dict | None = None) -> list[dict]:
+    """Preference records from a JSONL file, a dataset or a mixture with per-source counts and formats
+    (`podium.data.mixture`, `podium.data.formats`); errors name file, line and field."""
+    rows, _ = build_mixture(data, seed=seed, shuffle=False, log=log, use="pairs", skipped=skipped)
     for row in rows:
         where = row.get("_source", "record")
         for key in ("prompt", "chosen", "rejected"):
@@ -84,11 +84,21 @@ def _completion_text(value: Any) -> str:
     return "".join(str(m.get("content", "")) for m in value)
 
 
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else ""
+
+
 def tokenize_pair(row: dict, tokenizer) -> dict:
     """Token ids of one pair: `prompt_ids`, `chosen_ids`, `rejected_ids` (TRL 1.16 rules, untruncated)."""
     if is_conversational(row):
         def render(messages, **kw):
-            out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **kw)
+            try:
+                out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **kw)
+            except MemoryError:
+                raise
+            except Exception as e:  # noqa: BLE001 - the template refuses the record's messages (roles, emptiness)
+                raise DataError(f"{row.get('_source', 'record')}: the tokenizer's chat template cannot render this "
+                                f"pair ({type(e).__name__}: {_first_line(e)})") from None
             return list(out["input_ids"])
 
         prompt = as_messages(row["prompt"], "user")

@@ -27,7 +27,8 @@ class PromptSource(StageConfig):
     """Prompt settings shared by the stages that generate from or evaluate on prompts."""
 
     prompts: Mixture | None = Field(None, description="a prompt dataset or mixture (task items keep 'answer' "
-                                    "and 'task'); `columns: {prompt: instruction}` maps other layouts")
+                                    "and 'task'; `gold:` reads them from a dataset); `format:` / `columns:` map "
+                                    "other layouts")
     task: str | None = Field(None, description="or draw prompts from a built-in task (default: arithmetic)")
     count: int = Field(200, ge=1, description="how many task items")
     difficulty: dict[str, Any] = Field(default_factory=dict, description="the task's difficulty settings")
@@ -36,7 +37,7 @@ class PromptSource(StageConfig):
     @model_validator(mode="after")
     def _check_task(self):
         if self.prompts is None:
-            for loc, message in task_problems(self.task, self.difficulty):
+            for loc, message in task_problems(self.task, self.difficulty, self.count):
                 raise invalid(loc, message, self.task if loc == ("task",) else self.difficulty.get(loc[-1]))
         return self
 
@@ -46,6 +47,7 @@ class PromptSource(StageConfig):
                                          **self.difficulty)
 
     def prompt_rows(self, shuffle: bool = False, seed: int | None = None) -> list[dict]:
-        """The records of `prompts` (a mixture draws each source to its count; `shuffle` mixes them)."""
-        rows, _ = build_mixture(self.prompts, seed=self.seed if seed is None else seed, shuffle=shuffle)
+        """The prompt records of `prompts` (a mixture draws each source to its count, reads it with its format
+        and gold-answer settings; `shuffle` mixes them): `prompt` plus `answer`, `task`, `reference` when known."""
+        rows, _ = build_mixture(self.prompts, seed=self.seed if seed is None else seed, shuffle=shuffle, use="prompts")
         return rows

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from podium.errors import DataError
+from podium.limits import JSONL_FILE, JSONL_LINE, bounded_lines, check_size, open_regular
 
 
 def is_number(v) -> bool:
@@ -16,15 +17,15 @@ def is_number(v) -> bool:
 
 
 def read_jsonl(path: str | os.PathLike, required: tuple[str, ...] = ()) -> list[dict]:
-    """Read a JSONL file; a malformed line or a missing field is an error naming file and line."""
+    """Read a JSONL file; a malformed line or a missing field is an error naming file and line.
+
+    Only a regular file is read, of at most `podium.limits.JSONL_FILE` bytes, one line of at most
+    `JSONL_LINE` bytes at a time (a 200 MB single line is refused having read 16 MiB of it)."""
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, not a JSONL file")
     rows = []
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
+    with open_regular(path, DataError, what="JSONL file") as f:
+        check_size(f, path, JSONL_FILE, DataError)
+        for lineno, raw in bounded_lines(f, path, JSONL_LINE, DataError):
             line = decode_line(raw, path, lineno)
             if lineno == 1:
                 line = line.removeprefix("\ufeff")  # a byte-order mark some editors write
@@ -34,6 +35,8 @@ def read_jsonl(path: str | os.PathLike, required: tuple[str, ...] = ()) -> list[
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+            except RecursionError:
+                raise DataError(f"{path}:{lineno}: JSON nested too deeply to be a record") from None
             if not isinstance(row, dict):
                 raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
             missing = [k for k in required if k not in row]

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from podium.data.chat import as_messages, common_prefix_len
+from podium.data.chat import as_messages, common_prefix_len, render_chat
 from podium.data.collate import attention_mask, right_pad
 
 
@@ -24,8 +24,8 @@ def encode_response(tokenizer, prompt, response) -> tuple[list[int], int]:
     text diverge, as TRL does, so templates that merge tokens at the seam stay correct.
     """
     prompt_msgs = as_messages(prompt, "user")
-    full = tokenizer.apply_chat_template(prompt_msgs + as_messages(response, "assistant"), tokenize=False)
-    head = tokenizer.apply_chat_template(prompt_msgs, tokenize=False, add_generation_prompt=True)
+    full = render_chat(tokenizer, prompt_msgs + as_messages(response, "assistant"), False, "response")
+    head = render_chat(tokenizer, prompt_msgs, True, "prompt")
     ids = tokenizer(full, add_special_tokens=False)["input_ids"]
     head_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
     return ids, common_prefix_len(ids, head_ids)

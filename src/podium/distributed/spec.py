@@ -4,6 +4,9 @@
       config_file: ../configs/accelerate/deepspeed_zero3.yaml   # optional accelerate config (beside the recipe)
       num_processes: 8              # any `accelerate launch` argument, by its name
       timeout: 1800                 # podium's own: seconds a rank may wait for the others
+      fsdp: true                    # podium's own: shard training stages with FSDP2 (podium.training.fsdp),
+                                    # or {cpu_offload: true, reshard_after_forward: true, activation_checkpointing: false}
+      gpu_memory_gb: 80             # podium's own: memory per GPU, for the estimate printed before a run
     stages:
       - {name: dpo, kind: train, ..., launch: {num_processes: 2}}   # stage level: merged over the recipe's
       - {name: eval, kind: eval, ...}                                # light stages run in-process
@@ -31,10 +34,13 @@ from accelerate.commands.launch import launch_command_parser
 
 from podium.config import Located, load_yaml
 from podium.errors import ConfigError
+from podium.training.fsdp import FSDPSettings
 
 DEFAULT_TIMEOUT = 1800.0
 # podium's own keys of a launch spec; every other key is an `accelerate launch` argument.
-PODIUM_KEYS = ("config_file", "timeout")
+PODIUM_KEYS = ("config_file", "timeout", "fsdp", "gpu_memory_gb")
+# The options of `fsdp:` (podium.training.fsdp.FSDPSettings, less mixed_precision: the launch's own).
+FSDP_OPTIONS = ("reshard_after_forward", "cpu_offload", "activation_checkpointing", "rank_local_load")
 # Arguments podium writes itself (the script and how it is run) or that do not describe a launch.
 NOT_SETTABLE = {"training_script", "training_script_args", "module", "no_python", "help", "config_file", "quiet"}
 # Only one node's podium run may set this, so it lives on the recipe, not on a stage.
@@ -54,6 +60,8 @@ class LaunchSpec:
     config_file: Path | None = None
     file_config: dict = field(default_factory=dict)
     timeout: float = DEFAULT_TIMEOUT
+    fsdp_options: dict | None = None  # `fsdp:` as written (None: not set)
+    gpu_memory_gb: float | None = None  # memory per device for the estimate `podium run` prints (podium.training.memory)
 
     def setting(self, name: str, default=None):
         """An accelerate setting: the override, else the config file's, else `default`."""
@@ -78,8 +86,27 @@ class LaunchSpec:
         return str(self.setting("mixed_precision") or "no")
 
     @property
+    def fsdp(self) -> FSDPSettings | None:
+        """podium's FSDP2 settings when this launch shards with FSDP: `fsdp:` in the launch, `use_fsdp`, or an
+        accelerate config whose distributed_type is FSDP (its fsdp_config read by podium)."""
+        if self.fsdp_options is not None:
+            if self.fsdp_options is False:
+                return None
+            options = dict(self.fsdp_options) if isinstance(self.fsdp_options, dict) else {}
+        elif self.args.get("use_fsdp") or str(self.file_config.get("distributed_type", "")).upper() == "FSDP":
+            options = fsdp_config_options({**(self.file_config.get("fsdp_config") or {}),
+                                           **{k: v for k, v in self.args.items() if k.startswith("fsdp_")}})
+        else:
+            return None
+        if self.args.get("use_deepspeed"):
+            return None
+        return FSDPSettings(mixed_precision=self.mixed_precision, **options)
+
+    @property
     def distributed_type(self) -> str:
-        """NO, MULTI_GPU, FSDP, DEEPSPEED, ... as accelerate names it."""
+        """NO, MULTI_GPU, FSDP, DEEPSPEED, ... as accelerate names it (FSDP: podium's FSDP2)."""
+        if self.fsdp is not None:
+            return "FSDP"
         if self.args.get("use_deepspeed"):
             return "DEEPSPEED"
         if self.args.get("use_fsdp"):
@@ -106,10 +133,55 @@ class LaunchSpec:
         """Whether the ranks run on CPU (no CUDA here, or the spec asks for the CPU)."""
         return bool(self.args.get("cpu") or self.file_config.get("use_cpu")) or not torch.cuda.is_available()
 
-    def key_part(self) -> dict:
-        """What enters the key of a training stage: its global batch and numerics depend on these."""
-        return {"processes": self.num_processes, "mixed_precision": self.mixed_precision,
-                "distributed_type": self.distributed_type}
+    @property
+    def sharding(self) -> str:
+        """How a training stage of this launch holds its model, in words (printed by `podium run --dry-run`)."""
+        if self.fsdp is not None:
+            return "FSDP2 (podium)" + (", CPU offload" if self.fsdp.cpu_offload else "")
+        if self.distributed_type == "DEEPSPEED":
+            ds = self.file_config.get("deepspeed_config") or {}
+            stage = self.args.get("zero_stage", ds.get("zero_stage"))
+            offload = self.setting("offload_optimizer_device", ds.get("offload_optimizer_device"))
+            return (f"DeepSpeed ZeRO-{stage} (accelerate)" + (f", optimizer offload to {offload}"
+                                                             if offload not in (None, "none") else ""))
+        return "replicated (DDP)" if self.num_processes > 1 else "one process"
+
+
+def train_key(spec: LaunchSpec | None, config: dict) -> tuple[dict, dict]:
+    """(config, launch part) of a training stage's key (`spec` None: the stage runs in-process, one process).
+
+    The global batch is batch_size x gradient_accumulation_steps x processes; the last two enter the key as
+    their product, so a stage continued on another number of processes with the accumulation that keeps the
+    global batch (8 x 1 -> 4 x 2, or 2 x 1 -> in-process x 2) has the same key and resumes from its checkpoint, resharded
+    (podium.training.sharded_checkpoint). DDP and podium's FSDP2 compute the same updates (to float rounding);
+    DeepSpeed's numerics are its own and enter the key.
+    """
+    config = dict(config)
+    holder = config if "gradient_accumulation_steps" in config else dict(config.get("train") or {})
+    accumulation = int(holder.get("gradient_accumulation_steps") or 1)
+    holder.pop("gradient_accumulation_steps", None)
+    if holder is not config and "train" in config:
+        config["train"] = holder
+    processes, mixed = (spec.num_processes, spec.mixed_precision) if spec is not None else (1, "no")
+    engine = "deepspeed" if spec is not None and spec.distributed_type == "DEEPSPEED" else "torch"
+    part = {"process_batches": processes * accumulation, "mixed_precision": mixed, "engine": engine}
+    return config, part
+
+
+def fsdp_config_options(cfg: dict) -> dict:
+    """FSDPSettings options from accelerate's fsdp_config keys (fsdp_offload_params, fsdp_reshard_after_forward
+    (a bool, or FSDP1's sharding strategy name), fsdp_activation_checkpointing, fsdp_cpu_ram_efficient_loading)."""
+    out = {}
+    if "fsdp_offload_params" in cfg:
+        out["cpu_offload"] = str(cfg["fsdp_offload_params"]).lower() in ("true", "1")
+    reshard = cfg.get("fsdp_reshard_after_forward", cfg.get("fsdp_sharding_strategy"))
+    if reshard is not None:
+        out["reshard_after_forward"] = str(reshard).upper() in ("TRUE", "1", "FULL_SHARD", "HYBRID_SHARD")
+    if "fsdp_activation_checkpointing" in cfg:
+        out["activation_checkpointing"] = str(cfg["fsdp_activation_checkpointing"]).lower() in ("true", "1")
+    if "fsdp_cpu_ram_efficient_loading" in cfg:  # accelerate's name for not loading the model on every rank
+        out["rank_local_load"] = str(cfg["fsdp_cpu_ram_efficient_loading"]).lower() in ("true", "1")
+    return out
 
 
 def launch_arguments() -> dict[str, Any]:
@@ -225,6 +297,12 @@ def build_spec(raw: dict, where: str, stage: str, recipe_path: str) -> LaunchSpe
             if value is not None:
                 spec.config_file = find_config_file(value, recipe_path, where)
                 spec.file_config = read_config_file(spec.config_file, where)
+        elif key == "gpu_memory_gb":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"{where}: launch: gpu_memory_gb must be a number of GB > 0, got {value!r}")
+            spec.gpu_memory_gb = float(value)
+        elif key == "fsdp":
+            spec.fsdp_options = check_fsdp(value, where)
         elif key == "timeout":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"{where}: launch: timeout must be a number of seconds > 0, got {value!r}")
@@ -240,6 +318,22 @@ def build_spec(raw: dict, where: str, stage: str, recipe_path: str) -> LaunchSpe
     return spec
 
 
+def check_fsdp(value: Any, where: str) -> dict | bool:
+    """`fsdp: true | false | {option: bool, ...}` of a launch, checked."""
+    if isinstance(value, bool):
+        return {} if value else False
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: launch: fsdp is true, false or a mapping of {', '.join(FSDP_OPTIONS)}, got {value!r}")
+    for k, v in value.items():
+        if k not in FSDP_OPTIONS:
+            close = difflib.get_close_matches(str(k), FSDP_OPTIONS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{where}: launch: fsdp: unknown option {k!r}{hint}; options: {', '.join(FSDP_OPTIONS)}")
+        if not isinstance(v, bool):
+            raise ConfigError(f"{where}: launch: fsdp: {k} is true or false, got {v!r}")
+    return dict(value)
+
+
 def check_counts(spec: LaunchSpec) -> None:
     where = spec.where
     if spec.setting("num_processes") in (None, -1):
@@ -248,6 +342,11 @@ def check_counts(spec: LaunchSpec) -> None:
     n, machines, rank = spec.num_processes, spec.num_machines, spec.machine_rank
     if n < 1 or machines < 1:
         raise ConfigError(f"{where}: launch: num_processes and num_machines must be >= 1, got {n} and {machines}")
+    if spec.fsdp is not None and spec.mixed_precision not in ("no", "bf16"):
+        raise ConfigError(f"{where}: launch: podium's FSDP2 takes mixed_precision bf16 or no, got "
+                          f"{spec.mixed_precision!r} (fp16 would need loss scaling of sharded gradients)")
+    if spec.fsdp is not None and spec.args.get("use_deepspeed"):
+        raise ConfigError(f"{where}: launch: fsdp and use_deepspeed are two ways to shard; choose one")
     if n % machines:
         raise ConfigError(f"{where}: launch: num_processes ({n}) must be a multiple of num_machines ({machines}): "
                           "every machine runs num_processes / num_machines of them")
@@ -265,9 +364,9 @@ def environment_problems(spec: LaunchSpec) -> list[str]:
         problems.append(f"{spec.where}: stage {spec.stage!r}: {source} uses DeepSpeed, which is not installed: "
                         "pip install 'podium[gpu]' (or pip install deepspeed)")
     per_machine = spec.num_processes // spec.num_machines
-    if spec.on_cpu and spec.distributed_type in ("FSDP", "DEEPSPEED") and spec.num_processes > 1:
-        problems.append(f"{spec.where}: stage {spec.stage!r}: launch: {spec.distributed_type} runs on GPUs only "
-                        "(accelerate runs CPU processes as DDP); use a DDP launch on this machine")
+    if spec.on_cpu and spec.distributed_type == "DEEPSPEED" and spec.num_processes > 1:
+        problems.append(f"{spec.where}: stage {spec.stage!r}: launch: DEEPSPEED runs on GPUs only (accelerate runs "
+                        "CPU processes as DDP); use `fsdp: true` (podium's FSDP2 shards on CPU too) or DDP here")
     if spec.on_cpu:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         if per_machine > cores:
@@ -296,7 +395,10 @@ def plan_launch(recipe_launch: Any, stage_raw: dict, *, kind: str, distributed: 
     spec = resolve_launch(recipe_launch, stage_raw, kind=kind, distributed=distributed is not None, located=located,
                           base=base, name=name)
     check = getattr(cfg, "launch_problem", None)
-    if check is not None and (problem := check(spec.num_processes if spec else 1, bool(spec and spec.sharded))):
+    # Under podium's FSDP2 only the training loop shards; a model a sampling stage loads is whole. Under accelerate's
+    # DeepSpeed ZeRO-3 every model transformers loads is partitioned.
+    sharded = bool(spec and spec.sharded and spec.fsdp is None)
+    if check is not None and (problem := check(spec.num_processes if spec else 1, sharded)):
         where = spec.where if spec else located.where(base)
         raise ConfigError(f"{where}: stage {name!r}: {problem}")
     return spec

@@ -20,6 +20,7 @@ A malformed file is a DataError naming the file, the row and the field.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -30,6 +31,7 @@ import numpy as np
 
 from podium.data.records import is_number
 from podium.errors import DataError
+from podium.limits import JSON_FILE, read_bounded
 
 ALPACA_FIELDS = ("output_1", "output_2", "generator_1", "generator_2")
 PODIUM_LENGTH_FIELDS = ("model_length", "model_response", "baseline_length", "baseline_response")
@@ -73,9 +75,7 @@ def read_rows(path: str | os.PathLike) -> list[tuple[str, dict]]:
     """(location, object) for each row of a JSON list or a JSONL file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
+        text = read_bounded(path, JSON_FILE, DataError, what="annotations file").decode("utf-8")
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     rows: list[tuple[str, dict]] = []
@@ -84,6 +84,10 @@ def read_rows(path: str | os.PathLike) -> list[tuple[str, dict]]:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+        except RecursionError:
+            raise DataError(f"{path}: JSON nested too deeply") from None
+        if not isinstance(data, list):
+            raise DataError(f"{path}: expected a JSON list of annotations")
         for i, row in enumerate(data, 1):
             rows.append((f"{path}: row {i}", row))
     else:
@@ -94,6 +98,8 @@ def read_rows(path: str | os.PathLike) -> list[tuple[str, dict]]:
                 rows.append((f"{path}:{lineno}", json.loads(line)))
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+            except RecursionError:
+                raise DataError(f"{path}:{lineno}: JSON nested too deeply") from None
     for where, row in rows:
         if not isinstance(row, dict):
             raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
@@ -222,7 +228,8 @@ def read_annotations(path: str | os.PathLike) -> Annotations:
 def csv_rows(path: str | os.PathLike) -> tuple[list[str], list[tuple[int, dict]]]:
     path = Path(path)
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        text = read_bounded(path, JSON_FILE, DataError, what="CSV file").decode("utf-8")
+        with io.StringIO(text, newline="") as f:
             reader = csv.DictReader(f)
             rows = [(reader.line_num, row) for row in reader]
             header = list(reader.fieldnames or [])

@@ -24,10 +24,11 @@ match (lm-eval's `strict-match` filter), all x100, averaged.
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 
 from podium.errors import PodiumError
+from podium.limits import read_json_bounded
 
 # Number of answer choices per v2 subtask (lm-eval's leaderboard task YAMLs).
 BBH_CHOICES = {
@@ -67,6 +68,35 @@ def normalize(value: float, num_choices: int) -> float:
     return max(0.0, value - lower) / (1.0 - lower) * 100.0
 
 
+# The metrics the leaderboards read: all fractions in [0, 1] in lm-eval's results.
+SCORED_METRICS = ("acc", "acc_norm", "exact_match", "mc2", "inst_level_strict_acc", "prompt_level_strict_acc")
+
+
+def check_results(results, source: str = "results") -> None:
+    """Refuse a results dict the leaderboard would misread: it must map task -> {metric: value}, and every value
+    of a metric the leaderboards read must be a finite fraction in [0, 1] (lm-eval's scale). A NaN would
+    become a score of 0.00 and a percentage (54.3 for 0.543) a score above 100, so both are errors naming
+    the task and metric; nothing is rescaled by guessing."""
+    if not isinstance(results, dict):
+        raise PodiumError(f"{source}: `results` must map task names to their metrics, got {type(results).__name__}")
+    for task, row in results.items():
+        if not isinstance(row, dict):
+            raise PodiumError(f"{source}: results[{task!r}] must be a mapping of metrics, got {type(row).__name__}")
+        for key, value in row.items():
+            if not isinstance(key, str) or key.split(",")[0] not in SCORED_METRICS:
+                continue
+            where = f"{source}: results[{task!r}][{key!r}]"
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise PodiumError(f"{where} = {value!r}: expected a number (a fraction in [0, 1])")
+            if not math.isfinite(value):
+                raise PodiumError(f"{where} = {value}: not a finite score (a failed evaluation?); podium does not "
+                                  "score it as 0")
+            if not 0 <= value <= 1:
+                hint = (": it looks like a percentage, but lm-eval writes fractions; divide by 100"
+                        if 1 < value <= 100 else "")
+                raise PodiumError(f"{where} = {value}: outside [0, 1]{hint}")
+
+
 def metric(results: dict, task: str, *names: str) -> float | None:
     """The first of `names` found for `task`, whether keyed lm-eval style (`acc,none`) or flat (`acc`)."""
     row = results.get(task)
@@ -90,7 +120,7 @@ def sample_count(n_samples: dict | None, task: str) -> int | None:
     entry = (n_samples or {}).get(task)
     if isinstance(entry, dict):
         for key in ("effective", "original"):
-            if isinstance(entry.get(key), int) and entry[key] > 0:
+            if isinstance(entry.get(key), int) and not isinstance(entry[key], bool) and entry[key] > 0:
                 return entry[key]
     return None
 
@@ -174,12 +204,14 @@ def missing_subtasks(results: dict) -> dict[str, list[str]]:
     return out
 
 
-def leaderboard(results: dict, version: str, n_samples: dict | None = None) -> dict:
+def leaderboard(results: dict, version: str, n_samples: dict | None = None, source: str = "results") -> dict:
     """`{"average", "tasks": {name: score}}`, plus `missing` (benchmarks without any score; then the
     average is None) and, for v2, `sources` (where GPQA's and MATH's scores came from) and `partial`
-    (benchmark -> subtasks absent from the score). `n_samples`: lm-eval's `n-samples` entry, if any."""
+    (benchmark -> subtasks absent from the score). `n_samples`: lm-eval's `n-samples` entry, if any.
+    The scores read are checked first (`check_results`; `source` names the file in its errors)."""
     if version not in ("v1", "v2"):
         raise PodiumError(f"--version {version!r}: use v1 or v2")
+    check_results(results, source)
     sources: dict[str, str] = {}
     if version == "v2":
         scores, sources = v2_scores(results, n_samples)
@@ -214,14 +246,10 @@ def format_table(board: dict, version: str) -> str:
 def load_results(path: str | Path) -> dict:
     """`{"results": ..., "n_samples": ...}` from lm-eval's results JSON (its `results` and `n-samples`),
     podium eval output (`tasks`), or a bare results dict (then `n_samples` is empty)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise PodiumError(f"{path}: no such results file") from None
-    except json.JSONDecodeError as e:
-        raise PodiumError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    data = read_json_bounded(path, what="results file")
     if not isinstance(data, dict):
         raise PodiumError(f"{path}: expected a JSON object with a `results` dict")
     counts = data.get("n-samples")
-    return {"results": data.get("results") or data.get("tasks") or data,
-            "n_samples": counts if isinstance(counts, dict) else {}}
+    results = data["results"] if "results" in data else data["tasks"] if "tasks" in data else data
+    check_results(results, str(path))
+    return {"results": results, "n_samples": counts if isinstance(counts, dict) else {}}

@@ -7,7 +7,9 @@ from math import comb
 import torch
 from tqdm.auto import tqdm
 
-from podium.data.chat import as_messages, prompt_text
+from podium.data.chat import prompt_text
+from podium.data.rendering import chat_prompt
+from podium.models.io import check_vocab, generation_budget
 from podium.tasks import get_task
 
 
@@ -21,8 +23,10 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 @torch.no_grad()
 def generate_texts(model, tokenizer, prompts: list, *, max_new_tokens: int = 32, batch_size: int = 64,
                    temperature: float = 0.0, num_samples: int = 1, seed: int = 0, progress=None) -> list[list[str]]:
-    """Completions for each prompt (message lists get the chat template); [len(prompts)][num_samples]."""
-    texts = [prompt_text(tokenizer, as_messages(p)) for p in prompts]
+    """Completions for each prompt (message lists get the chat template, strings are read as they are; the
+    callers render prompts with podium.data.rendering.chat_prompt); [len(prompts)][num_samples]."""
+    check_vocab(model, tokenizer)
+    texts = [prompt_text(tokenizer, p) for p in prompts]
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # less padding per batch
     out: list[list[str]] = [[] for _ in texts]
     side = tokenizer.padding_side
@@ -34,8 +38,9 @@ def generate_texts(model, tokenizer, prompts: list, *, max_new_tokens: int = 32,
             idx = order[b : b + batch_size]
             enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
             enc = {k: v.to(model.device) for k, v in enc.items()}
+            budget = generation_budget(model, max_new_tokens, enc["input_ids"].shape[1], "eval")
             gen = model.generate(
-                **enc, max_new_tokens=max_new_tokens, do_sample=temperature > 0,
+                **enc, max_new_tokens=budget, do_sample=temperature > 0,
                 temperature=temperature if temperature > 0 else None, top_p=None, top_k=None,
                 num_return_sequences=num_samples, pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
@@ -58,7 +63,8 @@ def task_accuracy(model, tokenizer, items: list[dict], *, max_new_tokens: int = 
     bar = None
     if show_progress:
         bar = tqdm(total=len(items), desc="eval", unit="prompt", dynamic_ncols=True)
-    greedy = generate_texts(model, tokenizer, [it["prompt"] for it in items], max_new_tokens=max_new_tokens,
+    prompts = [chat_prompt(it, tokenizer, "eval") for it in items]  # the one rendering rule
+    greedy = generate_texts(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
                             batch_size=batch_size, progress=bar.update if bar else None)
     if bar:
         bar.close()
@@ -68,7 +74,7 @@ def task_accuracy(model, tokenizer, items: list[dict], *, max_new_tokens: int = 
     metrics = {f"accuracy/{t}": sum(v) / len(v) for t, v in by_task.items()}
     if pass_k:
         n = num_samples or 2 * pass_k
-        sampled = generate_texts(model, tokenizer, [it["prompt"] for it in items], max_new_tokens=max_new_tokens,
+        sampled = generate_texts(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
                                  batch_size=max(1, batch_size // n), temperature=temperature, num_samples=n, seed=seed)
         per_task: dict[str, list[float]] = {}
         for it, resps in zip(items, sampled):

@@ -29,6 +29,7 @@ from podium.generation.lean_decode import LeanDecoder, lean_applicable
 from podium.generation.sampler import Completion, Prompt, SamplingParams, encode_prompts, sequence_seed
 from podium.generation.sampling import select_next_tokens, token_logprobs
 from podium.generation.shared_prefix import SharedPrefixCache, applicable, decoding_with
+from podium.models.io import check_vocab, generation_budget
 from podium.training.attention_masks import cache_argument
 
 # Finished rows are dropped from the batch once they are 1/DROP_EVERY of it: dropping copies the cache of the
@@ -63,6 +64,7 @@ class TransformersSampler:
         self.lean = lean
         self.cache_kwarg = cache_argument(model)
         self.tokenizer = tokenizer
+        check_vocab(model, tokenizer)  # a token id past the embedding would fail deep inside the first forward
         self.batch_size = max(1, int(batch_size))
         self.progress = progress
         self.eos_ids = eos_token_ids(model, tokenizer)
@@ -129,12 +131,14 @@ class TransformersSampler:
             attn[s, width - len(p) :] = 1
         ids, attn = ids.to(device), attn.to(device)
         positions = (attn.cumsum(-1) - 1).clamp_(min=0)
+        # Never past the model's positions (nor a cache reserved for more tokens than it can hold).
+        max_new = generation_budget(self.model, params.max_new_tokens, width)
 
         # Prefill each distinct prompt once; then either keep one copy of its cache for its K rows
         # (shared-prefix attention) or fan the cache out to them.
         config = self.model.config
         shared = applicable(config) and config._attn_implementation in ("sdpa", "eager")
-        cache = DynamicCache(config=config) if shared else preallocated_cache(config, reserve=params.max_new_tokens)
+        cache = DynamicCache(config=config) if shared else preallocated_cache(config, reserve=max_new)
         out = self.model(
             input_ids=ids,
             attention_mask=attn,
@@ -146,14 +150,13 @@ class TransformersSampler:
         logits = out.logits[:, -1, :]
         fan_out = torch.tensor([slot[i] for i, _ in rows], device=device)
         if shared:
-            cache = SharedPrefixCache(cache, attn, fan_out, reserve=params.max_new_tokens)
+            cache = SharedPrefixCache(cache, attn, fan_out, reserve=max_new)
             logits, positions, attn = logits[fan_out], positions[fan_out], None
         elif len(rows) != len(unique) or not torch.equal(fan_out, torch.arange(len(unique), device=device)):
             cache.batch_select_indices(fan_out)
             logits, attn, positions = logits[fan_out], attn[fan_out], positions[fan_out]
         next_pos = positions[:, -1] + 1
 
-        max_new = params.max_new_tokens
         uniforms = None
         if not params.greedy:
             streams = []

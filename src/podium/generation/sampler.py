@@ -22,6 +22,7 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
+from podium.data.chat import render_chat
 from podium.errors import ConfigError
 
 Message = dict
@@ -98,7 +99,7 @@ def render_prompt(tokenizer, prompt: Prompt) -> str:
     if getattr(tokenizer, "chat_template", None) is None:
         raise ConfigError("prompt is a message list but the tokenizer has no chat template")
     # transformers 5 returns a BatchEncoding unless tokenize=False.
-    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    return render_chat(tokenizer, prompt, add_generation_prompt=True, where="prompt")
 
 
 def encode_prompts(tokenizer, prompts: list[Prompt]) -> list[list[int]]:

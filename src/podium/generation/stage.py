@@ -1,7 +1,9 @@
 """Stage `generate`: K samples per prompt from a model, written as samples records.
 
 Input: a JSONL of records with `prompt` (a string, or a list of chat messages); other
-fields (`answer`, `task`, ...) are copied through. Output `samples.jsonl`, one record
+fields (`answer`, `task`, ...) are copied through. Prompts are rendered by the one rule of
+podium.data.rendering: with the model's chat template when it has one (a string is a user turn),
+as plain text when the record says `chat_template: false`. Output `samples.jsonl`, one record
 per prompt (docs: ../shared/DESIGN.md, Records):
 
     {"prompt": ..., "responses": [K strings], "logps": [K mean token log-probs] (if logps: true),
@@ -26,6 +28,7 @@ from pathlib import Path
 from pydantic import Field
 
 from podium.data.records import read_jsonl, write_jsonl
+from podium.data.rendering import chat_prompt
 from podium.distributed.world import World, all_gather_json, current_world, device
 from podium.errors import DataError
 from podium.generation.backend import SamplerBackend
@@ -133,6 +136,8 @@ def samples_records(rows: list[dict], completions, cfg: GenerateConfig, backend:
 def generate(cfg: GenerateConfig, ctx: StageContext) -> dict[str, float]:
     """Sample `n` responses per prompt and write samples records with provenance."""
     rows = read_prompts(cfg.prompts, cfg.limit)
+    tokenizer = load_tokenizer(cfg.model)  # the one rendering rule (podium.data.rendering): templated when it can be
+    rows = [{**r, "prompt": chat_prompt(r, tokenizer, ctx.name)} for r in rows]
     world = current_world()
     group = cfg.tensor_parallel_size if cfg.backend == "vllm" and world.size > 1 else 1
     mine = world.shard(len(rows), group)

@@ -2,7 +2,8 @@
 
 from podium.judging.base import Judge, Judgement, JudgeReport, judge_prompts, win_probabilities
 from podium.judging.model_judges import GPMJudge, RewardJudge
-from podium.judging.pairwise import ConcatPairScorer, PairRMJudge, PairwiseJudge
+from podium.judging.pairrm import PairRMJudge
+from podium.judging.pairwise import ConcatPairScorer, PairwiseJudge
 from podium.judging.verifier import VerifierJudge
 
 __all__ = [

@@ -31,6 +31,8 @@ class Judgement:
     scores: torch.Tensor | None = None  # preference logits L_ij = log(P_ij/P_ji) [K, K] (GPM judges; GPO targets: row means)
     reason: str | None = None
     invalid: list[int] = field(default_factory=list)
+    # The judge's own per-response scores [K]: PairRM's aggregated s, a reward model's r, a GPM's row-mean logit.
+    response_scores: torch.Tensor | None = None
 
     @classmethod
     def rejected(cls, invalid: list[int], reason: str) -> Judgement:

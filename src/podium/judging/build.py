@@ -10,17 +10,16 @@ from huggingface_hub import snapshot_download
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from podium.data.chat import as_messages
+from podium.distributed.world import device as process_device
 from podium.errors import ConfigError, PodiumError
 from podium.judging.base import Judgement
 from podium.judging.graded import DEFAULT_TAU, judge_graded
 from podium.judging.model_judges import GPMJudge, RewardJudge
-from podium.judging.pairwise import (  # llm-blender itself only when a PairRM judge is built
-    PairRMJudge,
-    PairwiseJudge,
-    last_user_text,
-)
+from podium.judging.pairrm import PairRMJudge, last_user_text
+from podium.judging.pairwise import PairwiseJudge
 from podium.judging.verifier import VerifierJudge
 from podium.models import io
+from podium.models.pairrm import load_pairrm
 from podium.models.preference_folders import load_preference_folder
 from podium.models.publish import HUB_MODEL_PATTERNS
 from podium.refs import ModelRef
@@ -36,7 +35,10 @@ class JudgeSpec(BaseModel):
     model: ModelRef | None = Field(None, description="preference model folder or Hub id (reward, gpm: podium's layout "
                                    "or, for gpm, the GPM code's released checkpoints) or PairRM checkpoint")
     max_length: int | None = Field(None, ge=8)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, description="sequences per forward pass (pairrm: pair sequences)")
+    max_batch_tokens: int | None = Field(None, ge=64, description="pairrm: padded tokens per forward pass "
+                                         "(default 16384 on CUDA, 2048 on CPU); pair sequences are sorted by length "
+                                         "and packed")
     gpm_probability: Literal["released", "loss"] | None = Field(
         None, description="gpm: 'released' (default) P_ij = sigma((s_ij - s_ji)/tau) as the GPM code's SPPO/GPO "
         "scripts; 'loss' P_ij = sigma(s_ij/tau), the probability the GPM loss fits")
@@ -52,7 +54,8 @@ class JudgeSpec(BaseModel):
 
     @model_validator(mode="after")
     def _settings_of_the_kind(self):
-        own = {"gpm_probability": "gpm", "tau": "gpm", "pairrm_mode": "pairrm", "prompt_template": "pairrm"}
+        own = {"gpm_probability": "gpm", "tau": "gpm", "pairrm_mode": "pairrm", "prompt_template": "pairrm",
+               "max_batch_tokens": "pairrm"}
         for name, kind in own.items():
             if getattr(self, name) is not None and self.kind != kind and (name, self.kind) != ("tau", "graded"):
                 raise ValueError(f"{name} is a setting of judge kind {kind!r}, not {self.kind!r}")
@@ -77,6 +80,13 @@ class RecordJudge:
             return VerifierJudge(check=partial(family.check, answer=answer)).preference_matrix(prompt, responses)
         return self.inner.preference_matrix(prompt, responses)
 
+    def judge_many(self, items) -> list[Judgement]:
+        """`judge` of each (prompt, responses, answer, task); a judge that batches across prompts (PairRM) gets them all."""
+        batched = getattr(self.inner, "judge_many", None)
+        if self.spec.kind != "verifier" and batched is not None:
+            return batched([(prompt, responses) for prompt, responses, *_ in items])
+        return [self.judge(prompt, responses, answer=answer, task=task) for prompt, responses, answer, task in items]
+
 
 def model_folder(ref: str) -> Path:
     """A local folder as it is; a Hub id fetched (safetensors, configs, tokenizer files only) into the Hub cache."""
@@ -90,19 +100,28 @@ def model_folder(ref: str) -> Path:
 
 
 def template_prompt(tokenizer, prompt) -> str:
-    """The prompt rendered up to the assistant's turn with `tokenizer`'s chat template (SPPO rank.py's `apply_template`)."""
-    return tokenizer.apply_chat_template(as_messages(prompt, "user"), tokenize=False, add_generation_prompt=True)
+    """The prompt as SPPO's rank.py (`apply_template`) hands it to PairRM: the chat template's text of the prompt
+    followed by an assistant turn "None", cut before the first "None".
+
+    That is the template's text up to where the assistant's content starts (the assistant header included,
+    as a generation prompt would add it). Where it matters: a prompt whose own text contains "None" is cut
+    there too, as in the SPPO code ("Return None when ..." reaches PairRM as "... Return ").
+    """
+    turns = as_messages(prompt, "user") + [{"role": "assistant", "content": "None"}]
+    return tokenizer.apply_chat_template(turns, tokenize=False).split("None")[0]
 
 
-def build_judge(spec: JudgeSpec) -> RecordJudge:
+def build_judge(spec: JudgeSpec, *, progress: bool = False) -> RecordJudge:
     if spec.kind in ("verifier", "graded"):
         return RecordJudge(spec)
     if spec.kind == "pairrm":
         prompt_text = last_user_text
         if spec.prompt_template:
             prompt_text = partial(template_prompt, io.load_tokenizer(spec.prompt_template))
-        return RecordJudge(spec, PairRMJudge(spec.model or "llm-blender/PairRM", mode=spec.pairrm_mode or "sppo",
-                                             prompt_text=prompt_text))
+        pairrm = load_pairrm(spec.model or "llm-blender/PairRM", device=process_device())  # a launch's rank: its own GPU
+        return RecordJudge(spec, PairRMJudge(pairrm, mode=spec.pairrm_mode or "sppo", prompt_text=prompt_text,
+                                             batch_size=spec.batch_size, max_batch_tokens=spec.max_batch_tokens,
+                                             progress=progress))
     if not spec.model:
         raise ConfigError(f"judge kind {spec.kind!r} needs 'model': a folder saved by `podium train` "
                           f"with objective {spec.kind}" + (" or a GPM checkpoint of the GPM code" if spec.kind == "gpm" else ""))

@@ -43,7 +43,7 @@ class RewardJudge(_ModelJudge):
         if isinstance(batches, Judgement):
             return batches
         r = torch.cat([self.model(b["input_ids"], b["attention_mask"], b["prompt_lengths"]).float() for b in batches])
-        return Judgement(matrix_from_scores(r))
+        return Judgement(matrix_from_scores(r), response_scores=r)
 
 
 class GPMJudge(_ModelJudge):
@@ -72,4 +72,4 @@ class GPMJudge(_ModelJudge):
         v = torch.cat([o[0] for o in outs]).float()
         lambdas = None if outs[0][1] is None else outs[0][1][0].float()
         L = gpm_logit_matrix(v, lambdas, self.tau or self.model.tau, probability=self.probability)
-        return Judgement(torch.sigmoid(L).fill_diagonal_(0.5), scores=L)
+        return Judgement(torch.sigmoid(L).fill_diagonal_(0.5), scores=L, response_scores=L.mean(dim=1))

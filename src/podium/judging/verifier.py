@@ -31,4 +31,4 @@ class VerifierJudge:
         check = self.check or self.check_for(prompt)
         c = torch.tensor([float(bool(check(r))) for r in responses])
         # (c_i − c_j + 1)/2 ∈ {0, 1/2, 1}
-        return Judgement((c[:, None] - c[None, :] + 1) / 2)
+        return Judgement((c[:, None] - c[None, :] + 1) / 2, response_scores=c)

@@ -5,6 +5,10 @@ Every function takes per-example sequence log-probs (sums over completion tokens
 ``reference_rejected_logps``, and returns a :class:`LossOutput` with per-example ``losses`` [B] and
 the detached implicit rewards ``beta * rho`` [B]. Notation: rho_w = log pi_theta(y_w|x) - log
 pi_ref(y_w|x), rho_l likewise, Delta = rho_w - rho_l.
+
+Those built on the difference Delta (dpo, sigmoid_norm, hinge, ipo) take ``f_divergence_type`` and
+``f_alpha_divergence_coef`` (f-DPO, :mod:`podium.losses.divergence`): the scores f'(exp(rho)) replace rho
+inside the loss; the logged rewards stay beta * rho, as TRL logs them.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from podium.losses.divergence import f_scores
 from podium.losses.output import LossOutput, implicit_rewards
 
 
@@ -43,6 +48,8 @@ def dpo_loss(
     *,
     beta: float = 0.1,
     label_smoothing: float = 0.0,
+    f_divergence_type: str = "reverse_kl",
+    f_alpha_divergence_coef: float = 0.5,
 ) -> LossOutput:
     """Sigmoid DPO: -log sigma(beta * (rho_w - rho_l)); with label smoothing eps, conservative DPO (cDPO).
 
@@ -56,7 +63,39 @@ def dpo_loss(
     rho_w, rho_l = _log_ratios(
         policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps
     )
-    losses = _sigmoid_loss(beta * (rho_w - rho_l), label_smoothing)
+    s_w, s_l = f_scores(rho_w, rho_l, f_divergence_type, f_alpha_divergence_coef)
+    losses = _sigmoid_loss(beta * (s_w - s_l), label_smoothing)
+    return LossOutput(losses, *implicit_rewards(rho_w, rho_l, beta))
+
+
+def sigmoid_norm_loss(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    reference_chosen_logps: Tensor,
+    reference_rejected_logps: Tensor,
+    *,
+    chosen_lengths: Tensor,
+    rejected_lengths: Tensor,
+    beta: float = 0.1,
+    f_divergence_type: str = "reverse_kl",
+    f_alpha_divergence_coef: float = 0.5,
+) -> LossOutput:
+    """Length-normalised sigmoid DPO: -log sigma(beta (rho_w / |y_w| - rho_l / |y_l|)).
+
+    ``chosen_lengths`` / ``rejected_lengths`` [B] are completion token counts (clamped to >= 1). The
+    per-token log-ratio removes DPO's pull toward longer chosen responses (as SimPO's average log-prob
+    does, but against the reference). Rewards stay beta * rho. Shapes: inputs [B]; outputs [B].
+
+    Reference: TRL 1.16's ``sigmoid_norm`` loss type (``DPOTrainer._compute_loss``); the length
+    normalisation is that of IPO in TRL, and of the length-normalised DPO in Meng et al. 2024 (SimPO,
+    "length-normalized DPO" baseline).
+    """
+    rho_w, rho_l = _log_ratios(
+        policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps
+    )
+    s_w, s_l = f_scores(rho_w, rho_l, f_divergence_type, f_alpha_divergence_coef)
+    delta = s_w / chosen_lengths.clamp(min=1) - s_l / rejected_lengths.clamp(min=1)
+    losses = -F.logsigmoid(beta * delta)
     return LossOutput(losses, *implicit_rewards(rho_w, rho_l, beta))
 
 
@@ -97,6 +136,8 @@ def ipo_loss(
     chosen_lengths: Tensor,
     rejected_lengths: Tensor,
     beta: float = 0.1,
+    f_divergence_type: str = "reverse_kl",
+    f_alpha_divergence_coef: float = 0.5,
 ) -> LossOutput:
     """IPO, length-normalised as TRL: (rho_w / |y_w| - rho_l / |y_l| - 1 / (2 beta))^2.
 
@@ -112,7 +153,8 @@ def ipo_loss(
     rho_w, rho_l = _log_ratios(
         policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps
     )
-    delta = rho_w / chosen_lengths.clamp(min=1) - rho_l / rejected_lengths.clamp(min=1)
+    s_w, s_l = f_scores(rho_w, rho_l, f_divergence_type, f_alpha_divergence_coef)
+    delta = s_w / chosen_lengths.clamp(min=1) - s_l / rejected_lengths.clamp(min=1)
     losses = (delta - 1.0 / (2.0 * beta)) ** 2
     return LossOutput(losses, *implicit_rewards(rho_w, rho_l, beta))
 
@@ -124,6 +166,8 @@ def hinge_loss(
     reference_rejected_logps: Tensor,
     *,
     beta: float = 0.1,
+    f_divergence_type: str = "reverse_kl",
+    f_alpha_divergence_coef: float = 0.5,
 ) -> LossOutput:
     """Hinge (SLiC-style) DPO: relu(1 - beta * (rho_w - rho_l)). Shapes: inputs [B]; outputs [B].
 
@@ -134,7 +178,8 @@ def hinge_loss(
     rho_w, rho_l = _log_ratios(
         policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps
     )
-    losses = torch.relu(1.0 - beta * (rho_w - rho_l))
+    s_w, s_l = f_scores(rho_w, rho_l, f_divergence_type, f_alpha_divergence_coef)
+    losses = torch.relu(1.0 - beta * (s_w - s_l))
     return LossOutput(losses, *implicit_rewards(rho_w, rho_l, beta))
 
 

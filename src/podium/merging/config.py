@@ -10,6 +10,7 @@ Per-tensor parameter values (gradients, filters) are resolved in `parameters.py`
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +117,13 @@ def parse_config(raw: Any, origin: str = "<config>", located: Located | None = N
     for key in raw:
         if key not in TOP_KEYS:
             raise ConfigError(f"{where(key)}: unknown key; expected one of {', '.join(sorted(TOP_KEYS))}")
+    for key, types, what in (("merge_method", (str,), "a method name"), ("base_model", (str,), "a model"),
+                             ("dtype", (str,), "a dtype name"), ("out_dtype", (str,), "a dtype name"),
+                             ("tokenizer_source", (str,), "base, union or a model"), ("name", (str,), "a name"),
+                             ("random_seed", (int,), "an integer")):
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+            raise ConfigError(f"{where(key)}: expected {what}, got {value!r:.60}")
     name = raw.get("merge_method")
     if name not in MERGE_METHODS:
         raise ConfigError(f"{where('merge_method')}: unknown merge method {name!r}; known methods: "
@@ -139,6 +147,14 @@ def parse_config(raw: Any, origin: str = "<config>", located: Located | None = N
                 known = ", ".join(sorted(spec.params)) or "none"
                 raise ConfigError(f"{loc}: unknown parameter {pname!r} for merge method {name!r}; its parameters: {known}")
             _check_setting(setting, loc)
+            if spec.params[pname].kind is float:
+                for v in _leaves(setting):
+                    try:
+                        number = float(v)
+                    except ValueError:
+                        raise ConfigError(f"{loc}: {v!r} is not a number") from None
+                    if not math.isfinite(number):
+                        raise ConfigError(f"{loc}: {v!r} is not a finite number")
             if name == "slerp" and pname == "t":
                 for v in _numbers(setting):
                     if not 0 <= v <= 1:
@@ -172,6 +188,7 @@ def parse_config(raw: Any, origin: str = "<config>", located: Located | None = N
         if not isinstance(raw["models"], list) or not raw["models"]:
             raise ConfigError(f"{where('models')}: must be a non-empty list")
         cfg.models = [source(("models", i), f"models[{i}]", False) for i in range(len(raw["models"]))]
+        check_weight_sum(cfg, where)
         return cfg
     if not isinstance(raw["slices"], list) or not raw["slices"]:
         raise ConfigError(f"{where('slices')}: must be a non-empty list")
@@ -191,6 +208,18 @@ def parse_config(raw: Any, origin: str = "<config>", located: Located | None = N
     return cfg
 
 
+def check_weight_sum(cfg: MergeConfig, where) -> None:
+    """Refuse normalised weights that sum to 0 (every merged tensor would be 0/0 = NaN), where they are scalars."""
+    if "weight" not in cfg.method.params or "normalize" not in cfg.method.params:
+        return
+    normalize = (cfg.parameters or {}).get("normalize", cfg.method.params["normalize"].default)
+    weights = [(m.parameters or {}).get("weight", (cfg.parameters or {}).get("weight")) for m in cfg.models or []]
+    if normalize is True and weights and all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights):
+        if sum(weights) == 0:
+            raise ConfigError(f"{where('models')}: the weights sum to 0 and `normalize` divides by their sum, so every "
+                              "merged tensor would be NaN; change the weights or set `normalize: false`")
+
+
 def _get(raw, path: tuple):
     node = raw
     for key in path:
@@ -205,6 +234,8 @@ def _get(raw, path: tuple):
 
 def _check_setting(setting, loc: str) -> None:
     scalar = (bool, int, float, str)
+    if isinstance(setting, float) and not math.isfinite(setting):
+        raise ConfigError(f"{loc}: {setting} is not a finite number; a merge with it would publish NaN weights")
     if isinstance(setting, scalar):
         return
     if isinstance(setting, dict):
@@ -212,11 +243,22 @@ def _check_setting(setting, loc: str) -> None:
     if not isinstance(setting, list) or not setting:
         raise ConfigError(f"{loc}: a parameter is a scalar, a gradient list or a list of {{filter, value}}")
     if all(isinstance(v, scalar) for v in setting):
+        for v in setting:
+            _check_setting(v, loc)
         return
     for cond in setting:
         if not isinstance(cond, dict) or "value" not in cond or set(cond) - {"filter", "value"}:
             raise ConfigError(f"{loc}: each conditional entry needs `value` and an optional `filter`")
         _check_setting(cond["value"], loc)
+
+
+def _leaves(setting) -> list:
+    """The scalar values of a setting (a scalar, a gradient list or `{filter, value}` entries)."""
+    if isinstance(setting, dict):
+        return _leaves(setting.get("value"))
+    if isinstance(setting, list):
+        return [v for s in setting for v in _leaves(s)]
+    return [] if setting is None else [setting]
 
 
 def _numbers(setting) -> list[float]:

@@ -22,10 +22,12 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from podium.errors import PodiumError
 from podium.merging.config import MergeConfig, parse_config
 from podium.merging.outputs import tokenizer_source, write_extras
 from podium.merging.plan import MergePlan, TensorTask, plan_merge
@@ -64,6 +66,26 @@ def run_merge(cfg: MergeConfig, out_dir: str | os.PathLike, *, seed: int | None 
             m.close()
     return {"merge_seconds": time.perf_counter() - start, "num_tensors": float(len(plan.tasks)),
             "num_layers": float(plan.num_layers)}
+
+
+def merge_problem(cfg: MergeConfig) -> str | None:
+    """What would stop `cfg` when it runs, found from the input models' headers and configs only (layer ranges
+    past a model's layers, missing tensors, shapes, architectures), or None; inputs that are not local
+    folders yet (an earlier stage's output, a Hub id) are not checked."""
+    refs = cfg.referenced_models()
+    if not all(Path(part).expanduser().is_dir() for ref in refs for part in ref.split("+")):
+        return None
+    models: dict[str, ModelSource] = {}
+    try:
+        for ref in refs:
+            models[ref] = ModelSource(ref)
+        plan_merge(cfg, models)
+    except PodiumError as e:
+        return str(e)
+    finally:
+        for m in models.values():
+            m.close()
+    return None
 
 
 def merge_lora(base: str | os.PathLike, adapter: str | os.PathLike, out_dir: str | os.PathLike,
@@ -106,8 +128,13 @@ def merge_tensor(task: TensorTask, fn, tensors: list[torch.Tensor],
     """One output tensor from its inputs (which `fn` may overwrite: they are read for this task only)."""
     if task.in_dtype is not None:
         tensors = [x.to(task.in_dtype) for x in tensors]
-    out = fn(tensors, task.base_index, task.shared, task.per_input, rng)
-    return out.to(task.out_dtype)
+    out = fn(tensors, task.base_index, task.shared, task.per_input, rng).to(task.out_dtype)
+    if not bool(torch.isfinite(out).all()):  # NaN or inf: a model that exits 0 and scores garbage
+        inputs = ", ".join(f"{model.ref}:{name}" for model, name in task.inputs)
+        raise PodiumError(f"merged tensor {task.out_name} has NaN or infinite values (from {inputs} with parameters "
+                          f"{task.shared} {task.per_input}: non-finite inputs, or weights summing to 0 with normalize?); "
+                          "nothing was written")
+    return out
 
 
 def stored_copy(task: TensorTask, cfg: MergeConfig) -> Copy | None:

@@ -6,7 +6,6 @@ when the reader (`reader.ModelSource`) reads a base weight, so a merge never hol
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -16,6 +15,7 @@ import torch
 from safetensors import safe_open
 
 from podium.errors import PodiumError
+from podium.limits import read_json_bounded
 
 _KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$")
 
@@ -30,7 +30,9 @@ class LoraAdapter:
         if not cfg_file.is_file() or not weights.is_file():
             raise PodiumError(f"{self.path}: not a LoRA adapter folder (needs adapter_config.json and "
                               "adapter_model.safetensors)")
-        self.config = json.loads(cfg_file.read_text())
+        self.config = read_json_bounded(cfg_file, what="adapter_config.json")
+        if not isinstance(self.config, dict):
+            raise PodiumError(f"{cfg_file}: not a JSON object")
         if self.config.get("peft_type", "LORA") != "LORA":
             raise PodiumError(f"{cfg_file}: peft_type {self.config.get('peft_type')!r} is not LORA")
         if self.config.get("use_dora"):

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 
 from podium.errors import PodiumError
+from podium.hub import check_local, hub_online
+from podium.limits import open_regular, read_json_bounded
 from podium.merging.lora import LoraAdapter
 from podium.models.dtypes import FROM_SAFETENSORS, nbytes
 from podium.models.publish import HUB_MODEL_PATTERNS
@@ -23,9 +25,11 @@ from podium.models.publish import HUB_MODEL_PATTERNS
 
 def resolve_model_path(name: str) -> Path:
     """A local folder as is; a Hub id from the local cache (or a download when online)."""
+    check_local(name, "model")  # a local path that does not exist is not a Hub id
     p = Path(name).expanduser()
     if p.is_dir():
         return p
+    hub_online()
     try:
         from huggingface_hub import snapshot_download  # here, not on top: 0.5 s of imports only Hub ids need
 
@@ -35,25 +39,56 @@ def resolve_model_path(name: str) -> Path:
                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
 
 
+# safetensors' own bound on the JSON header (its Rust reader refuses larger ones).
+MAX_HEADER_BYTES = 100_000_000
+
+
 def read_safetensors_header(file: Path) -> dict[str, tuple[tuple[int, ...], torch.dtype, int]]:
-    """name -> (shape, dtype, absolute byte offset) from a safetensors file's JSON header."""
-    with open(file, "rb") as f:
+    """name -> (shape, dtype, absolute byte offset) from a safetensors file's JSON header.
+
+    The header is checked as the safetensors format defines it: a bounded JSON object whose entries have a
+    known dtype, a shape of non-negative integers and data offsets that match the shape and lie in the file,
+    so a damaged or hostile file is a PodiumError naming it, never a traceback or a read past its end."""
+    with open_regular(file, PodiumError, what="safetensors file") as f:
+        size = os.fstat(f.fileno()).st_size
         head = f.read(8)
         if len(head) != 8:
             raise PodiumError(f"{file}: not a safetensors file (too short)")
         (n,) = struct.unpack("<Q", head)
+        if n > min(MAX_HEADER_BYTES, size - 8):
+            raise PodiumError(f"{file}: not a safetensors file (header length {n} does not fit the file)")
         try:
             header = json.loads(f.read(n))
-        except ValueError:
+        except (ValueError, RecursionError):
             raise PodiumError(f"{file}: not a safetensors file (bad header)") from None
+    if not isinstance(header, dict):
+        raise PodiumError(f"{file}: not a safetensors file (the header is not a JSON object)")
     out = {}
     for key, info in header.items():
         if key == "__metadata__":
             continue
-        if info["dtype"] not in FROM_SAFETENSORS:
-            raise PodiumError(f"{file}: tensor {key} has unsupported dtype {info['dtype']}")
-        out[key] = (tuple(info["shape"]), FROM_SAFETENSORS[info["dtype"]], 8 + n + info["data_offsets"][0])
+        if not isinstance(info, dict) or not isinstance(info.get("shape"), list) or not isinstance(
+                info.get("data_offsets"), list) or len(info["data_offsets"]) != 2:
+            raise PodiumError(f"{file}: tensor {key}: damaged header entry (dtype, shape, data_offsets)")
+        if info.get("dtype") not in FROM_SAFETENSORS:
+            raise PodiumError(f"{file}: tensor {key} has unsupported dtype {info.get('dtype')}")
+        shape, (begin, end) = info["shape"], info["data_offsets"]
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in [*shape, begin, end]):
+            raise PodiumError(f"{file}: tensor {key}: shape and data offsets must be integers >= 0")
+        dtype = FROM_SAFETENSORS[info["dtype"]]
+        if end - begin != nbytes(tuple(shape), dtype) or 8 + n + end > size:
+            raise PodiumError(f"{file}: tensor {key}: its data ({begin}..{end}) does not match its shape {shape} or "
+                              f"lies past the end of the file ({size} bytes): a truncated or damaged file")
+        out[key] = (tuple(shape), dtype, 8 + n + begin)
     return out
+
+
+def read_config(ref: str, cfg: Path) -> dict:
+    """A model's config.json as a dict; a PodiumError naming the file when it is missing or not a JSON object."""
+    config = read_json_bounded(cfg, what="config.json")
+    if not isinstance(config, dict):
+        raise PodiumError(f"model {ref}: {cfg} is not a JSON object")
+    return config
 
 
 class ModelSource:
@@ -67,7 +102,7 @@ class ModelSource:
         cfg = self.path / "config.json"
         if not cfg.is_file():
             raise PodiumError(f"model {ref}: {cfg} not found")
-        self.config = json.loads(cfg.read_text())
+        self.config = read_config(ref, cfg)
         files = sorted(self.path.glob("*.safetensors"))
         if not files:
             raise PodiumError(f"model {ref}: no *.safetensors weights in {self.path} (pickle weights are not read)")
@@ -86,14 +121,16 @@ class ModelSource:
     @property
     def text_config(self) -> dict:
         """The config holding the decoder's fields (`text_config` of a multimodal model, else the config)."""
-        return self.config.get("text_config", self.config)
+        inner = self.config.get("text_config", self.config)
+        return inner if isinstance(inner, dict) else self.config
 
     @property
     def num_layers(self) -> int:
         cfg = self.text_config
-        if "num_hidden_layers" not in cfg:
-            raise PodiumError(f"model {self.ref}: config.json has no num_hidden_layers")
-        return int(cfg["num_hidden_layers"])
+        layers = cfg.get("num_hidden_layers") if isinstance(cfg, dict) else None
+        if not isinstance(layers, int) or isinstance(layers, bool) or layers < 0:
+            raise PodiumError(f"model {self.ref}: config.json has no num_hidden_layers (an integer >= 0)")
+        return layers
 
     def location(self, name: str) -> tuple[Path, int, int]:
         """(file, byte offset, byte length) of a stored tensor's data."""

@@ -123,8 +123,12 @@ class _PreferenceModel(nn.Module):
         """
         out = Path(save_directory)
         kwargs.setdefault("safe_serialization", True)
+        # `state_dict`: a sharded run's gathered weights (training loop under FSDP), this module's keys.
+        full = kwargs.pop("state_dict", None)
+        if full is not None:
+            kwargs["state_dict"] = {k[len("backbone."):]: v for k, v in full.items() if k.startswith("backbone.")}
         self.backbone.save_pretrained(out, **kwargs)
-        head = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
+        head = {k: v.detach().cpu().contiguous() for k, v in (full or self.state_dict()).items()
                 if not k.startswith("backbone.")}
         save_file(head, str(out / HEAD_NAME))
         with open(out / CONFIG_NAME, "w") as f:

@@ -9,16 +9,20 @@ new ones, whatever kills the process (kill -9, power loss aside: no fsync):
 2. The caller writes the new contents into the temp folder.
 3. `publish_folder(tmp, out)` carries every entry of the old `out` that the new contents do not
    replace into the temp folder as hard links (no data copied; a copy where links are impossible),
-   except files matching `stale_globs` (the old model's files: `MODEL_FILES`). So a stage folder keeps
-   the pipeline's `stage.json`, `metrics.jsonl`, samples and logs next to the new weights. Then the
-   two folders are swapped in one step (Linux renameat2 RENAME_EXCHANGE) and the old contents, now
-   at the temp path, are deleted.
+   except files matching `stale_globs` (the old model's files: `MODEL_FILES`) that podium published
+   there itself: each publication lists its entries in `.podium-published`, so a `vocab.txt` or a
+   `tokenizer_utils.py` of the user's is never deleted (a stage folder from before that list counts as
+   podium's). So a stage folder keeps the pipeline's `stage.json`, `metrics.jsonl`, samples and logs next
+   to the new weights. Then the two folders are swapped in one step (Linux renameat2 RENAME_EXCHANGE)
+   and the old contents, now at the temp path, are deleted.
 
 Where the kernel or filesystem cannot exchange, two renames are used (out -> .NAME.podium-old-...,
 temp -> out); a run killed between them leaves no `out`, and the next `staging(out)` renames the
 old folder back. Temp folders of dead processes (same host, PID gone) are deleted by the next run.
-Entries written into `out` by another process between step 3's carry and its swap would be lost:
-podium writes a stage folder from one process at a time.
+Two processes publishing into the same `out` at once both succeed and `out` ends complete (one of
+them): a publication that finds `out` created since it looked swaps instead of renaming. Entries written
+into `out` by another process between step 3's carry and its swap would be lost: commands lock the
+folders they write (podium.run_lock), so podium writes a folder from one process at a time.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import functools
+import json
 import os
 import secrets
 import shutil
@@ -36,8 +41,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from podium.errors import PodiumError
+from podium.rundir import made_by_podium
 
 TMP, OLD = "podium-tmp", "podium-old"
+PUBLISHED = ".podium-published"  # the entries the last publication put into the folder (JSON list)
 # The files that make up a model folder (weights, config, tokenizer): replaced as a set, so an old
 # sharded model or an old tokenizer leaves no stray files beside the new ones.
 MODEL_FILES = ("model*.safetensors*", "pytorch_model*.bin*", "config.json", "generation_config.json",
@@ -121,8 +128,34 @@ def _remove(p: Path) -> None:
         p.unlink(missing_ok=True)
 
 
+def name_problem(out: str | os.PathLike) -> str | None:
+    """Why the names podium derives from `out` would not fit the filesystem (its temp and lock siblings are
+    longer than the folder's own name), or None. Checked before any work: a long name used to fail at publish."""
+    out = Path(os.path.abspath(out))
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    try:
+        name_max, path_max = os.pathconf(parent, "PC_NAME_MAX"), os.pathconf(parent, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        name_max, path_max = 255, 4096
+    longest = f".{out.name}.{OLD}-{_host()}-{'9' * 7}-{'f' * 8}"
+    size = len(out.name.encode())
+    shown = out.name if size <= 40 else out.name[:40] + "..."
+    if len(longest.encode()) > name_max:
+        extra = len(longest.encode()) - size
+        return (f"the name {shown!r} ({size} bytes) is too long for {out.parent}: podium writes beside it under names "
+                f"{extra} bytes longer, and this filesystem allows {name_max}; use a name of at most "
+                f"{max(name_max - extra, 0)} bytes")
+    if len(str(out.parent / longest).encode()) >= path_max:
+        return f"the path {str(out)[:60]!r}... is too long for this filesystem ({path_max} bytes with podium's temp names)"
+    return None
+
+
 def check_writable(out: str | os.PathLike) -> None:
     """Raise a PodiumError unless `out` can be created or replaced (checked before any work is done)."""
+    if problem := name_problem(out):
+        raise PodiumError(f"output {problem}")
     out = Path(out).resolve()
     cwd = Path.cwd().resolve()
     if out == cwd or out in cwd.parents:
@@ -174,13 +207,19 @@ def publish_folder(tmp: str | os.PathLike, out: str | os.PathLike, stale_globs: 
     `stale_globs`; `tmp` must be a sibling of `out` (same filesystem). `tmp` is gone afterwards.
     """
     tmp, out = Path(tmp), Path(out).resolve()
+    new = {p.name for p in tmp.iterdir()} - {PUBLISHED}
+    (tmp / PUBLISHED).write_text(json.dumps(sorted(new)) + "\n")
     if not out.exists():
-        os.rename(tmp, out)
-        return out
+        try:
+            os.rename(tmp, out)
+            return out
+        except OSError as e:  # another process published `out` since it was checked: swap with it instead
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not out.is_dir():
+                raise
     if not out.is_dir():
         raise PodiumError(f"output {out} exists and is not a folder")
-    new = {p.name for p in tmp.iterdir()}
-    stale = {p.name for pattern in stale_globs for p in out.glob(pattern)}
+    owned = published_by_podium(out)
+    stale = {p.name for pattern in stale_globs for p in out.glob(pattern)} & owned
     for entry in out.iterdir():
         if entry.name not in new and entry.name not in stale:
             _link_tree(entry, tmp / entry.name)
@@ -192,6 +231,18 @@ def publish_folder(tmp: str | os.PathLike, out: str | os.PathLike, stale_globs: 
     os.rename(tmp, out)
     _remove(old)
     return out
+
+
+def published_by_podium(out: Path) -> set[str]:
+    """The entries of `out` that podium published there: its `.podium-published` list; for a stage folder from
+    before that list, every entry (podium made the folder); for any other folder, none."""
+    try:
+        listed = json.loads((out / PUBLISHED).read_text())
+    except (OSError, ValueError):
+        listed = None
+    if isinstance(listed, list):
+        return {name for name in listed if isinstance(name, str)}
+    return {p.name for p in out.iterdir()} if made_by_podium(out) else set()
 
 
 def _link_tree(src: Path, dst: Path) -> None:

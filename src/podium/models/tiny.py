@@ -43,7 +43,8 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     """A character-level tokenizer with chat special tokens and a chat template."""
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + CHARS)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    # One character a token; "[\\s\\S]", not ".", which skips newlines ("\n\n" would be one unknown token).
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("[\\s\\S]"), behavior="isolated")
     tok.decoder = decoders.Fuse()
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,

@@ -1,8 +1,9 @@
 """Self-Generated Dataset (SGD) pairs, as behind Rhea-72b.
 
 For task prompts with gold answers, the model's own generations are checked; a
-generation the checker rejects becomes `rejected` and the gold answer, written in the
-model's answer format, becomes `chosen`. Optionally only generations whose mean token
+generation the checker rejects becomes `rejected` and the gold answer becomes `chosen`:
+a dataset's worked solution (`reference`, e.g. GSM8K's `answer` read with `gold:`) as
+written, or a built-in task's answer in the model's answer format. Optionally only generations whose mean token
 log-prob is below the mean over all generations are kept (`below_mean_logp`): the
 low-likelihood mistakes the model is least sure of.
 """
@@ -15,9 +16,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from podium.data.chat import as_messages
 from podium.data.prompt_source import PromptSource
 from podium.data.records import read_jsonl, write_json, write_jsonl
+from podium.data.rendering import PLAIN_KEY, is_plain, response_pair
 from podium.distributed.world import current_world
 from podium.errors import DataError
 from podium.generation.backend import SamplerBackend
@@ -63,14 +64,11 @@ def build_sgd_pairs(samples: list[dict], *, pairs_per_prompt: int = 1, dedupe: b
         if not wrong and all(task.check(r, s["answer"]) for r in responses):
             counts["prompts_all_correct"] += 1
         item = {"prompt": s["prompt"] if isinstance(s["prompt"], str) else s["prompt"][-1]["content"], "answer": s["answer"]}
-        chosen = task.format_answer(item)
+        chosen = s.get("reference") or task.format_answer(item)  # a dataset's worked solution, as its authors wrote it
+        plain = {PLAIN_KEY: False} if is_plain(s) else {}
         for r in rng.sample(wrong, min(pairs_per_prompt, len(wrong))):
-            pairs.append({
-                "prompt": as_messages(s["prompt"]),
-                "chosen": [{"role": "assistant", "content": chosen}],
-                "rejected": [{"role": "assistant", "content": r}],
-                "task": s["task"], "answer": s["answer"], "source": "sgd",
-            })
+            pairs.append({**response_pair(s["prompt"], chosen, r), "task": s["task"], "answer": s["answer"],
+                          "source": "sgd", **plain})
     counts["pairs"] = len(pairs)
     return pairs, counts
 
@@ -103,10 +101,9 @@ def sgd(cfg: SGDConfig, ctx: StageContext) -> dict:
     if missing:
         where = items[missing[0]].get("_source", f"item {missing[0]}")
         raise DataError(f"{where}: SGD needs task items with 'answer' and 'task' fields")
-    # Task prompts are user turns: the sampler renders message lists with the chat template.
+    # The generate stage renders the prompts (podium.data.rendering); the file holds what the pairs need.
     world = current_world()
-    prompts_file = world.on_main(write_jsonl, ctx.out_dir / "prompts.jsonl",
-                                 [{**it, "prompt": as_messages(it["prompt"])} for it in items])
+    prompts_file = world.on_main(write_jsonl, ctx.out_dir / "prompts.jsonl", items)
     run_stage("generate", {
         "model": cfg.model, "prompts": str(prompts_file), "n": cfg.num_samples, "logps": True,
         "temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens,

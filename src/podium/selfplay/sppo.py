@@ -26,15 +26,15 @@ import torch
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from podium.config import relocated
-from podium.data.chat import as_messages
 from podium.data.prompt_source import PromptSource
 from podium.data.records import read_jsonl, write_json, write_jsonl
+from podium.data.rendering import PLAIN_KEY, response_pair
 from podium.distributed.world import World, current_world, gather_by_index
 from podium.errors import DataError
 from podium.generation.backend import SamplerBackend
 from podium.judging.base import Judgement
 from podium.judging.build import JudgeSpec, build_judge
-from podium.losses import SELF_PLAY_OBJECTIVES, SETTINGS
+from podium.losses import LOSS_SPECS, SELF_PLAY_OBJECTIVES, SETTINGS, objective_names
 from podium.models.io import AttnImplementation
 from podium.models.publish import MODEL_FILES
 from podium.refs import ModelRef
@@ -60,7 +60,8 @@ class SelfPlayConfig(PromptSource, SamplerBackend):
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(32, ge=1)
     batch_size: int = Field(64, ge=1, description="generation batch size")
-    train: dict[str, Any] = Field(default_factory=dict, description="settings of each iteration's `train` stage")
+    train: dict[str, Any] = Field(default_factory=dict, description="settings of each iteration's `train` stage; "
+                                  "its `objective` may be any objective on pairs (docs/OBJECTIVES.md)")
     baseline: ModelRef | None = Field(None, description="model the win rate is measured against (default: pi_1)")
     eval_judge: JudgeSpec | None = Field(None, description="judge of that win rate (default: `judge`), e.g. the "
                                          "task's verifier or true preference when training uses a learned judge")
@@ -99,22 +100,36 @@ class SelfPlayConfig(PromptSource, SamplerBackend):
         return self
 
 
+def iteration_objective(cfg: SelfPlayConfig) -> tuple[str, ...]:
+    """The objective(s) each iteration trains with: `train:`'s `objective` when it names one, else `objective`."""
+    objective = cfg.train.get("objective", cfg.objective)
+    return objective_names(objective) if isinstance(objective, (str, list)) else (cfg.objective,)
+
+
 def iteration_train_config(cfg: SelfPlayConfig, policy: str, pairs_file: str, t: int) -> dict:
-    """The `train` stage config of iteration t: pi_t is the policy and the reference; `train:` settings win."""
-    return {"objective": cfg.objective, "model": policy, "reference": policy, "data": pairs_file, "beta": cfg.beta,
-            "seed": cfg.seed + t, "batch_size": 8, "attn_implementation": cfg.attn_implementation, **cfg.train}
+    """The `train` stage config of iteration t: pi_t is the policy and the reference; `train:` settings win.
+
+    Another objective in `train:` (SimPO, KTO, ...) gets pi_t as its reference only if it uses one, and starts
+    from its own beta: the stage's `beta` (eta = 1/beta) belongs to the self-play objectives.
+    """
+    specs = [LOSS_SPECS[n] for n in iteration_objective(cfg) if n in LOSS_SPECS]
+    config = {"objective": cfg.objective, "model": policy, "data": pairs_file, "seed": cfg.seed + t, "batch_size": 8,
+              "attn_implementation": cfg.attn_implementation}
+    if not (specs and all(s.reference_free for s in specs)):
+        config["reference"] = policy
+    if not specs or all(s.self_play for s in specs):
+        config["beta"] = cfg.beta
+    return {**config, **cfg.train}
 
 
 def load_prompts(cfg: SelfPlayConfig, split: str, n: int, seed: int) -> list[dict]:
     """Training prompts or held-out prompts: from the configured dataset, or a built-in task's splits.
 
-    Prompts are user turns (message lists), so the sampler applies the chat template.
+    The generate stage renders them (podium.data.rendering): user turns under the policy's chat template.
     """
     if cfg.prompts is None:
-        items = cfg.task_items(split, n, seed=seed)
-        return [{**it, "prompt": as_messages(it["prompt"])} for it in items]
+        return cfg.task_items(split, n, seed=seed)
     rows = cfg.prompt_rows(shuffle=True, seed=seed)
-    rows = [{**r, "prompt": as_messages(r["prompt"])} for r in rows]
     # The last eval_count (shuffled) prompts are held out for the win rate; training draws from the rest.
     held_out, train = rows[-cfg.eval_count:], rows[: -cfg.eval_count]
     if not train:
@@ -148,11 +163,16 @@ def judgement_from_json(d: dict) -> Judgement:
 
 
 def judge_all(judge, items: list[tuple], world: World) -> list[Judgement]:
-    """`judge.judge(prompt, responses, answer=, task=)` of every item; item i is judged by rank i % world."""
+    """The judgement of every (prompt, responses, answer, task); item i is judged by rank i % world. A judge with
+    `judge_many` gets all its items at once (PairRM batches the pairs of many prompts)."""
+    def judged(batch):
+        many = getattr(judge, "judge_many", None)
+        return many(batch) if many is not None else [judge.judge(p, r, answer=a, task=t) for p, r, a, t in batch]
+
     if world.size == 1:
-        return [judge.judge(p, r, answer=a, task=t) for p, r, a, t in items]
-    mine = {i: judgement_json(judge.judge(*items[i][:2], answer=items[i][2], task=items[i][3]))
-            for i in world.shard(len(items))}
+        return judged(items)
+    shard = list(world.shard(len(items)))
+    mine = {i: judgement_json(j) for i, j in zip(shard, judged([items[i] for i in shard]))}
     return [judgement_from_json(d) for d in gather_by_index(mine, len(items), world)]
 
 
@@ -168,11 +188,9 @@ def build_pairs(samples: list[dict], judge, with_scores: bool, world: World = Wo
         if pair is None:
             counts["dropped_ties"] += 1
             continue
-        prompt = as_messages(s["prompt"])
         w, l = pair.pop("chosen_index"), pair.pop("rejected_index")
-        pairs.append({"prompt": prompt, "chosen": [{"role": "assistant", "content": s["responses"][w]}],
-                      "rejected": [{"role": "assistant", "content": s["responses"][l]}], **pair,
-                      **{k: s[k] for k in ("answer", "task") if k in s}})
+        pairs.append({**response_pair(s["prompt"], s["responses"][w], s["responses"][l]), **pair,
+                      **{k: s[k] for k in ("answer", "task", PLAIN_KEY) if k in s}})
     counts["pairs"] = len(pairs)
     return pairs, counts
 
@@ -256,7 +274,7 @@ def selfplay(cfg: SelfPlayConfig, ctx: StageContext) -> dict:
     """Self-Play Preference Optimization: T iterations of sample, judge, pair, train."""
     out = ctx.out_dir
     world = current_world()
-    judge = build_judge(cfg.judge)
+    judge = build_judge(cfg.judge, progress=ctx.show_progress and world.is_main)
     eval_judge = build_judge(cfg.eval_judge) if cfg.eval_judge else judge
     prompts = load_prompts(cfg, "train", cfg.count, cfg.seed)
     parts = [prompts[t :: cfg.iterations] for t in range(cfg.iterations)]
@@ -297,7 +315,7 @@ def selfplay(cfg: SelfPlayConfig, ctx: StageContext) -> dict:
         it.mkdir(parents=True, exist_ok=True)
         part_file = world.on_main(write_jsonl, it / "prompts.jsonl", parts[t - 1])
         samples = sample_responses(policy, part_file, it / "generate", cfg, cfg.num_samples, cfg.temperature, cfg.seed + t)
-        pairs, counts = build_pairs(samples, judge, with_scores=cfg.objective == "gpo", world=world)
+        pairs, counts = build_pairs(samples, judge, with_scores="gpo" in iteration_objective(cfg), world=world)
         if not pairs:
             raise DataError(f"iteration {t}: the judge preferred no response over another on any prompt ({counts})")
         pairs_file = world.on_main(write_jsonl, it / "pairs.jsonl", pairs)

@@ -7,6 +7,7 @@ import random
 from podium.errors import ConfigError
 from podium.tasks.base import TaskFamily, last_number
 
+MAX_DIGITS = 100  # operands of a language model's arithmetic; larger ones would only cost time
 OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
 
 
@@ -21,8 +22,9 @@ class Arithmetic(TaskFamily):
     name = "arithmetic"
 
     def sample(self, rng: random.Random, min_digits: int = 1, max_digits: int = 2, ops: str = "+-"):
-        if not 1 <= min_digits <= max_digits:
-            raise ConfigError(f"task arithmetic: need 1 <= min_digits <= max_digits, got {min_digits}, {max_digits}")
+        if not 1 <= min_digits <= max_digits <= MAX_DIGITS:
+            raise ConfigError(f"task arithmetic: need 1 <= min_digits <= max_digits <= {MAX_DIGITS}, got {min_digits}, "
+                              f"{max_digits}")
         bad = [o for o in ops if o not in OPS]
         if bad or not ops:
             raise ConfigError(f"task arithmetic: ops must be made of {''.join(OPS)}, got {ops!r}")

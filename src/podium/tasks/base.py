@@ -8,6 +8,7 @@ import re
 from abc import ABC, abstractmethod
 
 from podium.errors import ConfigError
+from podium.limits import SOURCE_ROWS
 
 TEST_SHARE = 5  # one item in TEST_SHARE (by content hash) belongs to the test split
 
@@ -66,6 +67,7 @@ class TaskFamily(ABC):
         """
         if split not in ("train", "test"):
             raise ConfigError(f"task {self.name}: split must be 'train' or 'test', got {split!r}")
+        check_count(n, f"task {self.name}")
         rng = random.Random(f"{self.name}:{split}:{seed}")
         out, seen, tries = [], set(), 0
         while len(out) < n:
@@ -83,6 +85,13 @@ class TaskFamily(ABC):
             seen.add(key)
             out.append({"prompt": prompt, "answer": answer, "task": self.name})
         return out
+
+
+def check_count(n: int, what: str) -> None:
+    """Refuse a number of items above `podium.limits.SOURCE_ROWS` (a `count: 1e12` would spin and fill memory)."""
+    if n > SOURCE_ROWS.value:
+        raise ConfigError(f"{what}: {n:,} items is over the limit on {SOURCE_ROWS.what} ({SOURCE_ROWS.shown()}); "
+                          f"{SOURCE_ROWS.raise_hint()}")
 
 
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")

@@ -25,12 +25,13 @@ each with an outcome of the true preference (a tie between different moves is a 
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import string
 
 from podium.errors import ConfigError
-from podium.tasks.base import TaskFamily
+from podium.tasks.base import TaskFamily, check_count
 
 MOVES = ("rock", "paper", "scissors", "bomb", "water")
 BEATS = {  # move -> the moves it beats
@@ -68,7 +69,9 @@ class RockPaperScissors(TaskFamily):
     pairwise = True
 
     def sample(self, rng: random.Random, weights: tuple[float, ...] | list[float] = DEFAULT_WEIGHTS):
-        if len(weights) != len(MOVES) or any(w < 0 for w in weights) or sum(weights) <= 0:
+        if (not isinstance(weights, (list, tuple)) or len(weights) != len(MOVES)
+                or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
+                           for w in weights) or sum(weights) <= 0):
             raise ConfigError(f"task rps: weights are {len(MOVES)} non-negative numbers for "
                               f"{', '.join(MOVES)}, got {weights!r}")
         tag = "".join(rng.choice(string.ascii_lowercase) for _ in range(4))
@@ -86,6 +89,7 @@ class RockPaperScissors(TaskFamily):
 
     def preference_pairs(self, n: int, seed: int = 0, **difficulty) -> list[dict]:
         """`n` pairs of different moves drawn from the items' mix; chosen = the winner of one outcome of the game."""
+        check_count(n, f"task {self.name} pairs")
         items = self.items(2 * n + 100, split="train", seed=seed, **difficulty)
         rng = random.Random(f"{self.name}:pairs:{seed}")
         pairs = []

@@ -176,12 +176,18 @@ def load_weights(model, folder: Path) -> None:
 
 
 def weights_are_finite(folder: Path) -> bool:
-    """Whether every floating tensor of the checkpoint's `model.safetensors` is finite."""
-    try:
-        tensors = load_file(str(folder / "model.safetensors"))
-    except (OSError, SafetensorError):
-        return False
-    return all(bool(torch.isfinite(t).all()) for t in tensors.values() if t.is_floating_point())
+    """Whether every floating tensor of the checkpoint's weights (`model.safetensors`, or the parameter
+    pieces of every rank's shard file) is finite."""
+    files = sorted(folder.glob("shards-rank*.safetensors")) or [folder / "model.safetensors"]
+    for path in files:
+        try:
+            tensors = load_file(str(path))
+        except (OSError, SafetensorError):
+            return False
+        if not all(bool(torch.isfinite(t).all()) for k, t in tensors.items()
+                   if t.is_floating_point() and not k.startswith("optim/")):
+            return False
+    return True
 
 
 # --- the folder -------------------------------------------------------------------------------------
@@ -218,7 +224,9 @@ def resumable_checkpoints(ckpt_dir: Path, log=None) -> list[tuple[int, Path, dic
         if state is None:
             if log and (p / STATE_FILE).exists():
                 log.warning(f"{p}: not a podium {VERSION} checkpoint (e.g. accelerate's pickled state from an "
-                            "older podium); it is not read")
+                            "older podium, or a damaged {STATE_FILE}); it is not read")
+            elif log:
+                log.warning(f"{p}: no {STATE_FILE} (an incomplete or damaged checkpoint); it is not read")
             continue
         out.append((step, p, state))
     return out
@@ -226,37 +234,3 @@ def resumable_checkpoints(ckpt_dir: Path, log=None) -> list[tuple[int, Path, dic
 
 def is_finite_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
-
-
-# --- the whole training state -----------------------------------------------------------------------
-
-def save_training_state(acc, model, optimizer, scheduler, folder: Path, extra: dict) -> None:
-    """Write the state of every process into `folder` (which exists); `trainer_state.json` comes last.
-
-    Every process calls this (each writes its own generator state); the main process writes the
-    model, the optimizer (replicated under DDP) and `trainer_state.json` with `extra` merged in.
-    """
-    if acc.is_main_process:
-        save_weights(acc.unwrap_model(model), folder)
-        save_optimizer(optimizer, folder)
-    save_rng(folder, acc.process_index)
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        scaler = getattr(acc, "scaler", None)
-        state = {"format": FORMAT, "version": VERSION, **extra, "scheduler": scheduler.state_dict(),
-                 "scaler": scaler.state_dict() if scaler is not None else None}
-        write_json_file(folder / STATE_FILE, state)
-
-
-def load_training_state(acc, model, optimizer, scheduler, folder: Path, state: dict, log=None) -> None:
-    """Restore what `save_training_state` wrote (reads safetensors and JSON only, never pickle)."""
-    load_weights(acc.unwrap_model(model), folder)
-    load_optimizer(optimizer, folder)
-    try:
-        scheduler.load_state_dict(dict(state["scheduler"]))
-    except (KeyError, TypeError, ValueError) as e:
-        raise PodiumError(f"{folder}: scheduler state is damaged ({e})") from None
-    scaler = getattr(acc, "scaler", None)
-    if scaler is not None and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    load_rng(folder, acc.process_index, log)

@@ -57,9 +57,21 @@ def _units(ex: dict, prefix_sharing: bool) -> list[list[tuple[int, int, int]]]:
     return [prompt + chosen, prompt + rejected]
 
 
+def _router_weight(branch: int, first_unit: bool, prefix_sharing: bool, unpaired: bool) -> float:
+    """How many rows of TRL's padded layout a token stands for in its router loss (`token_weight`)."""
+    if unpaired:  # TRL's main forward holds the prompt and the completion once; the KL forward adds nothing
+        return 0.0 if branch == REJECTED or not first_unit else 1.0
+    return 2.0 if prefix_sharing and branch == PROMPT else 1.0
+
+
 def pack_pairs(examples: list[dict], pad_token_id: int, *, prefix_sharing: bool = False,
-               padding_free: bool = False) -> dict:
+               padding_free: bool = False, with_prompt: bool = False, unpaired: bool = False) -> dict:
     """Lay out B tokenised pairs (see module doc); prefix sharing without padding-free is `pack_prompt_cache`.
+
+    With `with_prompt`, each prompt's own tokens after its first are targets too, segment 2B + i (once per
+    pair, as in TRL's chosen row: ORPO's NLL covers prompt and chosen response). With `unpaired` (KTO: the
+    rejected slot holds a KL completion, which TRL runs in a separate forward that adds no router loss) the
+    router-loss weights count a prompt once and the rejected slot not at all.
 
     Returns `input_ids`, `position_ids` `[R, L]`, `attention_mask` (`[R, L]` plain, else None),
     `shared_mask` (`[R, L, L]` bool, prefix sharing only), `pred_mask` `[R, L]` (positions whose
@@ -71,23 +83,24 @@ def pack_pairs(examples: list[dict], pad_token_id: int, *, prefix_sharing: bool 
     prompt token, 1 for other tokens, 0 for padding; it weights the MoE router loss).
     """
     if prefix_sharing and not padding_free and all(ex["prompt_ids"] for ex in examples):
-        return pack_prompt_cache(examples, pad_token_id)
+        return pack_prompt_cache(examples, pad_token_id, with_prompt=with_prompt, unpaired=unpaired)
     B = len(examples)
-    units = []  # (unit tokens, pair index)
+    units = []  # (unit tokens, pair index, whether it is the pair's first unit: the one holding chosen)
     for i, ex in enumerate(examples):
-        for u in _units(ex, prefix_sharing):
-            units.append((u, i))
+        for k, u in enumerate(_units(ex, prefix_sharing)):
+            units.append((u, i, k == 0))
     if not prefix_sharing:  # TRL order: all chosen rows, then all rejected rows
         units = units[0::2] + units[1::2]
-    rows = [[(u, i) for u, i in units]] if padding_free else [[(u, i)] for u, i in units]
-    L = max(sum(len(u) for u, _ in row) for row in rows)
+    rows = [units] if padding_free else [[unit] for unit in units]
+    L = max(sum(len(u) for u, _, _ in row) for row in rows)
     R = len(rows)
     ids_rows, pos_rows, unit_rows, branch_rows, weight_rows = [], [], [], [], []
     targets = []  # (row, predictor col, token id, segment)
     uid = 0
     for r, row in enumerate(rows):
-        ids, pos, units, branches = [], [], [], []
-        for u, i in row:
+        ids, pos, units, branches, weights = [], [], [], [], []
+        for u, i, first in row:
+            weights += [_router_weight(b, first, prefix_sharing, unpaired) for _, b, _ in u]
             last = {}  # branch -> column of the latest token in the unit visible to that branch
             for t, b, p in u:
                 col = len(ids)
@@ -95,6 +108,8 @@ def pack_pairs(examples: list[dict], pad_token_id: int, *, prefix_sharing: bool 
                     prev = last.get(b, last.get(PROMPT))
                     if prev is not None:  # a completion at position 0 has no predictor (TRL shifts it out)
                         targets.append((r, prev, t, i if b == CHOSEN else B + i))
+                elif with_prompt and first and PROMPT in last:
+                    targets.append((r, last[PROMPT], t, 2 * B + i))
                 last[b] = col
                 ids.append(t)
                 pos.append(p)
@@ -102,7 +117,7 @@ def pack_pairs(examples: list[dict], pad_token_id: int, *, prefix_sharing: bool 
                 branches.append(b)
             uid += 1
         pad = L - len(ids)
-        weight_rows.append([2.0 if prefix_sharing and b == PROMPT else 1.0 for b in branches] + [0.0] * pad)
+        weight_rows.append(weights + [0.0] * pad)
         ids_rows.append(ids + [pad_token_id] * pad)
         pos_rows.append(pos + [0] * pad)
         unit_rows.append(units + [-1] * pad)
@@ -142,7 +157,8 @@ def pack_pairs(examples: list[dict], pad_token_id: int, *, prefix_sharing: bool 
     return batch
 
 
-def pack_prompt_cache(examples: list[dict], pad_token_id: int) -> dict:
+def pack_prompt_cache(examples: list[dict], pad_token_id: int, *, with_prompt: bool = False,
+                      unpaired: bool = False) -> dict:
     """The prefix-sharing layout of two forwards (module doc) for B pairs with non-empty prompts.
 
     The first forward runs each prompt but its last token (left-padded, `[B, P]`, P = longest prompt - 1;
@@ -156,6 +172,9 @@ def pack_prompt_cache(examples: list[dict], pad_token_id: int) -> dict:
     `pack_pairs`), `num_tokens`, `token_positions` (position of every token the forwards run, for the
     FLOP count), `logit_rows`, and the router-loss weights `prompt_weight` (2: a prompt token stands for
     two TRL rows) and `completion_weight` (the last prompt token runs in both rows, so it counts twice too).
+    With `with_prompt` the first forward also keeps its logits (`prompt_pred` `[B, P]`: every position predicts
+    the next prompt token) and the prompt's tokens after the first are targets of segment 2B + i; kept logits
+    are ordered first forward, then second. `unpaired`: router-loss weights as `pack_pairs` gives them.
     """
     B = len(examples)
     prompts = [ex["prompt_ids"] for ex in examples]
@@ -178,15 +197,23 @@ def pack_prompt_cache(examples: list[dict], pad_token_id: int) -> dict:
     # Completion token j is predicted at row position j (the last prompt token predicts token 0).
     completion_pred = torch.zeros((2 * B, C), dtype=torch.bool)
     completion_pred[:, :-1] = completion_mask[:, 1:].bool()
-    rank = completion_pred.flatten().cumsum(0).view(2 * B, C) - 1
+    n_prompt = int(prompt_mask.sum()) if with_prompt else 0
+    rank = completion_pred.flatten().cumsum(0).view(2 * B, C) - 1 + n_prompt
     target_pred, target_ids, target_seg = [], [], []
+    if with_prompt:  # prompt token j (j >= 1) is predicted at the first forward's position of token j - 1
+        prompt_rank = prompt_mask.flatten().cumsum(0).view(B, P) - 1
+        for i, p in enumerate(prompts):
+            target_pred += prompt_rank[i, P - len(p) + 1:].tolist()
+            target_ids += p[1:]
+            target_seg += [2 * B + i] * (len(p) - 1)
     for r, c in enumerate(completions):
         pair, seg = divmod(r, 2)
         target_pred += rank[r, :len(c)].tolist()
         target_ids += c
         target_seg += [pair if seg == 0 else B + pair] * len(c)
     prompt_positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
-    return {
+    extra = {"prompt_pred": prompt_mask.bool()} if with_prompt else {}
+    return {**extra,
         "layout": "prompt_cache", "n_pairs": B,
         "prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "prompt_positions": prompt_positions,
         "completion_ids": completion_ids, "completion_mask": completion_mask,
@@ -199,9 +226,12 @@ def pack_prompt_cache(examples: list[dict], pad_token_id: int) -> dict:
         "num_tokens": int(prompt_mask.sum() + completion_mask.sum()),
         "token_positions": torch.cat([prompt_positions[prompt_mask.bool()],
                                       completion_positions[completion_mask.bool()]]),
-        "logit_rows": int(completion_pred.sum()),
-        "prompt_tokens": int(prompt_mask.sum()),  # the first entries of `token_positions`
-        "prompt_weight": 2.0 * prompt_mask.float(), "completion_weight": completion_mask.float(),
+        "logit_rows": int(completion_pred.sum()) + n_prompt,
+        # the first entries of `token_positions`, whose last layer computes keys and values only (none: with_prompt)
+        "prompt_tokens": 0 if with_prompt else int(prompt_mask.sum()),
+        "prompt_weight": (1.0 if unpaired else 2.0) * prompt_mask.float(),
+        "completion_weight": completion_mask.float() * (torch.arange(2 * B) % 2 == 0)[:, None] if unpaired
+        else completion_mask.float(),
     }
 
 
@@ -252,16 +282,34 @@ def token_logps(logits: torch.Tensor, targets: torch.Tensor, chunk_size: int = 4
 
 class PairLogps(NamedTuple):
     """Per-sequence summed completion log-probs `[2B]` (chosen first), completion token counts `[2B]`,
-    and the router load-balancing loss (scalar; None unless requested)."""
+    the router load-balancing loss (scalar; None unless requested), and the token-level values they sum:
+    `token_logps` `[M]` with each token's sequence `token_seg` `[M]` (i chosen of pair i, B + i rejected,
+    2B + i the prompt of pair i when the batch was packed `with_prompt`), and with `log_sum_sq` the
+    distribution's log sum_v p(v)^2 at each token's predicting position `[M]` (no gradient; WPO).
+    `prompt_logps` / `prompt_tokens` `[B]`: the prompt's own summed log-probs and target count (`with_prompt`)."""
 
     logps: torch.Tensor
     n_tokens: torch.Tensor
     aux_loss: torch.Tensor | None = None
+    token_logps: torch.Tensor | None = None
+    token_seg: torch.Tensor | None = None
+    log_sum_sq: torch.Tensor | None = None
+    prompt_logps: torch.Tensor | None = None
+    prompt_tokens: torch.Tensor | None = None
 
 
-def pair_logps(model, batch: dict, *, router_loss: bool = False) -> PairLogps:
+def chunked_log_sum_sq(logits: torch.Tensor, chunk_size: int = 4096) -> torch.Tensor:
+    """log sum_v softmax(logits)_v^2 `[N]` of logits `[N, V]`: logsumexp(2 z) - 2 logsumexp(z), fp32, no gradient."""
+    with torch.no_grad():
+        return torch.cat([torch.logsumexp(2 * logits[i:i + chunk_size].float(), dim=-1)
+                          - 2 * torch.logsumexp(logits[i:i + chunk_size].float(), dim=-1)
+                          for i in range(0, logits.shape[0], chunk_size)])
+
+
+def pair_logps(model, batch: dict, *, router_loss: bool = False, log_sum_sq: bool = False) -> PairLogps:
     """Summed completion log-probs of a packed batch, and with `router_loss` the MoE router loss
-    of the same forward, weighted to equal TRL's on its padded layout."""
+    of the same forward, weighted to equal TRL's on its padded layout; `log_sum_sq` adds WPO's per-token
+    log sum_v p(v)^2."""
     device = next(model.parameters()).device
     if batch.get("layout") == "prompt_cache":
         logits, routed, weight = _prompt_cache_forward(model, batch, device, router_loss)
@@ -273,17 +321,24 @@ def pair_logps(model, batch: dict, *, router_loss: bool = False) -> PairLogps:
             logits = logits[batch["pred_mask"].to(logits.device)]
         weight = batch["token_weight"]
     seg = batch["target_seg"].to(device)
-    tok = gathered_logps(logits, batch["target_pred"].to(device), batch["target_ids"].to(device))
-    n = 2 * batch["n_pairs"]
-    logps = torch.zeros(n, dtype=tok.dtype, device=device).index_add(0, seg, tok)
-    counts = torch.zeros(n, dtype=torch.long, device=device).index_add(0, seg, torch.ones_like(seg))
+    pred = batch["target_pred"].to(device)
+    tok = gathered_logps(logits, pred, batch["target_ids"].to(device))
+    B = batch["n_pairs"]
+    n = 2 * B
+    width = max(n, int(seg.max()) + 1 if seg.numel() else 0)  # 3B with the prompt's segments
+    sums = torch.zeros(width, dtype=tok.dtype, device=device).index_add(0, seg, tok)
+    counts = torch.zeros(width, dtype=torch.long, device=device).index_add(0, seg, torch.ones_like(seg))
     aux = load_balancing_loss(routed, router_top_k(model), weight) if router_loss else None
-    return PairLogps(logps, counts, aux)
+    lss = chunked_log_sum_sq(logits)[pred] if log_sum_sq else None
+    prompt = width > n
+    return PairLogps(sums[:n], counts[:n], aux, tok, seg, lss, sums[n:] if prompt else None,
+                     counts[n:] if prompt else None)
 
 
 def _prompt_cache_forward(model, batch: dict, device, router_loss: bool):
-    """The two forwards of the `prompt_cache` layout: logits `[N, V]` of the second forward's kept positions,
-    and for the router loss one `[tokens, E]` tensor per MoE layer (both forwards' tokens) with their weights."""
+    """The two forwards of the `prompt_cache` layout: logits `[N, V]` of the kept positions (the first forward's
+    when the batch keeps them, `prompt_pred`, then the second's), and for the router loss one `[tokens, E]`
+    tensor per MoE layer (both forwards' tokens) with their weights."""
     problem = prefix_sharing_problem(model)
     if problem:
         raise PodiumError(f"prefix sharing cannot be exact for this model: {problem}; set prefix_sharing: false")
@@ -291,12 +346,23 @@ def _prompt_cache_forward(model, batch: dict, device, router_loss: bool):
     cache = DynamicCache(config=model_config(model))
     extra[cache_argument(model)] = cache
     prompts = batch["prompt_ids"].shape[1] > 0  # every prompt one token long: the second forward is all
+    prompt_pred = batch.get("prompt_pred")
+    first = None
     with recording_router_logits(model) if router_loss else nullcontext() as routed:
         if prompts:
-            # Only the cache is kept from this forward, so its last layer computes keys and values alone.
-            with keys_values_only(model) if not router_loss else nullcontext():
-                model(input_ids=batch["prompt_ids"].to(device), attention_mask=batch["prompt_mask"].to(device),
-                      position_ids=batch["prompt_positions"].to(device), use_cache=True, logits_to_keep=1, **extra)
+            if prompt_pred is not None:  # the prompt's own log-probs are wanted: keep its logits
+                keep = prompt_pred.to(device)
+                first = model(input_ids=batch["prompt_ids"].to(device), attention_mask=batch["prompt_mask"].to(device),
+                              position_ids=batch["prompt_positions"].to(device), use_cache=True, logits_to_keep=keep,
+                              **extra).logits
+                if first.dim() == 3:
+                    first = first[keep]
+            else:
+                # Only the cache is kept from this forward, so its last layer computes keys and values alone.
+                with keys_values_only(model) if not router_loss else nullcontext():
+                    model(input_ids=batch["prompt_ids"].to(device), attention_mask=batch["prompt_mask"].to(device),
+                          position_ids=batch["prompt_positions"].to(device), use_cache=True, logits_to_keep=1,
+                          **extra)
             cache.batch_repeat_interleave(2)  # each prompt's keys and values for its chosen and its rejected row
         pred = batch["completion_pred"].to(device)
         rest = model(input_ids=batch["completion_ids"].to(device), attention_mask=batch["cache_mask"].to(device),
@@ -304,6 +370,8 @@ def _prompt_cache_forward(model, batch: dict, device, router_loss: bool):
                      logits_to_keep=pred, **extra).logits
     if rest.dim() == 3:  # a model that ignores boolean logits_to_keep returns [R, L, V]
         rest = rest[pred]
+    if first is not None:
+        rest = torch.cat([first, rest])
     if not router_loss:
         return rest, None, None
     if not prompts:

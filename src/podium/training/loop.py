@@ -31,20 +31,26 @@ import torch
 from tqdm.auto import tqdm
 
 from podium.data.records import write_text
+from podium.distributed.world import all_gather_json, current_world
 from podium.errors import PodiumError
 from podium.models.io import check_vocab, save_model
-from podium.training.checkpoint import (
-    is_real_dir,
-    list_checkpoints,
-    load_training_state,
-    resumable_checkpoints,
-    save_training_state,
-    weights_are_finite,
-)
+from podium.training.checkpoint import is_real_dir, list_checkpoints, resumable_checkpoints, weights_are_finite
 from podium.training.divergence import DivergenceGuard, weight_norm
 from podium.training.flops import TrainingFlops, peak_flops
+from podium.training.fsdp import (
+    clip_grad_norm,
+    enable_gradient_checkpointing,
+    full_state_dict,
+    gradient_sync,
+    shard_model,
+    sharded_weight_norm,
+    state_bytes,
+    training_settings,
+)
+from podium.training.fsdp_load import is_empty
 from podium.training.host_heap import HeapTrimmer
 from podium.training.settings import TrainSettings
+from podium.training.sharded_checkpoint import first_sound, load_training_state, save_training_state
 
 Objective = Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
@@ -202,38 +208,50 @@ def train_loop(
     total_steps = s.max_steps or max(1, math.ceil(s.epochs * steps_per_epoch))
 
     torch.manual_seed(s.seed)
-    params = [p for p in model.parameters() if p.requires_grad]
     flops, peak = model_flops(model, acc.device)
+    # podium's FSDP2 (training/fsdp.py): the model is sharded here, not wrapped by accelerate.
+    fsdp = training_settings(acc)
+    if s.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    if fsdp is not None:
+        model = shard_model(model, fsdp, acc.device)
+    elif is_empty(model):  # built for rank-local loading (training/fsdp_load.py), which only sharding fills
+        raise PodiumError("the model was built empty for FSDP2's rank-local loading, but this run does not shard it "
+                          f"({acc.num_processes} process(es), {acc.distributed_type.value}); set launch: "
+                          "{fsdp: {rank_local_load: false}} and report this launch")
+    params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, s)
     scheduler = make_scheduler(optimizer, s, total_steps)
-    # The scheduler is not prepared: accelerate would step it once per process.
-    model, optimizer = acc.prepare(model, optimizer)
+    if fsdp is None:
+        # The scheduler is not prepared: accelerate would step it once per process.
+        model, optimizer = acc.prepare(model, optimizer)
     guard = DivergenceGuard(enabled=s.detect_divergence)
     heap = HeapTrimmer(acc.device)
-    replicated = weights_replicated(acc)
+    replicated = fsdp is None and weights_replicated(acc)
+    norm = weight_norm if replicated else sharded_weight_norm if fsdp is not None else None
 
     start_step = 0
     found = resumable_checkpoints(ckpt_dir, log if acc.is_main_process else None)
-    if not replicated and (s.save_steps or found):
+    if not replicated and fsdp is None and (s.save_steps or found):
         raise PodiumError(
-            f"checkpoints (save_steps: {s.save_steps}) are written and resumed under one process or DDP only; "
-            f"under {acc.distributed_type.value} the model and optimizer are sharded, which podium's pickle-free "
-            "checkpoints do not cover yet: set save_steps: 0"
+            f"checkpoints (save_steps: {s.save_steps}) are written and resumed under one process, DDP or podium's "
+            f"FSDP2; under accelerate's {acc.distributed_type.value} the model and optimizer are sharded in a way "
+            "podium's pickle-free checkpoints do not cover: set save_steps: 0, or launch with `fsdp: true`"
         )
-    if found:
-        start_step, path, state = found[0]
+    if found := first_sound(found, log if acc.is_main_process else None):
+        start_step, path, state = found
         if state.get("global_batch", global_batch) != global_batch:
             raise PodiumError(
                 f"{path} was written with a global batch of {state['global_batch']} examples, this run has "
                 f"{global_batch}: the resumed data order would differ; keep batch_size x gradient_accumulation_steps "
                 "x processes as it was, or remove the checkpoints folder to start over"
             )
-        load_training_state(acc, model, optimizer, scheduler, path, state, log)
+        load_training_state(acc, model, optimizer, scheduler, path, state, log, sharded=fsdp is not None)
         guard.load_state_dict(state.get("divergence", {}))
         if log and acc.is_main_process:
             log.info(f"resuming from {path} (step {start_step} of {total_steps})")
-    if replicated:  # sharded weights (FSDP, ZeRO-3) would need a collective norm; loss and grad checks stay
-        guard.start(weight_norm(params))
+    if norm is not None:  # accelerate's FSDP / ZeRO-3 shards podium cannot read: loss and grad checks stay
+        guard.start(norm(params))
     if acc.is_main_process:
         keep_metrics_until(metrics_path, start_step)
 
@@ -242,7 +260,7 @@ def train_loop(
     if show_progress and acc.is_main_process:
         progress = tqdm(total=total_steps, initial=start_step, desc=f"train {out.name}", unit="step", dynamic_ncols=True)
 
-    last = {}
+    last, held = {}, {}
     run_flops = run_step_seconds = 0.0
     steps_done = total_steps
     t_run = time.perf_counter()
@@ -257,12 +275,13 @@ def train_loop(
         global_count = acc.reduce(count, reduction="sum") if world > 1 else count
         loss_total = torch.zeros((), device=acc.device)
         sums: dict[str, torch.Tensor] = {}
-        n_items = torch.zeros((), device=acc.device)
+        counts: dict[str, torch.Tensor] = {}  # per metric: examples it covers (NaN marks one it does not, as KTO's)
         n_tokens = 0
         for j, batch in enumerate(batches):
             batch = {k: v.to(acc.device) if torch.is_tensor(v) else v for k, v in batch.items()}
             sync = j == len(batches) - 1
-            ctx = acc.no_sync(model) if not sync and world > 1 else nullcontext()
+            ctx = (gradient_sync(model, sync) if fsdp is not None else acc.no_sync(model) if not sync and world > 1
+                   else nullcontext())
             with ctx:
                 loss_sum, metrics = objective(model, batch)
                 # DDP averages gradients over processes; scale back to a global sum / count.
@@ -270,35 +289,40 @@ def train_loop(
             loss_total += loss_sum.detach()
             for k, v in metrics.items():
                 v = v.detach().float()
-                sums[k] = sums.get(k, 0) + v.sum()
-            n_items += metrics_len(metrics, batch)
+                seen = ~v.isnan()
+                sums[k] = sums.get(k, 0) + torch.where(seen, v, 0.0).sum()
+                counts[k] = counts.get(k, 0) + seen.sum()
             n_tokens += int(batch.get("num_tokens", 0))
         if world > 1:
             loss_total = acc.reduce(loss_total, reduction="sum")
-            n_items = acc.reduce(n_items, reduction="sum")
             sums = {k: acc.reduce(v, reduction="sum") for k, v in sums.items()}
+            counts = {k: acc.reduce(v, reduction="sum") for k, v in counts.items()}
             n_tokens, step_flops = acc.reduce(torch.tensor([float(n_tokens), step_flops], device=acc.device),
                                               reduction="sum").tolist()
             n_tokens = int(n_tokens)
         loss_value = (loss_total / global_count).item()
         if reason := guard.check_loss(loss_value):
             diverged(acc, ckpt_dir, guard, reason, step, applied=False)
-        grad_norm = acc.clip_grad_norm_(params, s.max_grad_norm or float("inf"))
-        grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
+        if fsdp is not None:
+            grad_norm = clip_grad_norm(params, s.max_grad_norm)
+        else:
+            grad_norm = acc.clip_grad_norm_(params, s.max_grad_norm or float("inf"))
+            grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
         if reason := guard.check_grad(grad_norm, loss_value):
             diverged(acc, ckpt_dir, guard, reason, step, applied=False)
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
+        if step == start_step:  # what this process holds once gradients and optimizer state exist
+            held = rank_memory(model, optimizer, log if acc.is_main_process else None)
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        w_norm = weight_norm(params) if replicated else None
+        w_norm = norm(params) if norm is not None else None
         if w_norm is not None and (reason := guard.check_weights(w_norm)):
             diverged(acc, ckpt_dir, guard, reason, step, applied=True)
         dt = time.perf_counter() - t0
 
         record = {"step": step + 1, "epoch": round((step + 1) / steps_per_epoch, 4), "loss": loss_value}
-        denom = max(float(n_items), 1.0)
-        record.update({k: (v / denom).item() for k, v in sums.items()})
+        record.update({k: (v / counts[k]).item() for k, v in sums.items() if counts[k] > 0})
         record.update({"grad_norm": grad_norm, **({"weight_norm": w_norm} if w_norm is not None else {}), "lr": lr,
                        f"{example_unit}_per_second": global_batch / dt})
         if n_tokens:
@@ -329,14 +353,15 @@ def train_loop(
         if s.save_steps and (step + 1) % s.save_steps == 0 and step + 1 < total_steps:
             extra = {"step": step + 1, "global_batch": global_batch, "weight_norm": w_norm,
                      "divergence": guard.state_dict()}
-            save_checkpoint(acc, model, optimizer, scheduler, ckpt_dir, extra, s.save_total_limit)
+            save_checkpoint(acc, model, optimizer, scheduler, ckpt_dir, extra, s.save_total_limit, sharded=fsdp is not None)
 
     if progress is not None:
         progress.close()
     acc.wait_for_everyone()
     unwrapped = acc.unwrap_model(model)
     # Sharded weights (FSDP, ZeRO-3) are gathered into one state dict; every rank takes part in the gather.
-    full_state = None if replicated else acc.get_state_dict(model)
+    full_state = (None if replicated else full_state_dict(model, acc.is_main_process) if fsdp is not None
+                  else acc.get_state_dict(model))
     if acc.is_main_process:
         if save_final is None:
             save_model(unwrapped, tokenizer, out, state_dict=full_state)
@@ -352,7 +377,7 @@ def train_loop(
         for tracker in acc.trackers:
             tracker.finish()
     summary = {k: v for k, v in last.items() if k not in ("step", "epoch")}
-    summary.update({"steps": steps_done, "train_seconds": time.perf_counter() - t_run})
+    summary.update({"steps": steps_done, "train_seconds": time.perf_counter() - t_run, **held})
     if run_step_seconds:  # over the run's steps, not the last one's
         summary.update({"flops_per_second": run_flops / run_step_seconds,
                         "mfu": run_flops / run_step_seconds / (peak * world), "peak_flops_per_second": peak * world})
@@ -370,10 +395,19 @@ def model_flops(model, device) -> tuple[TrainingFlops | None, float]:
     return flops, peak_flops(device, dtype)
 
 
-def metrics_len(metrics: dict, batch: dict) -> int:
-    for v in metrics.values():
-        return int(v.numel())
-    return int(batch.get("num_examples", 0))
+def rank_memory(model, optimizer, log=None) -> dict[str, float]:
+    """Bytes of parameters, gradients and optimizer state per process (local shards under FSDP2): the
+    largest over the processes and their sum, as `memory/<what>_bytes` and `memory/<what>_bytes_total`."""
+    mine = state_bytes(model, optimizer)
+    ranks = all_gather_json(mine, current_world())
+    out = {}
+    for what in mine:
+        out[f"memory/{what}_bytes"] = float(max(r[what] for r in ranks))
+        out[f"memory/{what}_bytes_total"] = float(sum(r[what] for r in ranks))
+    if log:
+        log.info("held per process (MiB): " + "; ".join(
+            f"rank {i}: " + ", ".join(f"{k} {v / 2**20:.2f}" for k, v in r.items()) for i, r in enumerate(ranks)))
+    return out
 
 
 def diverged(acc, ckpt_dir: Path, guard: DivergenceGuard, reason: str, step: int, applied: bool):
@@ -389,7 +423,8 @@ def diverged(acc, ckpt_dir: Path, guard: DivergenceGuard, reason: str, step: int
                       "ratio and zero-gradient checks (podium.training.divergence)")
 
 
-def save_checkpoint(acc, model, optimizer, scheduler, ckpt_dir: Path, extra: dict, keep: int) -> None:
+def save_checkpoint(acc, model, optimizer, scheduler, ckpt_dir: Path, extra: dict, keep: int,
+                    sharded: bool = False) -> None:
     """Save the full training state; the folder appears under its final name only when complete."""
     step = extra["step"]
     final = ckpt_dir / f"step-{step}"
@@ -401,7 +436,7 @@ def save_checkpoint(acc, model, optimizer, scheduler, ckpt_dir: Path, extra: dic
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
     acc.wait_for_everyone()
-    save_training_state(acc, model, optimizer, scheduler, tmp, extra)
+    save_training_state(acc, model, optimizer, scheduler, tmp, extra, sharded=sharded)
     acc.wait_for_everyone()
     if acc.is_main_process:
         if final.is_symlink():

@@ -6,8 +6,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from podium.errors import PodiumError
 from podium.merging.executor import merge_lora
-from podium.models.io import save_model
+from podium.models.io import nonfinite_tensor, save_model
+from podium.training.fsdp_load import adapters_on_host
 
 
 class LoraSettings(BaseModel):
@@ -27,7 +29,8 @@ def apply_lora(model, lora: LoraSettings):
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
         target_modules=lora.target_modules, task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)
+    with adapters_on_host(model):  # an empty model of rank-local loading (training/fsdp_load.py)
+        return get_peft_model(model, config)
 
 
 def save_lora(model, tokenizer, out_dir: Path, lora: LoraSettings, base: str | None = None,
@@ -38,6 +41,10 @@ def save_lora(model, tokenizer, out_dir: Path, lora: LoraSettings, base: str | N
     only shards: the adapter is taken from it and merged into the `base` model's files, tensor by
     tensor (podium.merging.lora), instead of merging in memory.
     """
+    weights = (state_dict if state_dict is not None else model.state_dict()).items()
+    if (name := nonfinite_tensor((k, v) for k, v in weights if "lora_" in k)) is not None:
+        raise PodiumError(f"{out_dir}: not saved: adapter weight {name} holds NaN or infinite values (the training "
+                          "diverged)")
     if state_dict is None:
         model.save_pretrained(out_dir / "adapter", safe_serialization=True)
         if lora.merge:

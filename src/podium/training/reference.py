@@ -15,8 +15,8 @@ and rewritten atomically (temporary name, then rename).
 On several processes (a distributed stage, podium.distributed) the pass is split: pair i is scored
 by rank i % world, the rows are gathered on every rank in pair order, and the main process writes
 the entry; the main process alone decides hit or miss. Under DDP each rank scores its share with its
-own copy of the weights (`cached_reference_logps`). Under FSDP or DeepSpeed ZeRO-3 no rank holds the
-whole model: the reference is loaded and sharded for inference, every rank runs the same number of
+own copy of the weights (`cached_reference_logps`). Under FSDP (podium's FSDP2, as the loop trains) or DeepSpeed
+ZeRO-3 no rank holds the whole model: the reference is loaded and sharded for inference, every rank runs the same number of
 forwards (a rank with fewer pairs repeats one and discards it, since each forward gathers the
 layers from every rank), and the key hashes the reference's weight files
 (`sharded_reference_logps`).
@@ -37,19 +37,17 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast
 from huggingface_hub import snapshot_download
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors import safe_open
 
 from podium.distributed.world import World, all_gather_json, current_world, device, gather_shard_rows, process_state
 from podium.errors import PodiumError
+from podium.training.fsdp import accelerate_settings as accelerate_fsdp_settings
+from podium.training.fsdp import env_settings as fsdp_env_settings
+from podium.training.fsdp import shard_model
 from podium.training.logps import pack_pairs, sequence_logps
+from podium.training.reference_cache import default_cache_dir, read_entry, write_entry
 
 log = logging.getLogger("podium")
-
-
-def default_cache_dir() -> Path:
-    root = os.environ.get("PODIUM_CACHE") or Path.home() / ".cache" / "podium"
-    return Path(root) / "ref_logps"
 
 
 def weights_hash(model, skip_adapters: bool = False) -> str:
@@ -174,9 +172,10 @@ def cached_pass(path: Path, key: str, n: int, world: World, compute) -> tuple[to
 
 
 def sharded_training() -> bool:
-    """Whether this launch shards the weights (FSDP, or DeepSpeed ZeRO stage 3): no rank holds a whole model."""
+    """Whether this launch shards the weights (podium's or accelerate's FSDP, or DeepSpeed ZeRO stage 3): no rank
+    holds a whole model."""
     env = os.environ
-    fsdp = env.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    fsdp = env.get("ACCELERATE_USE_FSDP", "false").lower() == "true" or fsdp_env_settings() is not None
     zero3 = env.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and env.get(
         "ACCELERATE_DEEPSPEED_ZERO_STAGE", "") == "3"
     return (fsdp or zero3) and current_world().size > 1
@@ -210,6 +209,8 @@ def prepare_for_inference(load_model):
     kind = getattr(acc.distributed_type, "value", str(acc.distributed_type))
     for p in model.parameters():
         p.requires_grad_(False)
+    if (fsdp := fsdp_env_settings() or accelerate_fsdp_settings(acc)) is not None:  # podium's FSDP2, as the loop trains
+        return shard_model(model, fsdp, acc.device, training=False).eval()
     if kind == "DEEPSPEED":
         import deepspeed  # optional extra (podium[gpu]); present whenever a ZeRO-3 launch got this far
 
@@ -248,52 +249,6 @@ def sharded_reference_logps(load_reference, weights: str | Path, examples: list[
                 torch.cuda.empty_cache()
 
     return cached_pass(path, key, len(examples), world, compute)
-
-
-def checksum(t: torch.Tensor) -> str:
-    return hashlib.sha256(t.contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
-
-
-def write_entry(path: Path, key: str, logps: torch.Tensor) -> None:
-    """Store `logps` `[N, 2]` with its key, shape, dtype and checksum; atomic (temporary name, then rename)."""
-    logps = logps.detach().to("cpu", torch.float32).contiguous()
-    meta = {"format": "podium-reference-logps", "version": "1", "key": key,
-            "shape": json.dumps(list(logps.shape)), "dtype": "float32", "sha256": checksum(logps)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        save_file({"reference_logps": logps}, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def read_entry(path: Path, key: str, shape: tuple[int, int]) -> tuple[torch.Tensor | None, str | None]:
-    """`(logps, None)` when the entry at `path` verifies; `(None, why)` otherwise (`why` None: no entry)."""
-    if not path.exists() and not path.is_symlink():
-        return None, None
-    if path.is_symlink() or not path.is_file():
-        return None, "not a regular file"
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            names = sorted(f.keys())
-            if names != ["reference_logps"]:
-                return None, f"holds tensors {names[:3]}"
-            logps = f.get_tensor("reference_logps")
-    except (OSError, SafetensorError) as e:
-        return None, f"unreadable ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})"
-    if meta.get("format") != "podium-reference-logps" or meta.get("key") != key:
-        return None, "not written for this key (no matching metadata)"
-    if tuple(logps.shape) != tuple(shape) or meta.get("shape") != json.dumps(list(shape)):
-        return None, f"shape {tuple(logps.shape)}, expected {tuple(shape)}"
-    if logps.dtype != torch.float32 or meta.get("dtype") != "float32":
-        return None, f"dtype {logps.dtype}, expected float32"
-    if meta.get("sha256") != checksum(logps):
-        return None, "checksum mismatch (the values were changed or damaged)"
-    if not bool(torch.isfinite(logps).all()):
-        return None, "non-finite values"
-    return logps, None
 
 
 def main_process_value(state, value: bool) -> bool:

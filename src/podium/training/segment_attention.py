@@ -32,10 +32,18 @@ _SEGMENTS: ContextVar[list[list[tuple[int, int]]] | None] = ContextVar("podium_s
 
 
 def segments_applicable(model) -> bool:
-    """Whether per-segment causal attention computes what `model`'s attention computes on packed rows."""
+    """Whether per-segment causal attention computes what `model`'s attention computes on packed rows.
+
+    Not under gradient checkpointing: a checkpointed layer is recomputed in the backward, outside
+    `attending_by_segments`, where it would attend with the model's own implementation (and no mask)."""
     config = model_config(model)
     return (attn_implementation(model) == "sdpa" and full_causal_attention(config)
-            and not getattr(config, "attention_dropout", 0.0))
+            and not getattr(config, "attention_dropout", 0.0) and not checkpointed(model))
+
+
+def checkpointed(model) -> bool:
+    """Whether any layer of `model` recomputes its forward in the backward (gradient checkpointing)."""
+    return any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
 
 
 def segments(position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:

@@ -26,6 +26,8 @@ class TrainSettings(StageConfig):
     save_steps: int = Field(0, ge=0, description="checkpoint every N optimizer steps (0: never)")
     save_total_limit: int = Field(2, ge=1)
     logging_steps: int = Field(1, ge=1)
+    gradient_checkpointing: bool = Field(False, description="recompute each decoder layer in the backward instead of "
+                                         "keeping its activations (transformers' gradient checkpointing)")
     detect_divergence: bool = Field(True, description="fail the stage when loss or weights blow up "
                                     "(thresholds in podium.training.divergence); non-finite values always fail")
     report_to: list[Literal["tensorboard", "wandb", "trackio", "mlflow"]] = Field(

@@ -26,6 +26,7 @@ from podium.data.chat import IGNORE, as_messages, tokenize_sft, truncate_sft
 from podium.data.collate import pack_batch, pad_batch
 from podium.data.mixture import Mixture, as_sources, build_mixture, task_problems
 from podium.data.records import write_json
+from podium.data.rendering import chat_record
 from podium.distributed.world import current_world
 from podium.errors import ConfigError, DataError
 from podium.evaluation.task_accuracy import task_accuracy
@@ -140,17 +141,20 @@ def held_out_items(stop: StopAt, data, rows: list[dict]) -> list[dict]:
 def sft(cfg: SFTConfig, ctx: StageContext) -> dict:
     """Supervised fine-tuning (completion-only loss) on a dataset mixture."""
     tokenizer = load_tokenizer(cfg.model)
-    rows, counts = build_mixture(cfg.data, seed=cfg.seed, shuffle=cfg.shuffle, log=ctx.log)
+    skipped: dict = {}
+    rows, counts = build_mixture(cfg.data, seed=cfg.seed, shuffle=cfg.shuffle, log=ctx.log, use="sft", skipped=skipped)
+    rows = [chat_record(r, tokenizer, ctx.name) for r in rows]  # the one rendering rule (podium.data.rendering)
     examples, dropped, truncated = tokenize_dataset(rows, tokenizer, cfg.max_length)
     # Once, by the main process, when the stage runs on several (two writers would share a temporary name).
     current_world().on_main(write_json, ctx.out_dir / "data_counts.json",
-                            {"sources": counts, "examples": len(examples), "dropped": dropped, "truncated": truncated})
+                            {"sources": counts, "skipped": skipped, "examples": len(examples), "dropped": dropped,
+                             "truncated": truncated})
     ctx.log.info(f"SFT data: {len(examples)} examples from {counts} ({dropped} dropped: no completion left)")
     if truncated:
         ctx.log.warning(f"SFT data: {truncated} of {len(examples)} completions truncated to max_length="
                         f"{cfg.max_length} (their tail and EOS are not learned); raise max_length to keep them")
     torch.manual_seed(cfg.seed)
-    model = load_model(cfg.model, attn_implementation=cfg.attn_implementation)
+    model = load_model(cfg.model, attn_implementation=cfg.attn_implementation, rank_local=True)
     router_coef = router_aux_coef(model, cfg.router_aux_loss_coef)
     check_causal(model)
     packing = cfg.packing
@@ -165,7 +169,11 @@ def sft(cfg: SFTConfig, ctx: StageContext) -> dict:
     if packing:
         # Attended one example at a time (training/segment_attention.py), a row's length costs no attention:
         # the whole micro-batch goes in one row, without padding. Otherwise rows as long as the longest example.
-        one_row = sys.maxsize if segments_applicable(model) else None
+        by_segments = segments_applicable(model) and not cfg.gradient_checkpointing
+        if cfg.gradient_checkpointing and segments_applicable(model):
+            ctx.log.info("per-example attention off under gradient_checkpointing (a recomputed layer runs outside "
+                         "its routing); packed rows attend through transformers' block-diagonal mask")
+        one_row = sys.maxsize if by_segments else None
         collate = partial(pack_batch, pad_id=tokenizer.pad_token_id, capacity=one_row)
     objective = partial(sft_objective, router_aux_loss_coef=router_coef)
     stopping = {}
@@ -184,7 +192,8 @@ def sft(cfg: SFTConfig, ctx: StageContext) -> dict:
     )
     out = {"train_loss": summary.get("loss"), "steps": summary["steps"], "examples": len(examples),
            "examples/truncated": truncated, "train_seconds": summary["train_seconds"]}
-    out.update({k: summary[k] for k in ("tokens_per_second", "flops_per_second", "mfu") if k in summary})
+    out.update({k: summary[k] for k in summary if k in ("tokens_per_second", "flops_per_second", "mfu")
+                or k.startswith("memory/")})
     if cfg.stop_at:
         out["held_out_accuracy"] = summary.get("eval/accuracy")
         out["target_reached"] = float((summary.get("eval/accuracy") or 0.0) >= cfg.stop_at.accuracy)
