@@ -1,4 +1,6 @@
-"""The README's quickstart, end to end, on 2 CPU cores: it runs in under 10 minutes and shows its effects.
+"""The README's quickstart, end to end, on 2 CPU cores: it runs and shows its effects.
+
+How long it takes is printed (`-s`), never asserted: a loaded CI machine is no measure of podium.
 
 This is one seed; the same effects over seeds 0–2 and held-out seeds 3–5, as means with 95 % confidence
 intervals, are in the README ("Measured", `benchmarks/multi_seed.py`).
@@ -41,7 +43,7 @@ def test_quickstart(tmp_path):
         assert gain[1] > 0, f"self-play iteration {t} − {t - 1}: paired win-rate gain {gain} (mean, 95 % interval)"
     assert "accuracy" in stages["eval_merge"]["metrics"] and "accuracy" in stages["eval_sppo"]["metrics"]
     assert (tmp_path / "run" / "card" / "README.md").exists() and (tmp_path / "run" / "report.md").exists()
-    assert minutes < 10, f"quickstart took {minutes:.1f} min"
+    print(f"quickstart: {minutes:.1f} min")
     # A second run is fully cached.
     r = subprocess.run([sys.executable, "-m", "podium", "run", str(ROOT / "recipes/quickstart.yaml"),
                         "--output", str(tmp_path / "run"), "--no-progress"], capture_output=True, text=True, env=env)
