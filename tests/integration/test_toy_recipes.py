@@ -105,6 +105,7 @@ def run_families(recipe: str, families: tuple[str, ...], out: Path, seed: int = 
     from multi_seed import run_seed
 
     def one(family):
+        (out / family).mkdir(parents=True, exist_ok=True)
         return run_seed(str(ROOT / "recipes" / "toy" / recipe), seed, out / family, [f"base.family={family}"])
 
     with ThreadPoolExecutor(max_workers=len(families)) as pool:
