@@ -80,7 +80,8 @@ def fractions(prof, total: float) -> dict[str, float]:
 def dpo_parts(args):
     from podium.data.preference import tokenize_pairs
     from podium.models.tiny import build_tiny_model
-    from podium.training.logps import pack_pairs, pair_logps
+    from podium.training.logps import pair_logps
+    from podium.training.pair_layout import pack_pairs
 
     model, tok = build_tiny_model(seed=0, **MODEL)
     plen, clen = SETS[args.dpo_set]

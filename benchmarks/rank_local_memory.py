@@ -77,8 +77,8 @@ def worker(folder: str, dtype: str, out: str) -> None:
     """One process: load and shard as a training stage does, measuring host memory."""
     import torch.distributed as dist
 
+    from podium.distributed.fsdp import env_settings, shard_model, state_bytes
     from podium.models.io import load_model
-    from podium.training.fsdp import env_settings, shard_model, state_bytes
 
     if DEVICE == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -123,7 +123,7 @@ def save_model_folder(folder: Path, dtype: torch.dtype) -> int:
 
 
 def launch(folder: Path, dtype: str, out: Path, rank_local: bool) -> list[dict]:
-    from podium.training.fsdp import ENV, FSDPSettings
+    from podium.distributed.fsdp import ENV, FSDPSettings
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", **({"ACCELERATE_USE_CPU": "1"} if DEVICE == "cpu" else {}), "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}", ENV: FSDPSettings(rank_local_load=rank_local).to_env()}

@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     if args.worker:
         worker(*args.worker)
         return 0
-    from podium.training.fsdp import ENV, FSDPSettings
+    from podium.distributed.fsdp import ENV, FSDPSettings
 
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": str(ROOT / "src")}

@@ -60,7 +60,8 @@ def fit_completions(model, tok, rows: list[dict], steps: int, lr: float = 3e-3) 
     import torch
 
     from podium.data.preference import tokenize_pairs
-    from podium.training.logps import pack_pairs, sequence_logps
+    from podium.training.logps import sequence_logps
+    from podium.training.pair_layout import pack_pairs
 
     examples, _ = tokenize_pairs(rows, tok, 128)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)

@@ -2,6 +2,9 @@
 
 Every error names the file, the line and the key, e.g.
 `recipes/quickstart.yaml:12: stage 'sft': unknown key 'learing_rate'`.
+
+(About 380 lines: the YAML reader and the validation that names its lines share `Located`, and every layer
+imports both from here; split only with a reason stronger than length.)
 """
 
 from __future__ import annotations
@@ -92,10 +95,30 @@ def check_depth(text: str, path: str) -> None:
 
 
 def parse_yaml(text: str, path: str = "<string>") -> Located:
+    """`text` as YAML data with the line of every key path (`Located`); anything but plain mappings, lists and
+    scalars (tags, complex keys, duplicate keys, documents that expand past `MAX_YAML_VALUES`) is a ConfigError."""
+    node = _compose(text, path)
+    located = Located(None, path)
+    if node is None:
+        located.data = {}
+        return located
+    try:
+        located.data = _Builder(located, path).build(node, ())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else path
+        raise ConfigError(f"{where}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: the document nests too deeply (a recursive alias?)") from None
+    return located
+
+
+def _compose(text: str, path: str):
+    """The document's node tree (None: an empty document), YAML errors named by file and line."""
     check_depth(text, path)
     loader = yaml.SafeLoader(text)
     try:
-        node = loader.get_single_node()
+        return loader.get_single_node()
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else path
@@ -104,72 +127,68 @@ def parse_yaml(text: str, path: str = "<string>") -> Located:
         raise ConfigError(f"{path}: the document nests too deeply") from None
     finally:
         loader.dispose()
-    located = Located(None, path)
-    if node is None:
-        located.data = {}
-        return located
 
-    constructor = yaml.SafeLoader("")
-    built = 0
 
-    def build(n, keypath):
-        nonlocal built
-        built += 1
-        if built > MAX_YAML_VALUES:
+class _Builder:
+    """Builds Python data from a node tree, recording each key path's line in `located.lines`."""
+
+    def __init__(self, located: Located, path: str):
+        self.located, self.path = located, path
+        self.constructor = yaml.SafeLoader("")
+        self.built = 0
+
+    def build(self, n, keypath: tuple):
+        path = self.path
+        self.built += 1
+        if self.built > MAX_YAML_VALUES:
             raise ConfigError(f"{path}: the document expands to more than {MAX_YAML_VALUES:,} values (aliases "
                               "repeated inside aliases?); podium refuses it rather than run out of memory")
-        located.lines.setdefault(keypath, n.start_mark.line + 1)
+        self.located.lines.setdefault(keypath, n.start_mark.line + 1)
         line = n.start_mark.line + 1
         if isinstance(n, yaml.MappingNode):
             if n.tag not in (MAP_TAG, "!"):
                 raise ConfigError(f"{path}:{line}: unsupported YAML tag {n.tag!r}")
-            out = {}
-            # `<<: *defaults` merge keys as the YAML merge-key spec (yaml.org/type/merge.html) defines them:
-            # keys written out in the mapping win; of a sequence `<<: [*a, *b]`, earlier mappings win. Two `<<`
-            # keys in one mapping are a duplicate key, which YAML forbids (PyYAML lets the first win, others the
-            # last): refused, so a recipe never means different things to different tools.
-            merges = [k for k, _ in n.value if k.tag == MERGE_TAG]
-            if len(merges) > 1:
-                raise ConfigError(f"{path}:{merges[1].start_mark.line + 1}: a second `<<` merge key in one mapping "
-                                  f"(the first is on line {merges[0].start_mark.line + 1}); YAML keys are unique: write "
-                                  "`<<: [*first, *second]` (earlier mappings win)")
-            for k_node, v_node in n.value:
-                if k_node.tag == MERGE_TAG:
-                    for src in v_node.value if isinstance(v_node, yaml.SequenceNode) else [v_node]:
-                        if not isinstance(src, yaml.MappingNode):
-                            raise ConfigError(f"{path}:{k_node.start_mark.line + 1}: `<<` merges mappings only")
-                        for k, v in build(src, keypath).items():
-                            out.setdefault(k, v)
-            explicit = set()
-            for k_node, v_node in n.value:
-                if k_node.tag == MERGE_TAG:
-                    continue
-                if not isinstance(k_node, yaml.ScalarNode):
-                    raise ConfigError(f"{path}:{k_node.start_mark.line + 1}: a key must be a plain value, "
-                                      "not a list or mapping")
-                key = constructor.construct_object(k_node, deep=True)
-                sub = keypath + (key,)
-                if key in explicit:
-                    raise ConfigError(f"{path}:{k_node.start_mark.line + 1}: duplicate key {key!r}")
-                explicit.add(key)
-                located.lines[sub] = k_node.start_mark.line + 1
-                out[key] = build(v_node, sub)
-            return out
+            return self.mapping(n, keypath)
         if isinstance(n, yaml.SequenceNode):
             if n.tag not in (SEQ_TAG, "!"):
                 raise ConfigError(f"{path}:{line}: unsupported YAML tag {n.tag!r}")
-            return [build(item, keypath + (i,)) for i, item in enumerate(n.value)]
-        return constructor.construct_object(n, deep=True)
+            return [self.build(item, keypath + (i,)) for i, item in enumerate(n.value)]
+        return self.constructor.construct_object(n, deep=True)
 
-    try:
-        located.data = build(node, ())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else path
-        raise ConfigError(f"{where}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: the document nests too deeply (a recursive alias?)") from None
-    return located
+    def mapping(self, n, keypath: tuple) -> dict:
+        path = self.path
+        out = {}
+        # `<<: *defaults` merge keys as the YAML merge-key spec (yaml.org/type/merge.html) defines them:
+        # keys written out in the mapping win; of a sequence `<<: [*a, *b]`, earlier mappings win. Two `<<`
+        # keys in one mapping are a duplicate key, which YAML forbids (PyYAML lets the first win, others the
+        # last): refused, so a recipe never means different things to different tools.
+        merges = [k for k, _ in n.value if k.tag == MERGE_TAG]
+        if len(merges) > 1:
+            raise ConfigError(f"{path}:{merges[1].start_mark.line + 1}: a second `<<` merge key in one mapping "
+                              f"(the first is on line {merges[0].start_mark.line + 1}); YAML keys are unique: write "
+                              "`<<: [*first, *second]` (earlier mappings win)")
+        for k_node, v_node in n.value:
+            if k_node.tag == MERGE_TAG:
+                for src in v_node.value if isinstance(v_node, yaml.SequenceNode) else [v_node]:
+                    if not isinstance(src, yaml.MappingNode):
+                        raise ConfigError(f"{path}:{k_node.start_mark.line + 1}: `<<` merges mappings only")
+                    for k, v in self.build(src, keypath).items():
+                        out.setdefault(k, v)
+        explicit = set()
+        for k_node, v_node in n.value:
+            if k_node.tag == MERGE_TAG:
+                continue
+            if not isinstance(k_node, yaml.ScalarNode):
+                raise ConfigError(f"{path}:{k_node.start_mark.line + 1}: a key must be a plain value, "
+                                  "not a list or mapping")
+            key = self.constructor.construct_object(k_node, deep=True)
+            sub = keypath + (key,)
+            if key in explicit:
+                raise ConfigError(f"{path}:{k_node.start_mark.line + 1}: duplicate key {key!r}")
+            explicit.add(key)
+            self.located.lines[sub] = k_node.start_mark.line + 1
+            out[key] = self.build(v_node, sub)
+        return out
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

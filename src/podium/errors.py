@@ -14,3 +14,8 @@ class ConfigError(PodiumError):
 
 class DataError(PodiumError):
     """A dataset file is malformed or empty."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none), for one-line errors."""
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

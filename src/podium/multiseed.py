@@ -27,7 +27,8 @@ from pathlib import Path
 from podium.cards.compare import compare_runs, write_compare
 from podium.cards.report import write_report
 from podium.errors import ConfigError, PodiumError
-from podium.pipeline import PlannedStage, RunPlan, check_plan, make_plan, run_plan
+from podium.pipeline import run_plan
+from podium.planning import PlannedStage, RunPlan, check_plan, make_plan
 from podium.run_lock import RunDirLock
 from podium.rundir import COMPARE_FILES, REPORT_FILE, files_problem, is_run_dir, read_done, seed_dir_name, seed_run_dirs
 

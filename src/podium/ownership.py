@@ -30,8 +30,8 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-from podium.data.records import write_json, write_text
 from podium.errors import PodiumError
+from podium.files import write_json, write_text
 from podium.models.publish import PUBLISHED, name_problem
 from podium.run_lock import output_lock
 from podium.rundir import STAGE_FILE, StageRecord, made_by_podium, write_stage_done

@@ -21,7 +21,8 @@ from podium.errors import PodiumError
 from podium.limits import read_json_bounded
 from podium.merging.executor import merge_problem
 from podium.merging.stage import MergeStageConfig, build_merge_config
-from podium.models.io import config_problem, max_positions
+from podium.models.folder_checks import config_problem
+from podium.models.io import max_positions
 
 
 def late_problems(run_dir: Path, stages) -> list[str]:

@@ -38,7 +38,7 @@ from podium.data.stage_sources import (
 from podium.errors import DataError, PodiumError
 from podium.models.io import load_tokenizer
 from podium.pairs.stage import conversational, record_pairs
-from podium.pipeline import make_plan
+from podium.planning import make_plan
 
 
 def read_head(src: DataSource, use: str | None, rows: int, views: list[StageView]) -> list[dict]:

@@ -26,7 +26,7 @@ directory that is not a run dir is never written into where a file of the run la
 
 Metric values are numbers; rates and accuracies are fractions in [0, 1] (`win_rate` 0.57, not 57):
 percent is a display choice of cards and reports. Every file is written atomically
-(podium.data.records), so a reader sees a whole file or none.
+(podium.files), so a reader sees a whole file or none.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from podium.data.records import write_json
 from podium.errors import PodiumError
+from podium.files import write_json
 from podium.fingerprint import manifest, manifest_problem
 
 STAGE_FILE = "stage.json"

@@ -4,7 +4,7 @@ of 2 processes for all of them instead of one launch each).
     accelerate launch --multi_gpu --num_processes 2 tests/integration/fsdp_sweep.py RUNS.json
 
 RUNS.json: [{"kind": "train", "config": {...}, "out": "DIR"}, ...]. Rank 0 writes each run's metrics to
-DIR/sweep-metrics.json, with `rank_local_loads`: how many models the run loaded rank-locally (podium.training.fsdp_load).
+DIR/sweep-metrics.json, with `rank_local_loads`: how many models the run loaded rank-locally (podium.distributed.fsdp_load).
 A run's "env" (optional) sets environment variables for that run only (`PODIUM_FSDP` with rank_local_load false: the
 whole-model loading path). {"kind": "memory", "size": SIZE, "out": FILE} measures the peak memory of each process
 (benchmarks/sharded_memory.py) into FILE. The ranks get podium's FSDP2 settings from PODIUM_FSDP, as `podium run` sets it.

@@ -21,7 +21,7 @@ import psutil
 import pytest
 from safetensors.torch import load_file
 
-from podium.data.records import read_jsonl
+from podium.files import read_jsonl
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

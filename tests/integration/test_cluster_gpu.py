@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from podium.data.records import read_jsonl
+from podium.files import read_jsonl
 
 pytestmark = [pytest.mark.gpu, pytest.mark.integration]
 ROOT = Path(__file__).resolve().parents[2]

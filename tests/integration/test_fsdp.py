@@ -28,10 +28,10 @@ from safetensors.torch import load_file
 from tests.parity.families import build_family
 from tests.pref_helpers import PAIRS, save_tiny, write_pairs
 
+from podium.distributed.fsdp import ENV, FSDPSettings
 from podium.losses import LOSS_SPECS
 from podium.models.io import save_model
 from podium.stages import run_stage
-from podium.training.fsdp import ENV, FSDPSettings
 
 # scripts/gpu_check.sh runs these on 2 GPUs (NCCL): PODIUM_FSDP_TEST_DEVICE=cuda, and PODIUM_FSDP_TEST_BF16=1 for bf16
 # compute (FSDP2's MixedPrecisionPolicy), compared with the one-process fp32 twins at a bf16 tolerance.

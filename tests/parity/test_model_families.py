@@ -40,7 +40,8 @@ from podium.data.preference import tokenize_pairs
 from podium.generation.hf_sampler import TransformersSampler
 from podium.generation.sampler import SamplingParams
 from podium.training import attention_masks
-from podium.training.logps import pack_pairs, pair_logps
+from podium.training.logps import pair_logps
+from podium.training.pair_layout import pack_pairs
 from podium.training.router_loss import router_aux_coef
 from podium.training.sft import sft_objective
 

@@ -12,7 +12,7 @@ import torch
 from tests.pref_helpers import PAIRS, TINY
 
 from podium.data.preference import tokenize_pairs
-from podium.training.logps import pack_pairs
+from podium.training.pair_layout import pack_pairs
 from podium.training.preference_objective import PreferenceObjective
 from podium.training.reference import compute_reference_logps
 

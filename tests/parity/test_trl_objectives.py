@@ -29,7 +29,8 @@ from podium.data.preference import tokenize_pairs
 from podium.data.unpaired import tokenize_unpaired
 from podium.losses import LOSS_SPECS, length_desensitized_reference
 from podium.training.attention_masks import exact_layout
-from podium.training.logps import pack_pairs, pair_logps
+from podium.training.logps import pair_logps
+from podium.training.pair_layout import pack_pairs
 from podium.training.preference_inputs import common_length_examples
 from podium.training.preference_objective import PreferenceObjective, make_collate
 from podium.training.reference import cached_reference_logps

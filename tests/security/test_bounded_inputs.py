@@ -19,10 +19,10 @@ from tests.security.bounds import plant_fifo, time_bound
 
 from podium import hub
 from podium.data.mixture import build_mixture, load_rows
-from podium.data.records import read_jsonl
 from podium.errors import ConfigError, DataError, PodiumError
+from podium.files import read_jsonl
 from podium.models.io import load_model
-from podium.pipeline import make_plan, plan_problems
+from podium.planning import make_plan, plan_problems
 from podium.stages import run_stage
 
 SRC = str(Path(__file__).parents[2] / "src")
@@ -37,7 +37,7 @@ def test_a_200_mb_single_line_is_refused_in_bounded_memory(tmp_path):
     code = textwrap.dedent(f"""
         import resource, sys
         from podium.data.mixture import build_mixture
-        from podium.data.records import read_jsonl
+        from podium.files import read_jsonl
         from podium.errors import DataError
         print("imported_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
         for read in (lambda: read_jsonl({str(big)!r}), lambda: build_mixture([{{"path": {str(big)!r}, "count": 5}}])):

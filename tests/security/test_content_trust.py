@@ -20,7 +20,8 @@ from tests.pref_helpers import PAIRS, TINY
 
 from podium.data.preference import tokenize_pairs
 from podium.models.tiny import build_tiny_model
-from podium.pipeline import make_plan, run_plan
+from podium.pipeline import run_plan
+from podium.planning import make_plan
 from podium.refs import FileRef
 from podium.stages import StageConfig, stage
 from podium.training import reference

@@ -23,7 +23,8 @@ from tests.security.planting import snapshot
 from podium.cli import main
 from podium.errors import PodiumError
 from podium.models import publish
-from podium.pipeline import make_plan, run_plan
+from podium.pipeline import run_plan
+from podium.planning import make_plan
 from podium.stages import StageConfig, stage
 
 SRC = str(Path(__file__).parents[2] / "src")

@@ -51,11 +51,11 @@ from tests.security.planting import snapshot
 from podium.cli import main
 from podium.data.mixture import build_mixture, load_rows
 from podium.data.preference import read_pairs, tokenize_pairs
-from podium.data.records import read_jsonl
 from podium.errors import PodiumError
+from podium.files import read_jsonl
 from podium.merging.reader import ModelSource
 from podium.models.io import load_model, load_tokenizer
-from podium.pipeline import make_plan, plan_problems
+from podium.planning import make_plan, plan_problems
 from podium.training.sft import tokenize_dataset
 
 BOUND = 60.0  # seconds per example: far above any honest outcome here, far below a hang

@@ -19,7 +19,8 @@ import pytest
 from tests.security.planting import snapshot
 
 from podium.cli import main
-from podium.pipeline import make_plan, run_plan
+from podium.pipeline import run_plan
+from podium.planning import make_plan
 from podium.rundir import read_done
 
 # A user's folder that looks like a model folder: every name the old code deleted or overwrote.

@@ -12,7 +12,8 @@ from tests.security.planting import snapshot
 
 from podium.cli import main
 from podium.errors import ConfigError, PodiumError
-from podium.pipeline import make_plan, run_plan
+from podium.pipeline import run_plan
+from podium.planning import make_plan
 from podium.stages import StageConfig, stage
 
 CALLS: list[str] = []

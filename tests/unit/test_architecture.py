@@ -1,7 +1,8 @@
 """The import rule of docs/ARCHITECTURE.md, read from the source with ast (nothing is imported).
 
 - a module imports only from its own layer or below (every import counts, also one inside a function);
-- the import graph has no cycles;
+- the import graph has no cycles, between modules nor between folders (a folder's modules of one layer
+  are one node: data/ importing tasks/ while tasks/ imports data/ is a cycle even when no two files are);
 - only podium.cli parses arguments (argparse) and nothing below it imports podium.cli;
 - a function-level import is an optional or slow package (named in LAZY_PACKAGES) or listed in
   KNOWN_LAZY with its reason;
@@ -18,19 +19,39 @@ import pytest
 
 SRC = Path(__file__).parents[2] / "src"
 
-# Bottom to top. A module belongs to the layer of its longest matching prefix.
+# Bottom to top. A module belongs to the layer of its longest matching prefix (a package prefix covers its
+# modules; the root `podium` covers only podium/__init__.py). Packages, not single files, are the unit: a
+# module sits in another layer than its folder only for a reason given beside it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("podium", "podium.errors", "podium.limits", "podium.config", "podium.stages", "podium.refs")),
+    # errors, bounds on reads, file I/O, YAML and overrides, the stage registry, typed references
+    ("foundation", ("podium", "podium.errors", "podium.limits", "podium.files", "podium.config", "podium.stages",
+                    "podium.refs")),
+    # pure functions and their tables
     ("math", ("podium.losses", "podium.merging.methods", "podium.merging.sparsify", "podium.generation.sampling",
               "podium.evaluation.leaderboard", "podium.evaluation.suites")),
-    ("components", ("podium.data", "podium.models", "podium.tasks", "podium.generation", "podium.training",
-                    "podium.judging", "podium.selfplay.targets", "podium.selfplay.held_out", "podium.pairs.dpop",
-                    "podium.evaluation", "podium.merging", "podium.cards", "podium.rundir", "podium.run_lock", "podium.hub",
-                    "podium.distributed", "podium.cache_auth", "podium.fingerprint", "podium.ownership")),
+    # the run dir and its locks, fingerprints and cache entries, the Hub, processes and FSDP2
+    ("runtime", ("podium.fingerprint", "podium.cache_auth", "podium.run_lock", "podium.hub", "podium.rundir",
+                 "podium.distributed")),
+    # records, sources, mixtures, rendering; task families
+    ("data", ("podium.tasks", "podium.data")),
+    # model I/O, heads, introspection, publishing
+    ("models", ("podium.models",)),
+    # what uses a model: sampling, judging, evaluating, merging, pair building
+    ("engines", ("podium.generation", "podium.judging", "podium.evaluation", "podium.merging", "podium.selfplay.targets",
+                 "podium.pairs.dpop")),
+    # the training loop and its objectives (LoRA merges through podium.merging)
+    ("training", ("podium.training",)),
+    # model cards, run reports, what a command may write
+    ("reporting", ("podium.cards", "podium.ownership")),
     ("stages", ("podium.models.build", "podium.tasks.stage", "podium.training.sft", "podium.training.train",
                 "podium.evaluation.stage", "podium.generation.stage", "podium.selfplay.sgd", "podium.pairs.stage",
-                "podium.selfplay.sppo", "podium.merging.stage", "podium.cards.stage")),
-    ("pipeline", ("podium.pipeline", "podium.seeding", "podium.multiseed", "podium.preview", "podium.preflight")),
+                "podium.selfplay.sppo", "podium.merging.stage", "podium.cards.stage",
+                "podium.selfplay", "podium.pairs",  # the folders of stages (their pure parts are engines)
+                "podium.distributed.worker")),  # a rank of a distributed stage: runs the stage function
+    ("pipeline", ("podium.recipe", "podium.recipe_refs", "podium.planning", "podium.pipeline", "podium.seeding",
+                  "podium.multiseed", "podium.preview", "podium.preflight",
+                  # which sources a planned stage reads and the dry-run's check of them: planning
+                  "podium.data.stage_sources", "podium.data.source_check")),
     ("cli", ("podium.cli", "podium.__main__")),
 ]
 RANK = {name: i for i, (name, _) in enumerate(LAYERS)}
@@ -40,8 +61,8 @@ LAZY_PACKAGES = {"vllm", "lm_eval", "llm_blender", "matplotlib", "datasets", "pe
                  "pyarrow"}  # pyarrow: with datasets, only Arrow sources need it
 # Other function-level imports, each with its reason (module, imported module).
 KNOWN_LAZY = {
-    ("podium.training.loop", "accelerate"): "accelerate starts only with a training run (training/loop.py, harden)",
-    ("podium.training.loop", "accelerate.utils"): "as accelerate above: the trackers' ProjectConfiguration (cluster)",
+    ("podium.training.trackers", "accelerate"): "accelerate starts only with a training run (training/trackers.py, harden)",
+    ("podium.training.trackers", "accelerate.utils"): "as accelerate above: the trackers' ProjectConfiguration (cluster)",
     ("podium.merging.reader", "huggingface_hub"): "0.5 s of imports that only a Hub id (not a local folder) needs",
 }
 # Import cycles tolerated for now: none.
@@ -60,7 +81,8 @@ def layer(module: str) -> str:
     best, best_len = None, -1
     for name, prefixes in LAYERS:
         for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best_len:
+            covers = module == prefix or (prefix != "podium" and module.startswith(prefix + "."))
+            if covers and len(prefix) > best_len:
                 best, best_len = name, len(prefix)
     assert best is not None, f"{module} is in no layer: add it to LAYERS (and docs/ARCHITECTURE.md)"
     return best
@@ -101,16 +123,20 @@ def test_every_module_has_a_layer():
         layer(module)
 
 
+def test_every_layer_entry_exists():
+    stale = [prefix for _, prefixes in LAYERS for prefix in prefixes
+             if not any(m == prefix or m.startswith(prefix + ".") for m in MODULES)]
+    assert not stale, f"LAYERS entries that name no module (moved or deleted?): {stale}"
+
+
 def test_no_module_imports_a_layer_above_it():
     wrong = [f"{m} ({layer(m)}) imports {t} ({layer(t)}) at line {line}"
              for m in MODULES for t, _, line in imports(m) if t in MODULES and RANK[layer(t)] > RANK[layer(m)]]
     assert not wrong, "\n".join(wrong)
 
 
-def test_the_import_graph_has_no_cycles():
-    graph = podium_edges()
-    for a, b in KNOWN_CYCLE_EDGES:
-        graph[a].discard(b)
+def find_cycles(graph: dict[str, set[str]]) -> list[str]:
+    """One `a -> b -> ... -> a` line per back edge found by a depth-first walk (empty: no cycle)."""
     state: dict[str, int] = {}  # 1 on the stack, 2 done
     cycles = []
 
@@ -123,10 +149,41 @@ def test_the_import_graph_has_no_cycles():
                 dfs(nxt, stack + [nxt])
         state[node] = 2
 
-    for module in sorted(MODULES):
-        if module not in state:
-            dfs(module, [module])
+    for node in sorted(graph):
+        if node not in state:
+            dfs(node, [node])
+    return cycles
+
+
+def folder(module: str) -> str:
+    """The node of `module` in the folder graph: its top-level package (or module) under podium, and its layer
+    when that differs from the folder's own (tasks/stage.py is a stage, above the tasks it registers)."""
+    parts = module.split(".")
+    top = ".".join(parts[:2])
+    return top if layer(module) == layer(top) else f"{top}@{layer(module)}"
+
+
+def test_the_import_graph_has_no_cycles():
+    graph = podium_edges()
+    for a, b in KNOWN_CYCLE_EDGES:
+        graph[a].discard(b)
+    cycles = find_cycles(graph)
     assert not cycles, "\n".join(cycles)
+
+
+def test_the_folder_graph_has_no_cycles():
+    graph, why = collections.defaultdict(set), {}
+    for a, targets in podium_edges().items():
+        for b in targets:
+            if folder(a) != folder(b):
+                graph[folder(a)].add(folder(b))
+                why.setdefault((folder(a), folder(b)), f"{a} -> {b}")
+    cycles = find_cycles(graph)
+    explained = []
+    for cycle in cycles:
+        nodes = cycle.split(" -> ")
+        explained.append(cycle + ": " + "; ".join(why[edge] for edge in zip(nodes, nodes[1:])))
+    assert not cycles, "folders that import each other:\n" + "\n".join(explained)
 
 
 def test_only_the_cli_parses_arguments():
@@ -168,16 +225,31 @@ def test_public_names_are_defined_once():
     assert not doubles, doubles
 
 
-@pytest.mark.parametrize("bad, message", [
-    ("import argparse\n", "argparse outside podium.cli"),
-    ("from podium.cli import main\n", "imports podium.cli"),
+@pytest.mark.parametrize("fakes, check, message", [
+    ({"podium.losses.fake": "import argparse\n"}, "test_only_the_cli_parses_arguments", "argparse outside podium.cli"),
+    ({"podium.losses.fake": "from podium.cli import main\n"}, "test_no_module_imports_a_layer_above_it",
+     "imports podium.cli"),
+    ({"podium.nowhere": ""}, "test_every_module_has_a_layer", "podium.nowhere is in no layer"),
+    ({"podium.losses.fake_a": "from podium.losses import fake_b\n", "podium.losses.fake_b": "import podium.losses.fake_a\n"},
+     "test_the_import_graph_has_no_cycles", "podium.losses.fake_a -> podium.losses.fake_b -> podium.losses.fake_a"),
+    # data/ already imports tasks/ (data/mixture.py): one file of tasks/ importing data/ closes a folder cycle
+    # although no two files import each other.
+    ({"podium.tasks.fake": "from podium.data.formats import PAIR_FIELDS\n"}, "test_the_folder_graph_has_no_cycles",
+     "podium.tasks.fake -> podium.data.formats"),
+    ({"podium.losses.fake": "def f():\n    import json\n"}, "test_function_level_imports_are_justified",
+     "podium.losses.fake:2 imports json inside a function"),
+    ({"podium.losses.fake": "def read_jsonl(path):\n    return []\n"}, "test_public_names_are_defined_once",
+     "read_jsonl"),
+    ({}, "test_every_layer_entry_exists", "podium.gone"),
 ])
-def test_the_checks_can_fail(bad, message, monkeypatch, tmp_path):
-    """A library module that parses arguments or imports the CLI is caught."""
-    fake = tmp_path / "podium" / "losses" / "fake.py"
-    fake.parent.mkdir(parents=True)
-    fake.write_text(bad)
-    monkeypatch.setitem(MODULES, "podium.losses.fake", fake)
-    check = test_only_the_cli_parses_arguments if "argparse" in bad else test_no_module_imports_a_layer_above_it
-    with pytest.raises(AssertionError, match=message):
-        check()
+def test_each_check_can_fail(fakes, check, message, monkeypatch, tmp_path):
+    """Each rule above catches the module that breaks it."""
+    for name, text in fakes.items():
+        path = tmp_path / (name.replace(".", "/") + ".py")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        monkeypatch.setitem(MODULES, name, path)
+    if not fakes:  # a LAYERS entry naming nothing
+        monkeypatch.setitem(globals(), "LAYERS", LAYERS + [("cli", ("podium.gone",))])
+    with pytest.raises(AssertionError, match=message.replace(".", r"\.")):
+        globals()[check]()

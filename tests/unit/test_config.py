@@ -6,7 +6,7 @@ import pytest
 
 from podium.config import parse_override, parse_yaml
 from podium.errors import ConfigError
-from podium.pipeline import make_plan
+from podium.planning import make_plan
 
 
 def write(tmp_path, text, name="r.yaml"):

@@ -6,8 +6,8 @@ import torch
 from podium.data.chat import IGNORE, tokenize_sft
 from podium.data.collate import pack_batch, pack_rows, pad_batch
 from podium.data.mixture import build_mixture
-from podium.data.records import read_jsonl, write_jsonl
 from podium.errors import DataError
+from podium.files import read_jsonl, write_jsonl
 from podium.models.tiny import build_tiny_model, build_tokenizer
 from podium.training.sft import sft_objective
 

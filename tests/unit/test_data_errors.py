@@ -10,8 +10,8 @@ import pytest
 from podium.data.chat import tokenize_sft
 from podium.data.mixture import build_mixture
 from podium.data.preference import read_pairs, tokenize_pairs
-from podium.data.records import read_jsonl
 from podium.errors import DataError
+from podium.files import read_jsonl
 from podium.models.tiny import build_tokenizer
 from podium.training.sft import tokenize_dataset
 

@@ -122,7 +122,7 @@ def test_learning_rate_must_be_positive_and_finite(lr):
 
 
 def test_negative_sft_lr_fails_the_plan_with_file_and_line(tmp_path):
-    from podium.pipeline import make_plan
+    from podium.planning import make_plan
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text("name: t\nstages:\n  - {name: base, kind: tiny_model, hidden_size: 16}\n"
@@ -147,7 +147,7 @@ def test_weights_count_as_replicated_for_one_process_and_ddp_only():
 
     from accelerate.utils import DistributedType
 
-    from podium.training.loop import weights_replicated
+    from podium.training.loop_state import weights_replicated
 
     assert weights_replicated(SimpleNamespace(distributed_type=DistributedType.NO))
     assert weights_replicated(SimpleNamespace(distributed_type=DistributedType.MULTI_CPU))

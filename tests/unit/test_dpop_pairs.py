@@ -95,7 +95,7 @@ def test_multiple_choice_template_duplicates_and_errors():
 
 
 def test_pairs_stage_both_builders(tmp_path):
-    from podium.data.records import read_jsonl, write_jsonl
+    from podium.files import read_jsonl, write_jsonl
     from podium.stages import run_stage
 
     math = write_jsonl(tmp_path / "math.jsonl", [

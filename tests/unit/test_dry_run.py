@@ -13,7 +13,7 @@ import pytest
 
 from podium.cli import main
 from podium.errors import ConfigError
-from podium.pipeline import make_plan
+from podium.planning import make_plan
 
 HEAD = """\
 stages:

@@ -16,8 +16,8 @@ from podium.data.collate import pad_batch
 from podium.data.preference import tokenize_pairs
 from podium.models.tiny import build_tiny_model
 from podium.training.flops import TrainingFlops, peak_flops
-from podium.training.logps import pack_pairs
 from podium.training.loop import train_loop
+from podium.training.pair_layout import pack_pairs
 from podium.training.settings import TrainSettings
 from podium.training.sft import sft_objective
 

@@ -1,4 +1,4 @@
-"""Rank-local loading's pieces (podium.training.fsdp_load) against the real things: FSDP2's row split is
+"""Rank-local loading's pieces (podium.distributed.fsdp_load) against the real things: FSDP2's row split is
 `torch.chunk`'s, rows read from a safetensors file (single or with a Hub index) are the tensor's rows, and a model
 built empty and filled from its files is the model `from_pretrained` loads (weights, tied embeddings, buffers,
 Mixtral's experts fused from per-expert files), LoRA adapters included. The 2-process runs are in
@@ -14,18 +14,11 @@ import torch
 from tests.parity.families import build_family
 from transformers import AutoModelForCausalLM
 
+from podium.distributed.fsdp_load import empty_model, is_empty, materialise
+from podium.distributed.weight_files import WeightFiles, shard_rows
+from podium.distributed.weight_sources import Experts, plan_sources, unwrapped_name
 from podium.errors import PodiumError
 from podium.models.io import save_model
-from podium.training.fsdp_load import (
-    Experts,
-    WeightFiles,
-    empty_model,
-    is_empty,
-    materialise,
-    plan_sources,
-    shard_rows,
-    unwrapped_name,
-)
 from podium.training.lora import LoraSettings, apply_lora
 
 

@@ -10,7 +10,7 @@ import json
 import pytest
 from tests.recipe_fixtures import local_recipe
 
-from podium.data.records import read_jsonl
+from podium.files import read_jsonl
 from podium.pipeline import run_recipe
 from podium.stages import run_stage
 

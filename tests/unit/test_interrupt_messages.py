@@ -9,7 +9,8 @@ import pytest
 
 from podium.cli import main
 from podium.cli import merge as merge_cli
-from podium.pipeline import make_plan, run_plan
+from podium.pipeline import run_plan
+from podium.planning import make_plan
 from podium.stages import StageConfig, stage
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from podium.cli import main
 from podium.errors import ConfigError
-from podium.pipeline import make_plan, plan_problems
+from podium.planning import make_plan, plan_problems
 
 
 def recipe(tmp_path, text: str):

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from podium.cli.run import main as run_main
+from podium.distributed.environment import environment_problems
 from podium.distributed.launcher import format_command, launch_command
-from podium.distributed.spec import environment_problems
 from podium.errors import ConfigError
-from podium.pipeline import make_plan, run_plan
+from podium.pipeline import run_plan
+from podium.planning import make_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs" / "accelerate"

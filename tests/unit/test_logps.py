@@ -10,7 +10,8 @@ from tests.pref_helpers import PAIRS, TINY
 
 from podium.data.preference import tokenize_pairs
 from podium.models.tiny import build_tiny_model
-from podium.training.logps import gathered_logps, pack_pairs, sequence_logps, token_logps
+from podium.training.logps import gathered_logps, sequence_logps, token_logps
+from podium.training.pair_layout import pack_pairs
 
 LAYOUTS = [(False, False), (True, False), (False, True), (True, True)]
 

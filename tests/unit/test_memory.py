@@ -10,8 +10,9 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from podium.pipeline import make_plan
-from podium.training.memory import KNOWN_CONFIGS, ModelShape, TrainingSetup, estimate, plan_memory_lines
+from podium.planning import make_plan
+from podium.training.memory import KNOWN_CONFIGS, ModelShape, TrainingSetup, estimate
+from podium.training.memory_plan import plan_memory_lines
 
 RECIPE_MODELS = ["abacusai/Smaug-72B-v0.1", "mistralai/Mixtral-8x7B-Instruct-v0.1", "upstage/SOLAR-10.7B-Instruct-v1.0",
                  "google/gemma-2-9b-it", "meta-llama/Meta-Llama-3-8B-Instruct"]

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from podium.errors import PodiumError
-from podium.models.io import load_model, load_tokenizer, security_policy
+from podium.models.io import load_model, load_tokenizer
+from podium.models.policy import security_policy
 
 
 def test_roundtrip(tiny_dir):

@@ -22,7 +22,8 @@ from podium.errors import PodiumError
 from podium.models.io import load_model, save_model
 from podium.stages import run_stage
 from podium.training.attention_masks import check_causal, exact_layout
-from podium.training.logps import pack_pairs, pair_logps
+from podium.training.logps import pair_logps
+from podium.training.pair_layout import pack_pairs
 from podium.training.router_loss import router_aux_coef
 
 EXPECTED_ATTENTION = {"llama3": "sdpa", "qwen2": "sdpa", "mistral": "sdpa", "mixtral": "sdpa", "gemma2": "eager"}

@@ -248,7 +248,8 @@ def test_prompt_log_probs_and_token_positions_in_every_layout(prefix_sharing, pa
     from podium.data.preference import tokenize_pairs
     from podium.losses import length_desensitized_logps
     from podium.models.tiny import build_tiny_model
-    from podium.training.logps import pack_pairs, pair_logps
+    from podium.training.logps import pair_logps
+    from podium.training.pair_layout import pack_pairs
 
     model, tok = build_tiny_model(seed=0, **TINY)
     examples, _ = tokenize_pairs(PAIRS, tok, 64)

@@ -62,7 +62,7 @@ def test_out_of_range_or_unused_settings_are_errors_at_their_key(bad, key):
 
 def test_a_recipe_error_names_file_line_and_key(tmp_path):
     from podium.errors import ConfigError
-    from podium.pipeline import make_plan
+    from podium.planning import make_plan
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text("stages:\n  - name: dpo\n    kind: train\n    model: m\n    data: d.jsonl\n"

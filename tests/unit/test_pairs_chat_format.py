@@ -1,6 +1,6 @@
 """Pairs built from a built-in task keep its chat prompt (the format the SFT model learned)."""
 
-from podium.data.records import read_jsonl
+from podium.files import read_jsonl
 from podium.stages import run_stage
 
 

@@ -5,8 +5,9 @@ import textwrap
 
 import pytest
 
-from podium.data.records import write_json
-from podium.pipeline import make_plan, run_plan
+from podium.files import write_json
+from podium.pipeline import run_plan
+from podium.planning import make_plan
 from podium.refs import DataRef
 from podium.stages import StageConfig, stage
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from podium.pipeline import make_plan
+from podium.planning import make_plan
 
 RECIPES = sorted(p for p in Path(__file__).parents[2].joinpath("recipes").rglob("*.yaml")
                  if "examples" not in p.parts)

@@ -15,9 +15,9 @@ import pytest
 
 from podium.cli import main
 from podium.data.chat import IGNORE, tokenize_sft
-from podium.data.records import read_jsonl
 from podium.data.rendering import chat_prompt, chat_record
 from podium.errors import ConfigError
+from podium.files import read_jsonl
 from podium.models.io import load_tokenizer
 from podium.stages import run_stage
 

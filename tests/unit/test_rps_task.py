@@ -79,7 +79,7 @@ def test_selfplay_win_rate_under_another_judge(tiny_dir, tmp_path):
     the mean true preference of the saved greedy answers, derived here from the files."""
     from transformers import AutoModel
 
-    from podium.data.records import read_jsonl
+    from podium.files import read_jsonl
     from podium.models.heads import build_preference_model
     from podium.models.io import load_tokenizer, save_model
 

@@ -14,9 +14,10 @@ import pytest
 from tests.security.planting import snapshot
 
 from podium.cli import main
-from podium.data.records import write_json
 from podium.errors import PodiumError
-from podium.pipeline import make_plan, plan_problems, run_plan
+from podium.files import write_json
+from podium.pipeline import run_plan
+from podium.planning import make_plan, plan_problems
 from podium.stages import StageConfig, stage
 
 CALLS: list[str] = []

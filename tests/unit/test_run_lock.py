@@ -20,9 +20,10 @@ import pytest
 from tests.security.planting import snapshot
 
 from podium.cli import main
-from podium.data.records import temp_path
 from podium.errors import PodiumError
-from podium.pipeline import make_plan, run_plan
+from podium.files import temp_path
+from podium.pipeline import run_plan
+from podium.planning import make_plan
 from podium.run_lock import LOCK_FILE, RunDirLock
 from podium.stages import StageConfig, stage
 

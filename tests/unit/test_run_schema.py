@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from podium.errors import ConfigError
-from podium.pipeline import make_plan
+from podium.planning import make_plan
 from podium.refs import iter_refs
 from podium.rundir import DONE_FILE, REPORT_FILE, STAGE_FILE, read_done, read_run_report, read_stage_record
 from podium.stages import get_stage

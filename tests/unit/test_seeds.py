@@ -11,10 +11,10 @@ import pytest
 
 from podium.cards.model_card import write_card
 from podium.cli import main
-from podium.data.records import write_json
 from podium.errors import ConfigError, PodiumError
+from podium.files import write_json
 from podium.multiseed import compare_dirs, make_seed_plans, parse_seeds, run_seeds
-from podium.pipeline import make_plan
+from podium.planning import make_plan
 from podium.refs import DataRef
 from podium.rundir import is_run_dir, read_stage_record
 from podium.seeding import apply_run_seed, offset_seeds

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from podium.data.records import read_jsonl
 from podium.errors import DataError
+from podium.files import read_jsonl
 from podium.stages import run_stage
 
 

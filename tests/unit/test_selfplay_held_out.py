@@ -8,7 +8,7 @@ import math
 import pytest
 
 from podium.cards.iterations import iteration_table
-from podium.data.records import read_jsonl
+from podium.files import read_jsonl
 from podium.judging.build import JudgeSpec, build_judge
 from podium.selfplay.held_out import expected_standard_error, iteration_metrics
 from podium.stages import run_stage

@@ -17,7 +17,7 @@ from tests.security.bounds import plant_fifo, time_bound
 from podium.cli import main
 from podium.config import parse_yaml
 from podium.errors import ConfigError
-from podium.pipeline import make_plan
+from podium.planning import make_plan
 
 # The examples of the YAML merge-key spec (https://yaml.org/type/merge.html): "All the following maps are equal".
 SPEC_EXAMPLE = """\

@@ -45,7 +45,7 @@ def test_pairs_per_prompt_and_missing_logps():
 def test_sgd_stage_end_to_end(tiny_dir, tmp_path):
     import json
 
-    from podium.data.records import read_jsonl
+    from podium.files import read_jsonl
     from podium.stages import run_stage
 
     m = run_stage("sgd", {"model": str(tiny_dir), "task": "arithmetic", "count": 6, "num_samples": 3,

@@ -6,7 +6,8 @@ import torch
 import podium.generation.hf_sampler as hf_sampler
 from podium.generation.hf_sampler import TransformersSampler
 from podium.generation.sampler import SamplingParams
-from podium.generation.shared_prefix import NAME, applicable
+from podium.generation.shared_prefix import NAME
+from podium.models.introspect import full_causal_attention as applicable
 from podium.models.tiny import build_tiny_model
 
 PROMPTS = ["a", "the quick brown fox", [{"role": "user", "content": "What is 2+3?"}], "12 + 30 =", "zz"]
@@ -14,7 +15,7 @@ PARAMS = SamplingParams(temperature=1.0, top_p=0.9, max_new_tokens=14)
 
 
 def decode(model, tok, shared: bool, monkeypatch, batch_size: int, greedy: bool = False):
-    monkeypatch.setattr(hf_sampler, "applicable", lambda config: shared and applicable(config))
+    monkeypatch.setattr(hf_sampler, "full_causal_attention", lambda config: shared and applicable(config))
     params = SamplingParams(temperature=0, max_new_tokens=14) if greedy else PARAMS
     saved = model.generation_config.eos_token_id
     model.generation_config.eos_token_id = list(range(10, 22))  # rows stop at different steps: rows are dropped

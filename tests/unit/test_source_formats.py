@@ -17,7 +17,7 @@ from podium.data.formats import ALPACA_PLAIN
 from podium.data.mixture import DataSource, build_mixture, draw
 from podium.data.rankings import ultrafeedback_score
 from podium.errors import DataError
-from podium.pipeline import make_plan
+from podium.planning import make_plan
 from podium.tasks import get_task
 
 

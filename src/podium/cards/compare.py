@@ -31,9 +31,9 @@ from itertools import combinations
 from pathlib import Path
 
 from podium.cards.run_info import RunInfo, load_run
-from podium.data.records import temp_path, write_json, write_text
 from podium.errors import PodiumError
 from podium.evaluation.intervals import CONFIDENCE, Interval, mean_interval, paired_difference, welch_difference
+from podium.files import temp_path, write_json, write_text
 from podium.rundir import SEED_DIR, read_run_report
 
 ITER = re.compile(r"^iter(\d+)/(.+)$")

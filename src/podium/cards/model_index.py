@@ -21,8 +21,8 @@ from pathlib import Path
 from huggingface_hub import EvalResult
 
 from podium.cards.run_info import RunInfo
-from podium.data.records import is_number
 from podium.evaluation.leaderboard import LABELS, format_table, leaderboard
+from podium.files import is_number
 from podium.rundir import read_json_object
 
 LM_EVAL_SOURCE = ("lm-evaluation-harness (podium eval)", "https://github.com/EleutherAI/lm-evaluation-harness")

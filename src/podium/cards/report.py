@@ -21,7 +21,7 @@ from pathlib import Path
 
 from podium.cards.iterations import iteration_sections
 from podium.cards.run_info import RunInfo, StageInfo, load_run
-from podium.data.records import temp_path, write_text
+from podium.files import temp_path, write_text
 from podium.rundir import PLOTS_DIR, REPORT_MD, require_run_dir
 
 STEP_SERIES = (("loss", "loss"), ("rewards/margins", "reward margin"))

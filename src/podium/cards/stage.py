@@ -20,8 +20,8 @@ from pydantic import Field
 from podium.cards.model_card import build_card
 from podium.cards.report import write_report
 from podium.cards.run_info import load_run
-from podium.data.records import write_text
 from podium.errors import ConfigError
+from podium.files import write_text
 from podium.refs import DataRef, ModelRef
 from podium.stages import StageConfig, StageContext, stage
 

@@ -15,13 +15,14 @@ from rich.console import Console
 from rich.table import Table
 
 from podium.cards.report import fmt, write_report
+from podium.distributed.environment import check_environment, environment_problems
 from podium.distributed.follow import follow_plan, machine_rank
 from podium.distributed.launcher import format_command, launch_command
-from podium.distributed.spec import check_environment, environment_problems
 from podium.errors import PodiumError
 from podium.multiseed import SeedPlans, SeedsResult, check_seed_plans, make_seed_plans, parse_seeds, run_seeds
-from podium.pipeline import RunPlan, check_plan, make_plan, run_plan
-from podium.training.memory import plan_memory_lines
+from podium.pipeline import run_plan
+from podium.planning import RunPlan, check_plan, make_plan
+from podium.training.memory_plan import plan_memory_lines
 
 # What a practitioner looks at first, in this order; the full set is in report.json and report.md.
 HEADLINE_KEYS = ("accuracy", "win_rate", "baseline_accuracy", "train_loss", "loss", "rewards/margins",

@@ -24,8 +24,8 @@ from array import array
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from podium.data.records import decode_line
 from podium.errors import DataError
+from podium.files import decode_line
 from podium.hub import REPO_ID, hub_online, local_path_problem
 from podium.limits import JSONL_FILE, JSONL_LINE, bounded_lines, check_size, open_regular
 
@@ -98,7 +98,7 @@ class JsonlRows(SourceRows):
 
 
 def parse_line(raw: bytes, path: Path, lineno: int) -> dict:
-    """One JSONL line as a record, errors naming file and line (as podium.data.records.read_jsonl)."""
+    """One JSONL line as a record, errors naming file and line (as podium.files.read_jsonl)."""
     line = decode_line(raw, path, lineno)
     if lineno == 1:
         line = line.removeprefix("\ufeff")

@@ -43,7 +43,7 @@ def wait_until(ready: Callable[[], bool], what: str, failed: Callable[[], str | 
 
 
 def follow_plan(plan, show_progress: bool = True) -> None:
-    """Take this machine's part in every stage of `plan` (a podium.pipeline.RunPlan) that machine 0 launches."""
+    """Take this machine's part in every stage of `plan` (a podium.planning.RunPlan) that machine 0 launches."""
     rank = machine_rank(plan.stages)
     since = time.time()
     for ps in plan.stages:

@@ -35,10 +35,11 @@ import threading
 import time
 from pathlib import Path
 
-from podium.distributed.spec import LaunchSpec, launch_arguments
+from podium.distributed.accelerate_config import launch_arguments
+from podium.distributed.fsdp import ENV as FSDP_ENV
+from podium.distributed.spec import LaunchSpec
 from podium.errors import PodiumError
 from podium.rundir import read_json_object
-from podium.training.fsdp import ENV as FSDP_ENV
 
 WORKER_MODULE = "podium.cli.worker"
 LAUNCH_DIR = ".launch"
@@ -76,7 +77,7 @@ def launch_command(spec: LaunchSpec, stage_dir: Path, run_dir: Path, *, trust_re
     if args.pop("cpu", False) or spec.on_cpu:
         env["ACCELERATE_USE_CPU"] = "1"
     if (fsdp := spec.fsdp) is not None:
-        # podium shards with FSDP2 itself (podium.training.fsdp): accelerate starts plain ranks (--multi_gpu
+        # podium shards with FSDP2 itself (podium.distributed.fsdp): accelerate starts plain ranks (--multi_gpu
         # overrides a config file's FSDP type), and the ranks read the settings from the environment.
         env[FSDP_ENV] = fsdp.to_env()
         args = {k: v for k, v in args.items() if k != "use_fsdp" and not k.startswith("fsdp_")}

@@ -4,7 +4,7 @@
       config_file: ../configs/accelerate/deepspeed_zero3.yaml   # optional accelerate config (beside the recipe)
       num_processes: 8              # any `accelerate launch` argument, by its name
       timeout: 1800                 # podium's own: seconds a rank may wait for the others
-      fsdp: true                    # podium's own: shard training stages with FSDP2 (podium.training.fsdp),
+      fsdp: true                    # podium's own: shard training stages with FSDP2 (podium.distributed.fsdp),
                                     # or {cpu_offload: true, reshard_after_forward: true, activation_checkpointing: false}
       gpu_memory_gb: 80             # podium's own: memory per GPU, for the estimate printed before a run
     stages:
@@ -22,27 +22,28 @@ than it has GPUs (or CPU cores, without CUDA), and DeepSpeed installed when the 
 from __future__ import annotations
 
 import difflib
-import importlib.util
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate.commands.config.config_args import ClusterConfig
-from accelerate.commands.launch import launch_command_parser
 
-from podium.config import Located, load_yaml
+from podium.config import Located
+from podium.distributed.accelerate_config import (
+    check_argument,
+    find_config_file,
+    fsdp_config_options,
+    launch_arguments,
+    read_config_file,
+)
+from podium.distributed.fsdp import FSDPSettings
 from podium.errors import ConfigError
-from podium.training.fsdp import FSDPSettings
 
 DEFAULT_TIMEOUT = 1800.0
 # podium's own keys of a launch spec; every other key is an `accelerate launch` argument.
 PODIUM_KEYS = ("config_file", "timeout", "fsdp", "gpu_memory_gb")
-# The options of `fsdp:` (podium.training.fsdp.FSDPSettings, less mixed_precision: the launch's own).
+# The options of `fsdp:` (podium.distributed.fsdp.FSDPSettings, less mixed_precision: the launch's own).
 FSDP_OPTIONS = ("reshard_after_forward", "cpu_offload", "activation_checkpointing", "rank_local_load")
-# Arguments podium writes itself (the script and how it is run) or that do not describe a launch.
-NOT_SETTABLE = {"training_script", "training_script_args", "module", "no_python", "help", "config_file", "quiet"}
 # Only one node's podium run may set this, so it lives on the recipe, not on a stage.
 NODE_KEYS = ("machine_rank",)
 
@@ -168,87 +169,6 @@ def train_key(spec: LaunchSpec | None, config: dict) -> tuple[dict, dict]:
     return config, part
 
 
-def fsdp_config_options(cfg: dict) -> dict:
-    """FSDPSettings options from accelerate's fsdp_config keys (fsdp_offload_params, fsdp_reshard_after_forward
-    (a bool, or FSDP1's sharding strategy name), fsdp_activation_checkpointing, fsdp_cpu_ram_efficient_loading)."""
-    out = {}
-    if "fsdp_offload_params" in cfg:
-        out["cpu_offload"] = str(cfg["fsdp_offload_params"]).lower() in ("true", "1")
-    reshard = cfg.get("fsdp_reshard_after_forward", cfg.get("fsdp_sharding_strategy"))
-    if reshard is not None:
-        out["reshard_after_forward"] = str(reshard).upper() in ("TRUE", "1", "FULL_SHARD", "HYBRID_SHARD")
-    if "fsdp_activation_checkpointing" in cfg:
-        out["activation_checkpointing"] = str(cfg["fsdp_activation_checkpointing"]).lower() in ("true", "1")
-    if "fsdp_cpu_ram_efficient_loading" in cfg:  # accelerate's name for not loading the model on every rank
-        out["rank_local_load"] = str(cfg["fsdp_cpu_ram_efficient_loading"]).lower() in ("true", "1")
-    return out
-
-
-def launch_arguments() -> dict[str, Any]:
-    """accelerate's `accelerate launch` arguments (argparse actions) by destination name, the names a launch
-    spec uses; read from accelerate's own parser, so they are those of the installed accelerate."""
-    parser = launch_command_parser()
-    return {a.dest: a for a in parser._actions if a.dest not in NOT_SETTABLE}
-
-
-def check_argument(name: str, value: Any, action, where: str) -> Any:
-    """`value` converted to the type of accelerate's argument `name`, or a ConfigError."""
-    flag = action.nargs == 0  # store_true
-    if flag:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: launch: {name} is a switch of `accelerate launch`: true or false, got {value!r}")
-        return value
-    if name == "mixed_precision" and value is False:
-        value = "no"  # YAML 1.1 reads a bare `no` as false
-    if value is None or isinstance(value, (bool, dict, list)):
-        raise ConfigError(f"{where}: launch: {name} takes one value, got {value!r}")
-    convert = action.type or str
-    try:
-        out = convert(value)
-    except (TypeError, ValueError):
-        out = None
-    if out is None:
-        raise ConfigError(f"{where}: launch: {name} must be {getattr(convert, '__name__', convert)}, got {value!r}")
-    if action.choices is not None and out not in action.choices:
-        raise ConfigError(f"{where}: launch: {name} must be one of {', '.join(map(str, action.choices))}, got {value!r}")
-    return out
-
-
-def read_config_file(path: Path, where: str) -> dict:
-    """An accelerate config file as a mapping, its keys checked against accelerate's `ClusterConfig`."""
-    located = load_yaml(path)
-    data = located.data
-    if not isinstance(data, dict):
-        raise ConfigError(f"{located.where()}: an accelerate config file is a mapping of settings")
-    known = set(ClusterConfig.__dataclass_fields__) | {"dynamo_backend", "fp16"}  # old keys accelerate converts
-    for key in data:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), sorted(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{located.where((key,))}: unknown accelerate config field {key!r}{hint}; "
-                              f"named in {where}")
-    try:
-        ClusterConfig(**ClusterConfig.process_config(dict(data)))
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{located.where()}: not a valid accelerate config ({e}); named in {where}") from None
-    if str(data.get("compute_environment", "LOCAL_MACHINE")) != "LOCAL_MACHINE":
-        raise ConfigError(f"{located.where(('compute_environment',))}: podium launches on LOCAL_MACHINE compute "
-                          "environments only")
-    return data
-
-
-def find_config_file(value: Any, recipe_path: str, where: str) -> Path:
-    """A config file path as written: absolute, from the working directory, or beside the recipe."""
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where}: launch: config_file must be a path to an accelerate config YAML, got {value!r}")
-    path = Path(value)
-    for candidate in ([path] if path.is_absolute() else [path, Path(recipe_path).parent / path]):
-        if candidate.is_file():
-            return candidate.resolve()
-    raise ConfigError(f"{where}: launch: config_file {value!r} not found (looked in the working directory and "
-                      f"beside {recipe_path})")
-
-
 def merged_launch(recipe_launch: Any, stage_raw: dict) -> tuple[dict | None, bool]:
     """The stage's launch mapping (the recipe's, with the stage's keys over it) and whether the stage named one."""
     named = "launch" in stage_raw
@@ -356,35 +276,6 @@ def check_counts(spec: LaunchSpec) -> None:
         raise ConfigError(f"{where}: launch: {machines} machines need main_process_ip (the address of machine 0)")
 
 
-def environment_problems(spec: LaunchSpec) -> list[str]:
-    """What stops this launch on this machine (checked before the first stage of a run starts)."""
-    problems = []
-    if spec.distributed_type == "DEEPSPEED" and importlib.util.find_spec("deepspeed") is None:
-        source = f"the accelerate config {spec.config_file}" if spec.config_file else "use_deepspeed"
-        problems.append(f"{spec.where}: stage {spec.stage!r}: {source} uses DeepSpeed, which is not installed: "
-                        "pip install 'podium[gpu]' (or pip install deepspeed)")
-    per_machine = spec.num_processes // spec.num_machines
-    if spec.on_cpu and spec.distributed_type == "DEEPSPEED" and spec.num_processes > 1:
-        problems.append(f"{spec.where}: stage {spec.stage!r}: launch: DEEPSPEED runs on GPUs only (accelerate runs "
-                        "CPU processes as DDP); use `fsdp: true` (podium's FSDP2 shards on CPU too) or DDP here")
-    if spec.on_cpu:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        if per_machine > cores:
-            problems.append(f"{spec.where}: stage {spec.stage!r}: launch: {per_machine} processes per machine, "
-                            f"but this machine has no GPU and {cores} CPU cores; set num_processes to at most "
-                            f"{cores * spec.num_machines}")
-    else:
-        gpu_ids = spec.setting("gpu_ids")
-        devices = torch.cuda.device_count()
-        if gpu_ids not in (None, "all"):
-            devices = min(devices, len(str(gpu_ids).split(",")))
-        if per_machine > devices:
-            problems.append(f"{spec.where}: stage {spec.stage!r}: launch: {per_machine} processes per machine, but "
-                            f"this machine has {devices} GPUs for them; set num_processes to at most "
-                            f"{devices * spec.num_machines}")
-    return problems
-
-
 def plan_launch(recipe_launch: Any, stage_raw: dict, *, kind: str, distributed: str | None, cfg, located: Located,
                 base: tuple, name: str) -> LaunchSpec | None:
     """The stage's LaunchSpec (None: in-process), checked against the stage's own settings.
@@ -402,10 +293,3 @@ def plan_launch(recipe_launch: Any, stage_raw: dict, *, kind: str, distributed: 
         where = spec.where if spec else located.where(base)
         raise ConfigError(f"{where}: stage {name!r}: {problem}")
     return spec
-
-
-def check_environment(specs: list[LaunchSpec]) -> None:
-    """Every problem of these launches on this machine, as one ConfigError (nothing has started yet)."""
-    problems = [p for spec in specs for p in environment_problems(spec)]
-    if problems:
-        raise ConfigError("\n".join(dict.fromkeys(problems)))

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from podium.distributed.launcher import CONFIG_FILE, LAUNCH_DIR, RESULT_FILE, die_with_parent, write_json_report
 from podium.distributed.world import launched_world_size, uses_cpu
 from podium.errors import PodiumError
-from podium.models.io import security_policy
+from podium.models.policy import security_policy
 from podium.models.publish import pid_alive
 from podium.rundir import read_json_object
 from podium.stages import StageContext, call_stage, get_stage

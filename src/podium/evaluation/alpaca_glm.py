@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from podium.errors import DataError
-from podium.evaluation.annotations import GamedRows
+from podium.evaluation.alpaca_files import GamedRows
 from podium.evaluation.length_controlled import sigmoid
 
 ALPACA_EVAL_ESTIMATOR = "alpaca_eval-0.6.6-glm"

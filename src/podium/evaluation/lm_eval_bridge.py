@@ -105,23 +105,8 @@ def evaluate_lm_eval(
     except ImportError:
         raise PodiumError("lm-eval is not installed; install it with `pip install podium[eval]`") from None
 
-    if include_path is not None:
-        paths = include_path if isinstance(include_path, list) else [include_path]
-        for p in paths:
-            if not Path(p).is_dir():
-                raise PodiumError(f"--include-path {p}: not a folder of lm-eval task YAMLs")
-        include_path = [str(p) for p in paths]
-    manager = TaskManager(include_path=include_path)
-    planned = expand_tasks(tasks, num_fewshot)
-    unknown = [t for t, _ in planned if not manager.match_tasks([t])]
-    if unknown:
-        raise PodiumError(
-            f"unknown lm-eval task(s): {', '.join(unknown)}; check the name or pass --include-path "
-            "with a folder of task YAMLs"
-        )
-    by_shots: dict[int | None, list[str]] = defaultdict(list)
-    for task, shots in planned:
-        by_shots[shots].append(task)
+    manager = TaskManager(include_path=include_folders(include_path))
+    by_shots = tasks_by_shots(manager, tasks, num_fewshot)
 
     lm = make_lm(model, tokenizer, backend, model_path, batch_size)
     merged: dict[str, dict] = {}
@@ -143,3 +128,29 @@ def evaluate_lm_eval(
     if raw is not None:
         raw.update(merged)
     return {"tasks": flatten_results(merged)}
+
+
+def include_folders(include_path: str | os.PathLike | list | None) -> list[str] | None:
+    """`--include-path` as a list of folders, each checked to exist (None: lm-eval's own tasks only)."""
+    if include_path is None:
+        return None
+    paths = include_path if isinstance(include_path, list) else [include_path]
+    for p in paths:
+        if not Path(p).is_dir():
+            raise PodiumError(f"--include-path {p}: not a folder of lm-eval task YAMLs")
+    return [str(p) for p in paths]
+
+
+def tasks_by_shots(manager, tasks: list[str], num_fewshot: int | None) -> dict[int | None, list[str]]:
+    """The tasks (suites expanded) grouped by their number of few-shot examples; an unknown task is a PodiumError."""
+    planned = expand_tasks(tasks, num_fewshot)
+    unknown = [t for t, _ in planned if not manager.match_tasks([t])]
+    if unknown:
+        raise PodiumError(
+            f"unknown lm-eval task(s): {', '.join(unknown)}; check the name or pass --include-path "
+            "with a folder of task YAMLs"
+        )
+    by_shots: dict[int | None, list[str]] = defaultdict(list)
+    for task, shots in planned:
+        by_shots[shots].append(task)
+    return by_shots

@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from podium.data.records import write_json
 from podium.evaluation.leaderboard import leaderboard
+from podium.files import write_json
 
 
 def flat_metrics(result: dict, boards: dict[str, dict] | None = None) -> dict[str, float]:

@@ -10,11 +10,12 @@ from pydantic import AliasChoices, Field
 
 from podium.data.mixture import Mixture
 from podium.data.prompt_source import PromptSource
-from podium.data.records import write_json
 from podium.evaluation.named_tasks import run_eval
 from podium.evaluation.outputs import write_eval_outputs
 from podium.evaluation.task_accuracy import task_accuracy
-from podium.models.io import AttnImplementation, load_model, load_tokenizer
+from podium.files import write_json
+from podium.models.attention_choice import AttnImplementation
+from podium.models.io import load_model, load_tokenizer
 from podium.refs import FileRef, ModelRef
 from podium.stages import StageContext, stage
 

@@ -20,15 +20,9 @@ import os
 import numpy as np
 
 from podium.errors import DataError
+from podium.evaluation.alpaca_files import GamedRows, read_df_gamed, read_instruction_difficulty
 from podium.evaluation.alpaca_glm import alpaca_eval_lc
-from podium.evaluation.annotations import (
-    Annotations,
-    GamedRows,
-    difficulty_per_row,
-    read_annotations,
-    read_df_gamed,
-    read_instruction_difficulty,
-)
+from podium.evaluation.annotations import Annotations, difficulty_per_row, read_annotations
 from podium.evaluation.length_controlled import length_feature, regularised_lc, sigmoid
 
 __all__ = ["head_to_head", "length_feature", "preferences_from_scores", "win_rate", "winrate_report"]

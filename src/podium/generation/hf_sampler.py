@@ -4,7 +4,7 @@ Why not `model.generate`: one loop of our own lets every sequence draw from its 
 seeded random stream (outputs do not depend on batch size or on the other prompts in
 the batch), records the model's log-prob of each sampled token on the way, drops
 finished sequences from the batch, and prefills a prompt once for its K samples. Where it is
-exact for the model (`podium.generation.shared_prefix.applicable`) the K samples also keep one
+exact for the model (`podium.models.introspect.full_causal_attention`) the K samples also keep one
 copy of the prompt's keys and values and read it once per step (shared-prefix attention);
 elsewhere the prompt's cache is copied to each of its K rows.
 On small models on CPU it is also much faster than a per-prompt `generate` loop
@@ -24,13 +24,14 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
+from podium.generation.decoding import DecodingRows, DecodingStep
 from podium.generation.kv_cache import preallocated_cache
 from podium.generation.lean_decode import LeanDecoder, lean_applicable
 from podium.generation.sampler import Completion, Prompt, SamplingParams, encode_prompts, sequence_seed
-from podium.generation.sampling import select_next_tokens, token_logprobs
-from podium.generation.shared_prefix import SharedPrefixCache, applicable, decoding_with
+from podium.generation.sampling import select_next_tokens
+from podium.generation.shared_prefix import SharedPrefixCache, decoding_with
+from podium.models.introspect import cache_argument, full_causal_attention
 from podium.models.io import check_vocab, generation_budget
-from podium.training.attention_masks import cache_argument
 
 # Finished rows are dropped from the batch once they are 1/DROP_EVERY of it: dropping copies the cache of the
 # rows kept, keeping them costs their share of every step's cache read.
@@ -120,24 +121,37 @@ class TransformersSampler:
     ) -> list[Completion]:
         """Decode one micro-batch of (prompt index, sample index) rows; prompt i seeds as `seed_index[i]`."""
         device = self.device
-        unique = list(dict.fromkeys(i for i, _ in rows))
-        slot = {i: s for s, i in enumerate(unique)}
-        width = max(len(prompt_ids[i]) for i in unique)
-        ids = torch.full((len(unique), width), self.pad_id, dtype=torch.long)
-        attn = torch.zeros((len(unique), width), dtype=torch.long)
-        for s, i in enumerate(unique):
-            p = prompt_ids[i]
-            ids[s, width - len(p) :] = torch.tensor(p)
-            attn[s, width - len(p) :] = 1
+        slot, ids, attn = left_padded(rows, prompt_ids, self.pad_id)
         ids, attn = ids.to(device), attn.to(device)
         positions = (attn.cumsum(-1) - 1).clamp_(min=0)
         # Never past the model's positions (nor a cache reserved for more tokens than it can hold).
-        max_new = generation_budget(self.model, params.max_new_tokens, width)
+        max_new = generation_budget(self.model, params.max_new_tokens, ids.shape[1])
+        step = self._prefill(rows, slot, ids, attn, positions, max_new)
+        uniforms = None if params.greedy else sample_uniforms(rows, seed, seed_index, max_new).to(device)
+        batch = DecodingRows.start(len(rows), max_new, self.pad_id, device)
+        eos = torch.tensor(self.eos_ids, device=device)
+        for t in range(max_new):
+            u = uniforms[:, t] if uniforms is not None else None
+            nxt = select_next_tokens(step.logits, u, params.temperature, params.top_k, params.top_p)
+            # Finished rows keep decoding padding (ignored) until they are dropped.
+            step.nxt = nxt.masked_fill(batch.done, self.pad_id)
+            n_done = batch.record(t, step.nxt, step.logits, eos)
+            if t == max_new - 1 or n_done == len(batch.alive):
+                break
+            # Drop finished rows once they are an eighth of the batch, so the cache copy is paid rarely.
+            if n_done and n_done * DROP_EVERY >= len(batch.alive):
+                keep = batch.drop_finished()
+                step.keep(keep)
+                uniforms = uniforms[keep] if uniforms is not None else None
+            self._next_logits(step, lean)
+        batch.settle(torch.arange(len(batch.alive), device=device))
+        return self._completions(batch, t)
 
-        # Prefill each distinct prompt once; then either keep one copy of its cache for its K rows
-        # (shared-prefix attention) or fan the cache out to them.
+    def _prefill(self, rows, slot, ids, attn, positions, max_new: int) -> DecodingStep:
+        """Prefill each distinct prompt once; then either keep one copy of its cache for its K rows
+        (shared-prefix attention) or fan the cache out to them. Returns the first step's state."""
         config = self.model.config
-        shared = applicable(config) and config._attn_implementation in ("sdpa", "eager")
+        shared = full_causal_attention(config) and config._attn_implementation in ("sdpa", "eager")
         cache = DynamicCache(config=config) if shared else preallocated_cache(config, reserve=max_new)
         out = self.model(
             input_ids=ids,
@@ -148,86 +162,43 @@ class TransformersSampler:
             **{self.cache_kwarg: cache},
         )
         logits = out.logits[:, -1, :]
-        fan_out = torch.tensor([slot[i] for i, _ in rows], device=device)
+        n_unique = ids.shape[0]
+        fan_out = torch.tensor([slot[i] for i, _ in rows], device=ids.device)
         if shared:
             cache = SharedPrefixCache(cache, attn, fan_out, reserve=max_new)
             logits, positions, attn = logits[fan_out], positions[fan_out], None
-        elif len(rows) != len(unique) or not torch.equal(fan_out, torch.arange(len(unique), device=device)):
+        elif len(rows) != n_unique or not torch.equal(fan_out, torch.arange(n_unique, device=ids.device)):
             cache.batch_select_indices(fan_out)
             logits, attn, positions = logits[fan_out], attn[fan_out], positions[fan_out]
-        next_pos = positions[:, -1] + 1
+        return DecodingStep(cache, logits, attn, positions[:, -1] + 1, shared)
 
-        uniforms = None
-        if not params.greedy:
-            streams = []
-            for i, k in rows:
-                g = torch.Generator().manual_seed(sequence_seed(seed, seed_index[i], k))
-                # 1 - U[0,1) lies in (0, 1], which inverse-CDF sampling needs.
-                streams.append(1.0 - torch.rand(max_new, generator=g, dtype=torch.float64))
-            uniforms = torch.stack(streams).to(device)
+    def _next_logits(self, step: DecodingStep, lean: LeanDecoder | None) -> None:
+        """One decoding step: feed the tokens just drawn (`step.nxt`), get the next logits, advance positions."""
+        if step.attn is not None:
+            step.attn = torch.cat([step.attn, step.attn.new_ones((len(step.nxt), 1))], dim=1)
+        # Shared-prefix attention needs no mask: a row's own tokens are all valid, the prompts' padding
+        # is in the cache.
+        if lean is not None:
+            step.logits = lean.step(step.nxt, step.next_pos, step.cache, step.attn)
+        else:
+            with decoding_with(self.model, step.cache) if step.shared else nullcontext():
+                out = self.model(
+                    input_ids=step.nxt.unsqueeze(-1),
+                    attention_mask=step.attn,
+                    position_ids=step.next_pos.unsqueeze(-1),
+                    use_cache=True,
+                    **{self.cache_kwarg: step.cache},
+                )
+            step.logits = out.logits[:, -1, :]
+        step.next_pos = step.next_pos + 1
 
-        eos = torch.tensor(self.eos_ids, device=device)
-        n_rows = len(rows)
-        # Per batch position (row alive[b] of the micro-batch): the tokens drawn, their log-probs and the step
-        # of the row's EOS (max_new: none yet). Written a column per step; rows leave when they are dropped.
-        tok_b = torch.full((n_rows, max_new), self.pad_id, dtype=torch.long, device=device)
-        logp_b = torch.zeros((n_rows, max_new), dtype=torch.float32, device=device)
-        stop_b = torch.full((n_rows,), max_new, dtype=torch.long, device=device)
-        tokens, logps, stop_step = torch.empty_like(tok_b), torch.empty_like(logp_b), torch.empty_like(stop_b)
-        alive = torch.arange(n_rows, device=device)  # batch position -> row
-        done = torch.zeros(n_rows, dtype=torch.bool, device=device)
-
-        def settle(positions: torch.Tensor) -> None:
-            """Copy the results of batch `positions` to their rows."""
-            for out, part in ((tokens, tok_b), (logps, logp_b), (stop_step, stop_b)):
-                out.index_copy_(0, alive[positions], part[positions])
-
-        for t in range(max_new):
-            u = uniforms[:, t] if uniforms is not None else None
-            nxt = select_next_tokens(logits, u, params.temperature, params.top_k, params.top_p)
-            # Finished rows keep decoding padding (ignored) until they are dropped.
-            nxt = nxt.masked_fill(done, self.pad_id)
-            tok_b[:, t] = nxt
-            logp_b[:, t] = token_logprobs(logits, nxt)
-            hit = torch.isin(nxt, eos) & ~done
-            stop_b.masked_fill_(hit, t)
-            done |= hit
-            n_done = int(done.sum())
-            if t == max_new - 1 or n_done == len(alive):
-                break
-            # Drop finished rows once they are an eighth of the batch, so the cache copy is paid rarely.
-            if n_done and n_done * DROP_EVERY >= len(alive):
-                keep = (~done).nonzero().squeeze(-1)
-                settle(done.nonzero().squeeze(-1))
-                tok_b, logp_b, stop_b = tok_b[keep], logp_b[keep], stop_b[keep]
-                cache.batch_select_indices(keep)
-                alive, next_pos, nxt, done = alive[keep], next_pos[keep], nxt[keep], done[keep]
-                uniforms = uniforms[keep] if uniforms is not None else None
-                attn = attn[keep] if attn is not None else None
-            if attn is not None:
-                attn = torch.cat([attn, attn.new_ones((len(alive), 1))], dim=1)
-            # Shared-prefix attention needs no mask: a row's own tokens are all valid, the prompts' padding
-            # is in the cache.
-            if lean is not None:
-                logits = lean.step(nxt, next_pos, cache, attn)
-            else:
-                with decoding_with(self.model, cache) if shared else nullcontext():
-                    out = self.model(
-                        input_ids=nxt.unsqueeze(-1),
-                        attention_mask=attn,
-                        position_ids=next_pos.unsqueeze(-1),
-                        use_cache=True,
-                        **{self.cache_kwarg: cache},
-                    )
-                logits = out.logits[:, -1, :]
-            next_pos = next_pos + 1
-        settle(torch.arange(len(alive), device=device))
-        stopped = stop_step < max_new
-        lengths = torch.where(stopped, stop_step + 1, t + 1)
-
-        tokens, logps, lengths, stopped = tokens.cpu(), logps.cpu(), lengths.cpu(), stopped.cpu()
+    def _completions(self, batch: DecodingRows, last_step: int) -> list[Completion]:
+        """The rows' completions: text without the EOS, token ids with it, the summed log-prob, why it ended."""
+        stopped = batch.stop_step < batch.max_new
+        lengths = torch.where(stopped, batch.stop_step + 1, last_step + 1)
+        tokens, logps, lengths, stopped = batch.tokens.cpu(), batch.logps.cpu(), lengths.cpu(), stopped.cpu()
         completions = []
-        for r in range(n_rows):
+        for r in range(len(tokens)):
             length = int(lengths[r])
             token_ids = tokens[r, :length].tolist()
             text_ids = token_ids[:-1] if stopped[r] else token_ids
@@ -241,6 +212,31 @@ class TransformersSampler:
                 )
             )
         return completions
+
+
+def left_padded(rows: list[tuple[int, int]], prompt_ids: list[list[int]], pad_id: int):
+    """The distinct prompts of `rows`, LEFT padded: (prompt index -> batch slot, ids `[P, W]`, mask `[P, W]`)."""
+    unique = list(dict.fromkeys(i for i, _ in rows))
+    slot = {i: s for s, i in enumerate(unique)}
+    width = max(len(prompt_ids[i]) for i in unique)
+    ids = torch.full((len(unique), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(unique), width), dtype=torch.long)
+    for s, i in enumerate(unique):
+        p = prompt_ids[i]
+        ids[s, width - len(p) :] = torch.tensor(p)
+        attn[s, width - len(p) :] = 1
+    return slot, ids, attn
+
+
+def sample_uniforms(rows: list[tuple[int, int]], seed: int, seed_index: list[int], max_new: int) -> torch.Tensor:
+    """`[rows, max_new]` float64 in (0, 1]: row (i, k) draws from its own stream, seeded by
+    `sequence_seed(seed, seed_index[i], k)`, so a sample does not depend on the batch it is decoded in."""
+    streams = []
+    for i, k in rows:
+        g = torch.Generator().manual_seed(sequence_seed(seed, seed_index[i], k))
+        # 1 - U[0,1) lies in (0, 1], which inverse-CDF sampling needs.
+        streams.append(1.0 - torch.rand(max_new, generator=g, dtype=torch.float64))
+    return torch.stack(streams)
 
 
 def _copy(c: Completion) -> Completion:

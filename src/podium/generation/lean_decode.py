@@ -27,14 +27,14 @@ from torch import nn
 from transformers.models.llama.modeling_llama import rotate_half
 
 from podium.generation.shared_prefix import SharedPrefixCache, attend
-from podium.generation.shared_prefix import applicable as full_attention_everywhere
+from podium.models.introspect import full_causal_attention
 
 CLASSES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM")
 
 
 def lean_applicable(model) -> bool:
     """Whether `LeanDecoder` computes exactly what `model`'s forward computes (module doc)."""
-    if type(model).__name__ not in CLASSES or not full_attention_everywhere(model.config):
+    if type(model).__name__ not in CLASSES or not full_causal_attention(model.config):
         return False
     config = model.config
     if getattr(config, "hidden_act", None) != "silu" or getattr(config, "pretraining_tp", 1) not in (1, None):

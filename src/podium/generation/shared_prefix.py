@@ -14,9 +14,9 @@ softmax ("cascade" or shared-prefix attention, as in Hydragen, Juravsky et al. 2
 The prefix products batch the K rows of a prompt into one matrix product against the prompt's keys.
 This is exactly the attention of the fanned-out cache (the same keys, values and mask), so it is used
 only where it computes what the model's own attention would: decoder layers that update the cache
-and then call the attention interface (`ARCHITECTURES`), full attention on every layer, no attention
-logit soft-capping. The sampler switches the model's `_attn_implementation` to `NAME` for the
-decoding steps only (the prefill runs the model's own attention) and restores it afterwards.
+and then call the attention interface, full attention on every layer, no attention logit soft-capping
+(`podium.models.introspect.full_causal_attention`). The sampler switches the model's `_attn_implementation`
+to `NAME` for the decoding steps only (the prefill runs the model's own attention) and restores it afterwards.
 """
 
 from __future__ import annotations
@@ -28,22 +28,10 @@ from torch.profiler import record_function
 from transformers import AttentionInterface, DynamicCache
 
 from podium.generation.kv_cache import PreallocatedLayer
-from podium.training.attention_masks import routed_attention
+from podium.models.introspect import routed_attention
 
 NAME = "podium_shared_prefix"
-# Decoder layers verified to call `cache.update` and then the attention interface with the updated keys.
-ARCHITECTURES = ("llama", "mistral", "mixtral", "qwen2")
 _ACTIVE: ContextVar[SharedPrefixCache | None] = ContextVar("podium_shared_prefix_cache", default=None)
-
-
-def applicable(config) -> bool:
-    """Whether shared-prefix decoding computes exactly the model's own attention (module doc)."""
-    if getattr(config, "model_type", None) not in ARCHITECTURES:
-        return False
-    if getattr(config, "attn_logit_softcapping", None) or getattr(config, "sliding_window", None):
-        return False
-    types = getattr(config, "layer_types", None) or []
-    return all(t == "full_attention" for t in types)
 
 
 class SharedPrefixLayer(PreallocatedLayer):

@@ -4,7 +4,7 @@ Input: a JSONL of records with `prompt` (a string, or a list of chat messages); 
 fields (`answer`, `task`, ...) are copied through. Prompts are rendered by the one rule of
 podium.data.rendering: with the model's chat template when it has one (a string is a user turn),
 as plain text when the record says `chat_template: false`. Output `samples.jsonl`, one record
-per prompt (docs: ../shared/DESIGN.md, Records):
+per prompt (docs/DESIGN.md, Records):
 
     {"prompt": ..., "responses": [K strings], "logps": [K mean token log-probs] (if logps: true),
      ...original fields, "generator": {"model", "backend", "n", "temperature", "top_p", "top_k",
@@ -27,15 +27,16 @@ from pathlib import Path
 
 from pydantic import Field
 
-from podium.data.records import read_jsonl, write_jsonl
 from podium.data.rendering import chat_prompt
 from podium.distributed.world import World, all_gather_json, current_world, device
 from podium.errors import DataError
+from podium.files import read_jsonl, write_jsonl
 from podium.generation.backend import SamplerBackend
 from podium.generation.hf_sampler import TransformersSampler
 from podium.generation.sampler import SamplingParams
 from podium.generation.vllm_sampler import VLLMSampler  # imports vllm itself only when a sampler is built
-from podium.models.io import AttnImplementation, load_model, load_tokenizer
+from podium.models.attention_choice import AttnImplementation
+from podium.models.io import load_model, load_tokenizer
 from podium.refs import DataRef, ModelRef
 from podium.stages import StageContext, stage
 

@@ -26,7 +26,7 @@ import torch
 
 from podium.errors import PodiumError
 from podium.generation.sampler import Completion, Prompt, SamplingParams, encode_prompts
-from podium.models.io import check_weights_format
+from podium.models.folder_checks import check_weights_format
 
 
 class VLLMSampler:

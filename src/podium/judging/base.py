@@ -1,7 +1,7 @@
 """The judge interface: a prompt and K responses in, a K×K preference matrix out.
 
 P_ij = P(response i beats response j), P_ii = 1/2; win probabilities are row means with the
-self-comparison counted as 1/2 (DESIGN.md "Self-play"; Wu et al. 2024, SPPO, §4).
+self-comparison counted as 1/2 (docs/DESIGN.md "Self-play"; Wu et al. 2024, SPPO, §4).
 
 A response a judge cannot score (empty text, too long for its model) invalidates the whole
 prompt: the judgement comes back with `valid=False`, the indices and a reason, and no matrix.

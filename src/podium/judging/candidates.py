@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from podium.data.chat import check_messages, json_type
-from podium.data.records import read_jsonl, write_jsonl
 from podium.errors import DataError, PodiumError
+from podium.files import read_jsonl, write_jsonl
 from podium.judging.base import win_probabilities
 from podium.judging.build import JudgeSpec, build_judge
 from podium.tasks import get_task

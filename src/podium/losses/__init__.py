@@ -20,6 +20,7 @@ from __future__ import annotations
 from podium.losses.aot import aot_loss, aot_unpaired_loss
 from podium.losses.apo import apo_down_loss, apo_zero_loss
 from podium.losses.bco import bco_pair_loss
+from podium.losses.checks import check_records, combination_problem, combined_settings, objective_names
 from podium.losses.combined import weighted_sum
 from podium.losses.cpo import cpo_hinge_loss, cpo_ipo_loss, cpo_loss, simpo_loss
 from podium.losses.discopop import discopop_loss
@@ -31,27 +32,14 @@ from podium.losses.gpo import gpo_loss
 from podium.losses.kto import apo_zero_unpaired_loss, kto_kl_estimate, kto_loss
 from podium.losses.length import length_desensitized_logps, length_desensitized_reference
 from podium.losses.nca import nca_pair_loss
+from podium.losses.objectives_doc import objectives_markdown
 from podium.losses.orpo import orpo_loss
 from podium.losses.output import LossOutput
 from podium.losses.reward import bradley_terry_loss
 from podium.losses.robust import robust_loss
+from podium.losses.settings import SETTINGS, TRAINING_DEFAULTS, Setting
 from podium.losses.sft import sft_loss
-from podium.losses.specs import (
-    LOSS_SPECS,
-    LOSSES,
-    POLICY_LOGPS,
-    SELF_PLAY_OBJECTIVES,
-    SETTINGS,
-    TRAINING_DEFAULTS,
-    LossSpec,
-    Setting,
-    check_records,
-    combination_problem,
-    combined_settings,
-    get_loss,
-    objective_names,
-    objectives_markdown,
-)
+from podium.losses.specs import LOSS_SPECS, LOSSES, POLICY_LOGPS, SELF_PLAY_OBJECTIVES, LossSpec, get_loss
 from podium.losses.sppo import sppo_hard_loss, sppo_loss, sppo_single_loss
 from podium.losses.wpo import wpo_weights
 

@@ -2,14 +2,18 @@
 
 `LOSS_SPECS` is the single source for
 - the objective list (the `train` stage's `objective:`, `LOSSES`, the self-play objectives),
-- each objective's settings with their types, ranges and meaning (`SETTINGS`; the `train` stage
-  validates a recipe against them, so `beta: 0` or `lambda` on a DPO stage is a config error),
-- per-objective training defaults (`LossSpec.defaults`, e.g. the learning rate),
-- the method label and summary on model cards (`title`, `summary`, `method`),
-- the table in docs/OBJECTIVES.md (`objectives_markdown`, checked by a test).
+- which settings each objective takes (their types, ranges and meaning: `SETTINGS` in
+  `podium.losses.settings`; the `train` stage validates a recipe against them, so `beta: 0` or `lambda` on a
+  DPO stage is a config error),
+- per-objective training defaults (`LossSpec.defaults`; the shared ones: `settings.TRAINING_DEFAULTS`),
+- the method label and summary on model cards (`title`, `summary`, `method`: kept in each objective's entry,
+  so adding an objective touches one table; the cards' citations and layout are `podium.cards.methods`),
+- the table in docs/OBJECTIVES.md (`objectives_doc.objectives_markdown`, checked by a test).
+Checks of a recipe's objective and its records against it: `podium.losses.checks`.
 
 Adding a loss: write the pure function, add its `LossSpec` here; a new setting also gets a
-`Setting` and one field line in `podium.training.train.TrainConfig` (a test checks both agree).
+`Setting` (`podium.losses.settings`) and one field line in `podium.training.train.TrainConfig` (a test checks
+both agree).
 
 What an objective needs is read off its inputs: `reference_*` log-probs (a reference pass, cached), or
 none (`reference_free`: no reference model is loaded and no pass runs); `label` (unpaired data, KTO);
@@ -19,18 +23,15 @@ the trainer around the loss (LD-DPO log-probs, WPO weights) to the objectives th
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
 
-from podium.errors import ConfigError, DataError
+from podium.errors import ConfigError
 from podium.losses.aot import aot_loss, aot_unpaired_loss
 from podium.losses.apo import apo_down_loss, apo_zero_loss
 from podium.losses.bco import bco_pair_loss
 from podium.losses.cpo import cpo_hinge_loss, cpo_ipo_loss, cpo_loss, simpo_loss
 from podium.losses.discopop import discopop_loss
-from podium.losses.divergence import F_DIVERGENCES
 from podium.losses.dpo import dpo_loss, dpop_loss, hinge_loss, ipo_loss, rpo_loss, sigmoid_norm_loss
 from podium.losses.exo import exo_pair_loss
 from podium.losses.gpm import gpm_loss
@@ -41,6 +42,7 @@ from podium.losses.orpo import orpo_loss
 from podium.losses.output import LossOutput
 from podium.losses.reward import bradley_terry_loss
 from podium.losses.robust import robust_loss
+from podium.losses.settings import PREFERENCE_MODEL_DEFAULTS, SETTINGS, TRAINING_DEFAULTS, Setting
 from podium.losses.sft import sft_loss
 from podium.losses.sppo import sppo_hard_loss, sppo_loss, sppo_single_loss
 
@@ -50,106 +52,6 @@ POLICY_LOGPS = (
     "reference_chosen_logps",
     "reference_rejected_logps",
 )
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One objective setting as a recipe writes it.
-
-    key: the config key path (`beta`, `lambda`, `head.tau`: the GPM head's options sit under `head:`).
-    arg: the loss function's keyword for it (`lambda_`), or None when the loss does not take it.
-    Bounds gt/ge/lt/le (None: unbounded) and `choices` are what the config validator enforces.
-    """
-
-    key: str
-    arg: str | None
-    type: type
-    default: object
-    doc: str
-    gt: float | None = None
-    ge: float | None = None
-    lt: float | None = None
-    le: float | None = None
-    choices: tuple | None = None
-
-    @property
-    def field(self) -> str:
-        """The attribute name on the config (the key's last part; `lambda` is a Python keyword)."""
-        name = self.key.rsplit(".", 1)[-1]
-        return "lambda_" if name == "lambda" else name
-
-    def allowed(self) -> str:
-        """The accepted values in words, e.g. "> 0", "in [0, 0.5)", "one of None, 'softmax'"."""
-        if self.type is bool:
-            return "true or false"
-        if self.choices is not None:
-            return "one of " + ", ".join(map(repr, self.choices))
-        low = f"[{self.ge}" if self.ge is not None else f"({self.gt}" if self.gt is not None else None
-        high = f"{self.le}]" if self.le is not None else f"{self.lt})" if self.lt is not None else None
-        if low and high:
-            return f"in {low}, {high}"
-        if low:
-            return (">= " if low[0] == "[" else "> ") + low[1:]
-        if high:
-            return ("<= " if high[-1] == "]" else "< ") + high[:-1]
-        return "any " + self.type.__name__
-
-    def problem(self, value) -> str | None:
-        """Why `value` is not acceptable, or None when it is."""
-        if self.choices is not None:
-            return None if value in self.choices else f"must be {self.allowed()}, got {value!r}"
-        if self.type is bool:
-            return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
-        if value is None and self.default is None:
-            return None
-        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not numeric or (self.type is int and not float(value).is_integer()):
-            return f"must be a{'n integer' if self.type is int else ' number'}, got {value!r}"
-        ok = all((
-            self.gt is None or value > self.gt, self.ge is None or value >= self.ge,
-            self.lt is None or value < self.lt, self.le is None or value <= self.le,
-        ))
-        return None if ok and math.isfinite(value) else f"must be {self.allowed()}, got {value!r}"
-
-
-SETTINGS: dict[str, Setting] = {s.key: s for s in (
-    Setting("beta", "beta", float, 0.1, "β: scale of the implicit reward β·ρ (SPPO, GPO: η = 1/β)", gt=0),
-    Setting("lambda", "lambda_", float, 50.0, "λ: DPOP's penalty on a chosen log-ratio below zero", ge=0),
-    Setting("alpha", "alpha", float, 1.0, "α: RPO's weight of the chosen response's NLL", ge=0),
-    Setting("label_smoothing", "label_smoothing", float, 0.0, "ε: probability that a label is flipped (cDPO, robust, "
-            "AOT, CPO, SimPO); EXO's target probability of the rejected response", ge=0, lt=0.5),
-    Setting("f_divergence_type", "f_divergence_type", str, "reverse_kl", "f-DPO: the divergence whose f'(π/π_ref) "
-            "replaces the log-ratio ρ in the loss (reverse_kl: DPO)", choices=F_DIVERGENCES),
-    Setting("f_alpha_divergence_coef", "f_alpha_divergence_coef", float, 0.5, "α of the α-divergence "
-            "(f_divergence_type: alpha_divergence; 1 is reverse KL)"),
-    Setting("ld_alpha", None, float, None, "LD-DPO: weight of the log-probs of the longer response's tokens past "
-            "the shorter one's length, policy and reference (unset: plain sums)", ge=0, le=1),
-    Setting("use_weighting", None, bool, False, "WPO: weight each pair's loss by the policy's length-normalised "
-            "probability of both responses (relative to each token distribution's self-probability)"),
-    Setting("discopop_tau", "discopop_tau", float, 0.05, "τ: DiscoPOP's temperature of the logistic/exponential "
-            "blend", gt=0),
-    Setting("desirable_weight", "desirable_weight", float, 1.0, "λ_D: KTO's weight of desirable examples' losses",
-            ge=0),
-    Setting("undesirable_weight", "undesirable_weight", float, 1.0, "λ_U: KTO's weight of undesirable examples' "
-            "losses", ge=0),
-    Setting("cpo_alpha", "cpo_alpha", float, 1.0, "weight of the chosen responses' NLL in CPO and SimPO (TRL's "
-            "behaviour-cloning term; 0: none)", ge=0),
-    Setting("simpo_gamma", "simpo_gamma", float, 0.5, "γ: SimPO's target reward margin", ge=0),
-    Setting("alphapo_alpha", "alphapo_alpha", float, 0.0, "AlphaPO's α (TRL CPO's `alpha`): reward (1 − p^(−α))/α "
-            "in place of the log-prob in CPO and SimPO (0: log-prob)"),
-    Setting("head.k", None, int, 4, "GPM embedding size 2k (k 2-D blocks)", ge=1),
-    Setting("head.tau", "tau", float, 0.1, "τ: GPM temperature, P = σ(s/τ)", gt=0),
-    Setting("head.pooling", None, str, "mean", "reward/GPM head input: mean state over the response tokens, or "
-            "the last token's (the released GPM and TRL convention)", choices=("mean", "last")),
-    Setting("head.gates", None, str, None, "GPM prompt-dependent eigenvalue gates λ(x)",
-            choices=(None, "softmax", "softplus")),
-)}
-
-# What every objective trains with unless the recipe says otherwise (TRL's DPO learning rate).
-TRAINING_DEFAULTS = MappingProxyType({"learning_rate": 1e-6})
-# Preference models start from TRL's RewardConfig learning rate: at 1e-6 a reward or GPM head on a fine-tuned
-# backbone does not move in 5 epochs, at 1e-4 it learns (benchmarks/results/effects_notes.md, section 4).
-PREFERENCE_MODEL_DEFAULTS = MappingProxyType({"learning_rate": 1e-4})
 
 
 @dataclass(frozen=True)
@@ -234,6 +136,8 @@ _CPO_SUMMARY = ("Reference-free: DPO's loss on the policy's own log-probs (a uni
 _KTO_DATA = ("Unpaired data: `{prompt, completion, label}` records (TRL's unpaired format; pairs are unpaired as "
              "TRL does)")
 
+# Over 300 lines because of this table (~190 lines), held whole on purpose: every objective's loss, settings,
+# defaults, card label and paper in one place, as docs/OBJECTIVES.md renders it.
 LOSS_SPECS: dict[str, LossSpec] = {
     "dpo": LossSpec(
         dpo_loss, "policy", POLICY_LOGPS, ("beta", "label_smoothing") + _F + _LD + _WPO, "dpo", _DPO,
@@ -421,7 +325,6 @@ LOSS_SPECS: dict[str, LossSpec] = {
 
 LOSSES: dict[str, Callable[..., LossOutput]] = {name: spec.fn for name, spec in LOSS_SPECS.items()}
 SELF_PLAY_OBJECTIVES = tuple(name for name, spec in LOSS_SPECS.items() if spec.self_play)
-_PROBABILITY_FIELDS = {"chosen_prob", "rejected_prob", "pair_prob"}
 
 
 def get_loss(objective: str) -> Callable[..., LossOutput]:
@@ -432,97 +335,3 @@ def get_loss(objective: str) -> Callable[..., LossOutput]:
         raise ConfigError(
             f"objective: unknown objective {objective!r}; expected one of {sorted(LOSSES)}"
         ) from None
-
-
-def objective_names(objective: str | Iterable[str]) -> tuple[str, ...]:
-    """An objective or a combination (`[sigmoid, bco_pair, sft]`) as a tuple of names."""
-    return (objective,) if isinstance(objective, str) else tuple(objective)
-
-
-def combination_problem(names: tuple[str, ...], loss_weights) -> tuple[str, str] | None:
-    """`(config key, why)` when `names` with `loss_weights` cannot be trained as one weighted sum, else None.
-
-    Every component must be a known objective on pairs of sequence log-probs (no preference model, no
-    unpaired KTO: TRL's `loss_type` lists combine DPOTrainer losses only); weights, when given, one per
-    component and finite.
-    """
-    if not names:
-        return "objective", "needs at least one objective"
-    unknown = [n for n in names if n not in LOSS_SPECS]
-    if unknown:
-        return "objective", f"unknown objective {unknown[0]!r}; known: {', '.join(LOSS_SPECS)}"
-    if len(set(names)) != len(names):
-        return "objective", f"names an objective twice: {list(names)}"
-    if len(names) > 1:
-        bad = [n for n in names if LOSS_SPECS[n].kind != "policy" or LOSS_SPECS[n].unpaired]
-        if bad:
-            return "objective", (f"{bad[0]!r} cannot be combined: combinations are weighted sums of objectives on "
-                                 "preference pairs")
-    if loss_weights is not None:
-        if len(loss_weights) != len(names):
-            return "loss_weights", f"loss_weights has {len(loss_weights)} weights for {len(names)} objectives"
-        if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) for w in loss_weights):
-            return "loss_weights", f"loss_weights must be finite numbers, got {list(loss_weights)}"
-    return None
-
-
-def combined_settings(names: tuple[str, ...]) -> tuple[str, ...]:
-    """The settings a combination accepts: those of any component (each applies to the components that list it)."""
-    return tuple(dict.fromkeys(k for n in names for k in LOSS_SPECS[n].settings))
-
-
-def check_records(objective: str | Iterable[str], records: Iterable[Mapping], source: str = "dataset") -> None:
-    """Check that every record carries the numeric fields ``objective`` (or each of a combination) needs.
-
-    Raises DataError naming ``source``, the record number (1-based, = the JSONL line for one record
-    a line) and the field: missing, not a finite number, or (for ``*_prob``) outside [0, 1].
-    """
-    names = objective_names(objective)
-    for name in names:
-        get_loss(name)
-    fields = tuple(dict.fromkeys(f for name in names for f in LOSS_SPECS[name].record_fields))
-    if not fields:
-        return
-    label = names[0] if len(names) == 1 else list(names)
-    for number, record in enumerate(records, start=1):
-        for field_name in fields:
-            where = f"{source}: record {number}: field {field_name!r}"
-            if field_name not in record:
-                raise DataError(
-                    f"{where} is missing; objective {label!r} needs {', '.join(fields)} in every record"
-                )
-            value = record[field_name]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise DataError(f"{where} must be a finite number, got {value!r}")
-            if field_name in _PROBABILITY_FIELDS and not 0.0 <= value <= 1.0:
-                raise DataError(f"{where} is a probability and must lie in [0, 1], got {value!r}")
-
-
-def _data(spec: LossSpec) -> str:
-    if spec.kind != "policy":
-        return "pairs (preference model)"
-    if spec.unpaired:
-        return "unpaired"
-    return "pairs, no reference" if spec.reference_free else "pairs"
-
-
-def objectives_markdown() -> str:
-    """The objective and settings tables of docs/OBJECTIVES.md, rendered from `LOSS_SPECS` and `SETTINGS`."""
-    lines = ["| objective | method | loss | paper | TRL 1.16 | data | settings | record fields | self-play "
-             "| defaults |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, spec in LOSS_SPECS.items():
-        settings = ", ".join(f"`{k}`" for k in spec.settings) or "—"
-        fields = ", ".join(f"`{f}`" for f in spec.record_fields) or "—"
-        defaults = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in spec.defaults.items())
-        lines.append(f"| `{name}` | {spec.title} | {spec.formula or '—'} | {spec.paper or '—'} | {spec.trl or '—'} "
-                     f"| {_data(spec)} | {settings} | {fields} | {'yes' if spec.self_play else '—'} "
-                     f"| {defaults or '—'} |")
-    lines += ["", "| setting | loss keyword | type | default | accepted | meaning |", "|---|---|---|---|---|---|"]
-    for s in SETTINGS.values():
-        lines.append(f"| `{s.key}` | {f'`{s.arg}`' if s.arg else '—'} | {s.type.__name__} | {s.default!r} "
-                     f"| {s.allowed()} | {s.doc} |")
-    narrowed = [(name, key, spec.setting(key)) for name, spec in LOSS_SPECS.items() for key in spec.bounds]
-    if narrowed:
-        lines += ["", "Narrower for one objective: " + "; ".join(
-            f"`{name}`: `{key}` {setting.allowed()}" for name, key, setting in narrowed) + "."]
-    return "\n".join(lines) + "\n"

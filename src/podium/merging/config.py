@@ -112,6 +112,27 @@ def parse_config(raw: Any, origin: str = "<config>", located: Located | None = N
     `located`/`at`: the YAML document `raw` was read from and its key path there, for line numbers.
     """
     where = _Where(origin, located, at)
+    name, spec = _check_top_level(raw, where)
+    parser = _Parser(raw, where, name, spec)
+    cfg = MergeConfig(merge_method=name, method=spec, raw=raw, origin=origin,
+                      base_model=str(raw["base_model"]) if raw.get("base_model") else None,
+                      parameters=parser.params(("parameters",), "top level"), dtype=raw.get("dtype"),
+                      out_dtype=raw.get("out_dtype"), tokenizer_source=raw.get("tokenizer_source"),
+                      random_seed=raw.get("random_seed"))
+    if "models" in raw:
+        if not isinstance(raw["models"], list) or not raw["models"]:
+            raise ConfigError(f"{where('models')}: must be a non-empty list")
+        cfg.models = [parser.source(("models", i), f"models[{i}]", False) for i in range(len(raw["models"]))]
+        check_weight_sum(cfg, where)
+        return cfg
+    if not isinstance(raw["slices"], list) or not raw["slices"]:
+        raise ConfigError(f"{where('slices')}: must be a non-empty list")
+    cfg.slices = [parser.output_slice(i, s) for i, s in enumerate(raw["slices"])]
+    return cfg
+
+
+def _check_top_level(raw: Any, where: _Where) -> tuple[str, MethodSpec]:
+    """The top-level keys and their types, the merge method, `models` xor `slices`, known dtypes."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where()}: a merge config must be a mapping")
     for key in raw:
@@ -128,15 +149,24 @@ def parse_config(raw: Any, origin: str = "<config>", located: Located | None = N
     if name not in MERGE_METHODS:
         raise ConfigError(f"{where('merge_method')}: unknown merge method {name!r}; known methods: "
                           f"{', '.join(sorted(MERGE_METHODS))}")
-    spec = MERGE_METHODS[name]
     if ("models" in raw) == ("slices" in raw):
         raise ConfigError(f"{where()}: give exactly one of `models` or `slices`")
     for key in ("dtype", "out_dtype"):
         if raw.get(key) is not None and raw[key] not in DTYPE_NAMES:
             raise ConfigError(f"{where(key)}: unknown dtype {raw[key]!r}; use one of {', '.join(sorted(DTYPE_NAMES))}")
+    return name, MERGE_METHODS[name]
 
-    def params(path: tuple, ctx: str) -> dict | None:
-        value = _get(raw, path)
+
+class _Parser:
+    """The nested parts of one merge config: `parameters` mappings, input models, output slices."""
+
+    def __init__(self, raw: dict, where: _Where, name: str, spec: MethodSpec):
+        self.raw, self.where, self.name, self.spec = raw, where, name, spec
+
+    def params(self, path: tuple, ctx: str) -> dict | None:
+        """The `parameters` mapping at `path`: known to the method, numbers finite, slerp's t in [0, 1]."""
+        where, spec, name = self.where, self.spec, self.name
+        value = _get(self.raw, path)
         if value is None:
             return None
         if not isinstance(value, dict):
@@ -161,8 +191,10 @@ def parse_config(raw: Any, origin: str = "<config>", located: Located | None = N
                         raise ConfigError(f"{loc}: slerp t={v} is outside [0, 1]")
         return value
 
-    def source(path: tuple, ctx: str, need_range: bool) -> InputModel:
-        d = _get(raw, path)
+    def source(self, path: tuple, ctx: str, need_range: bool) -> InputModel:
+        """One input model (`model`, `layer_range` under slices only, `parameters`)."""
+        where = self.where
+        d = _get(self.raw, path)
         if not isinstance(d, dict) or "model" not in d:
             raise ConfigError(f"{where(*path, name=ctx)}: each entry needs a `model`")
         for key in d:
@@ -177,35 +209,22 @@ def parse_config(raw: Any, origin: str = "<config>", located: Located | None = N
             lr = (lr[0], lr[1])
         elif lr is not None:
             raise ConfigError(f"{where(*path, 'layer_range')} ({ctx}): layer_range belongs under `slices`")
-        return InputModel(str(d["model"]), lr, params((*path, "parameters"), f"{ctx}, model {d['model']}"))
+        return InputModel(str(d["model"]), lr, self.params((*path, "parameters"), f"{ctx}, model {d['model']}"))
 
-    cfg = MergeConfig(merge_method=name, method=spec, raw=raw, origin=origin,
-                      base_model=str(raw["base_model"]) if raw.get("base_model") else None,
-                      parameters=params(("parameters",), "top level"), dtype=raw.get("dtype"),
-                      out_dtype=raw.get("out_dtype"), tokenizer_source=raw.get("tokenizer_source"),
-                      random_seed=raw.get("random_seed"))
-    if "models" in raw:
-        if not isinstance(raw["models"], list) or not raw["models"]:
-            raise ConfigError(f"{where('models')}: must be a non-empty list")
-        cfg.models = [source(("models", i), f"models[{i}]", False) for i in range(len(raw["models"]))]
-        check_weight_sum(cfg, where)
-        return cfg
-    if not isinstance(raw["slices"], list) or not raw["slices"]:
-        raise ConfigError(f"{where('slices')}: must be a non-empty list")
-    cfg.slices = []
-    for i, s in enumerate(raw["slices"]):
+    def output_slice(self, i: int, s) -> OutputSlice:
+        """Slice `i` of `slices`: its sources (the same number of layers each), base model and parameters."""
+        where = self.where
         if not isinstance(s, dict) or not isinstance(s.get("sources"), list) or not s["sources"]:
             raise ConfigError(f"{where('slices', i, name=f'slices[{i}]')}: each slice needs `sources`")
         for key in s:
             if key not in {"sources", "base_model", "parameters"}:
                 raise ConfigError(f"{where('slices', i, key)} (slices[{i}]): unknown key")
-        srcs = [source(("slices", i, "sources", j), f"slices[{i}].sources[{j}]", True) for j in range(len(s["sources"]))]
+        srcs = [self.source(("slices", i, "sources", j), f"slices[{i}].sources[{j}]", True) for j in range(len(s["sources"]))]
         if len({b - a for a, b in (x.layer_range for x in srcs)}) != 1:
             raise ConfigError(f"{where('slices', i, name=f'slices[{i}]')}: all sources of a slice need the same "
                               "number of layers")
-        cfg.slices.append(OutputSlice(srcs, str(s["base_model"]) if s.get("base_model") else None,
-                                      params(("slices", i, "parameters"), f"slices[{i}]")))
-    return cfg
+        return OutputSlice(srcs, str(s["base_model"]) if s.get("base_model") else None,
+                           self.params(("slices", i, "parameters"), f"slices[{i}]"))
 
 
 def check_weight_sum(cfg: MergeConfig, where) -> None:

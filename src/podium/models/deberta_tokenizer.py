@@ -31,8 +31,7 @@ from pathlib import Path
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import Unigram
 
-from podium.errors import PodiumError
-from podium.models.io import first_line
+from podium.errors import PodiumError, first_line
 from podium.models.spm_proto import CONTROL, UNIGRAM, USER_DEFINED, read_spm_model
 
 SPM_FILE, TOKENIZER_FILE, TOKENIZER_CONFIG = "spm.model", "tokenizer.json", "tokenizer_config.json"

@@ -43,9 +43,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel
 
-from podium.errors import PodiumError
+from podium.errors import PodiumError, first_line
 from podium.losses.gpm import gpm_score
 from podium.models import io
+from podium.models.attention_choice import choose_attn_implementation
+from podium.models.folder_checks import check_weights_format
 
 CONFIG_NAME = "preference_model.json"
 HEAD_NAME = "head.safetensors"
@@ -230,9 +232,9 @@ def load_backbone(folder: Path, dtype: str = "float32") -> nn.Module:
     try:
         backbone, info = AutoModel.from_pretrained(str(folder), dtype=io.resolve_dtype(dtype), trust_remote_code=False,
                                                    use_safetensors=True, output_loading_info=True,
-                                                   **io.choose_attn_implementation(folder, None, base=True))
+                                                   **choose_attn_implementation(folder, None, base=True))
     except (OSError, ValueError) as e:
-        raise PodiumError(f"could not load backbone from {folder}: {io.first_line(e)}") from None
+        raise PodiumError(f"could not load backbone from {folder}: {first_line(e)}") from None
     missing = sorted(info.get("missing_keys") or [])
     mismatched = sorted(str(m[0]) if isinstance(m, tuple) else str(m) for m in info.get("mismatched_keys") or [])
     if missing or mismatched:
@@ -260,7 +262,7 @@ def load_preference_model(path: str | os.PathLike, *, dtype: str = "float32"):
         raise PodiumError(f"{cfg_path}: field 'kind' must be 'reward' or 'gpm', got {kind!r}")
     if not (folder / HEAD_NAME).is_file():
         raise PodiumError(f"{folder}: missing {HEAD_NAME}")
-    io.check_weights_format(folder)
+    check_weights_format(folder)
     backbone = load_backbone(folder, dtype)
     try:
         model = build_preference_model(kind, backbone, **cfg)

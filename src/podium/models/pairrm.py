@@ -42,9 +42,9 @@ from torch import nn
 from transformers import DebertaV2Config, DebertaV2Model
 from transformers.models.deberta_v2.modeling_deberta_v2 import build_relative_position
 
-from podium.errors import PodiumError
+from podium.errors import PodiumError, first_line
 from podium.models.deberta_tokenizer import SPM_FILE, TOKENIZER_FILE, load_deberta_tokenizer
-from podium.models.io import PICKLE_SUFFIXES, first_line
+from podium.models.folder_checks import PICKLE_SUFFIXES
 
 log = logging.getLogger("podium")
 

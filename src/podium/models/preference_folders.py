@@ -34,6 +34,7 @@ from podium.data.chat import as_messages
 from podium.data.response_batches import encode_response
 from podium.errors import PodiumError
 from podium.models import io
+from podium.models.folder_checks import check_model_folder, check_weights_format
 from podium.models.heads import CONFIG_NAME, GPMModel, load_backbone, load_preference_model
 
 VALUE_HEAD = "value_head.weight"
@@ -84,8 +85,8 @@ def encode_released(tokenizer, prompt, response) -> tuple[list[int], int]:
 def load_released_gpm(path: str | os.PathLike, *, tau: float | None = None, dtype: str = "float32"):
     """A GPM checkpoint in the GPM code's layout as a `GPMModel` and its tokenizer."""
     folder = Path(path)
-    io.check_weights_format(folder)
-    io.check_model_folder(folder)
+    check_weights_format(folder)
+    check_model_folder(folder)
     heads = find_tensors(folder, (VALUE_HEAD, PROMPT_HEAD))
     if VALUE_HEAD not in heads:
         raise PodiumError(f"{folder}: no tensor {VALUE_HEAD!r} in its *.safetensors, so this is not a GPM checkpoint "

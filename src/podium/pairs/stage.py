@@ -22,9 +22,9 @@ from pydantic import Field, model_validator
 from podium.config import invalid
 from podium.data.fields import FieldError, get_field, path_problem
 from podium.data.mixture import Mixture, build_mixture
-from podium.data.records import write_json, write_jsonl
 from podium.data.rendering import PLAIN_KEY, is_plain
 from podium.errors import DataError
+from podium.files import write_json, write_jsonl
 from podium.pairs.dpop import multiple_choice_pairs, number_corruption_pair
 from podium.stages import StageConfig, StageContext, stage
 from podium.tasks import get_task

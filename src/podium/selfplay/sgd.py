@@ -17,12 +17,12 @@ from typing import Literal
 from pydantic import Field
 
 from podium.data.prompt_source import PromptSource
-from podium.data.records import read_jsonl, write_json, write_jsonl
 from podium.data.rendering import PLAIN_KEY, is_plain, response_pair
 from podium.distributed.world import current_world
 from podium.errors import DataError
+from podium.files import read_jsonl, write_json, write_jsonl
 from podium.generation.backend import SamplerBackend
-from podium.models.io import AttnImplementation
+from podium.models.attention_choice import AttnImplementation
 from podium.refs import ModelRef
 from podium.stages import StageContext, run_stage, stage
 from podium.tasks import get_task

@@ -27,15 +27,15 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from podium.config import relocated
 from podium.data.prompt_source import PromptSource
-from podium.data.records import read_jsonl, write_json, write_jsonl
 from podium.data.rendering import PLAIN_KEY, response_pair
 from podium.distributed.world import World, current_world, gather_by_index
 from podium.errors import DataError
+from podium.files import read_jsonl, write_json, write_jsonl
 from podium.generation.backend import SamplerBackend
 from podium.judging.base import Judgement
 from podium.judging.build import JudgeSpec, build_judge
 from podium.losses import LOSS_SPECS, SELF_PLAY_OBJECTIVES, SETTINGS, objective_names
-from podium.models.io import AttnImplementation
+from podium.models.attention_choice import AttnImplementation
 from podium.models.publish import MODEL_FILES
 from podium.refs import ModelRef
 from podium.selfplay.held_out import iteration_metrics, standard_error_note

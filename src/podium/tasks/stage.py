@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import Field
 
-from podium.data.records import write_jsonl
+from podium.files import write_jsonl
 from podium.stages import StageConfig, StageContext, stage
 from podium.tasks import get_task
 

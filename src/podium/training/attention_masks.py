@@ -26,13 +26,10 @@ says so in the log rather than risk a silent difference.
 
 from __future__ import annotations
 
-import inspect
-from contextlib import contextmanager
-from contextvars import ContextVar
-
 import torch
 
 from podium.errors import PodiumError
+from podium.models.introspect import architecture, attn_implementation, model_config
 
 # model_type -> how its decoder (transformers 5) consumes a prepared attention mask.
 #   "one_mask": one mask for all layers; config.sliding_window, when set, applies to each of them.
@@ -49,49 +46,6 @@ KNOWN_LAYER_TYPES = ("full_attention", "sliding_attention")
 PREPARED_MASK_IMPLEMENTATIONS = ("sdpa", "eager")
 # Implementations that derive per-sequence masks from position resets (padding-free rows).
 POSITION_PACKING_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
-
-
-def unwrapped_model(model):
-    """The transformers model inside DDP / PEFT wrappers."""
-    m = model
-    while hasattr(m, "module"):  # DDP and friends
-        m = m.module
-    return m.get_base_model() if hasattr(m, "get_base_model") else m
-
-
-def model_config(model):
-    """The (text) config of a model, through DDP / PEFT wrappers."""
-    config = unwrapped_model(model).config
-    return config.get_text_config() if hasattr(config, "get_text_config") else config
-
-
-@contextmanager
-def routed_attention(config, implementation: str, state: ContextVar, value):
-    """Inside the block the model of `config` attends with the registered attention `implementation`, which
-    reads `value` from `state`; the model's own implementation and the state are restored afterwards."""
-    saved = config._attn_implementation
-    token = state.set(value)
-    config._attn_implementation = implementation
-    try:
-        yield
-    finally:
-        config._attn_implementation = saved
-        state.reset(token)
-
-
-def cache_argument(model) -> str:
-    """The forward's KV-cache argument: `cache` since transformers 5 renamed `past_key_values` (read from the
-    model class, so DDP / PEFT wrappers and an instance-level forward wrapper do not hide it)."""
-    return "cache" if "cache" in inspect.signature(type(unwrapped_model(model)).forward).parameters else "past_key_values"
-
-
-def architecture(model) -> str:
-    """The model's class name (e.g. `Gemma2ForCausalLM`), for messages."""
-    return type(unwrapped_model(model)).__name__
-
-
-def attn_implementation(model) -> str:
-    return getattr(model_config(model), "_attn_implementation", None) or "eager"
 
 
 def _layer_types(config) -> list[str]:

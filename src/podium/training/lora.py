@@ -6,10 +6,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from podium.distributed.fsdp_load import adapters_on_host
 from podium.errors import PodiumError
 from podium.merging.executor import merge_lora
-from podium.models.io import nonfinite_tensor, save_model
-from podium.training.fsdp_load import adapters_on_host
+from podium.models.folder_checks import nonfinite_tensor
+from podium.models.io import save_model
 
 
 class LoraSettings(BaseModel):
@@ -29,7 +30,7 @@ def apply_lora(model, lora: LoraSettings):
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
         target_modules=lora.target_modules, task_type="CAUSAL_LM",
     )
-    with adapters_on_host(model):  # an empty model of rank-local loading (training/fsdp_load.py)
+    with adapters_on_host(model):  # an empty model of rank-local loading (distributed/fsdp_load.py)
         return get_peft_model(model, config)
 
 

@@ -28,7 +28,8 @@ from podium.losses import LOSS_SPECS, LOSSES, LossOutput, objective_names, weigh
 from podium.losses.kto import kto_kl_estimate
 from podium.losses.length import length_desensitized_logps
 from podium.losses.wpo import wpo_weights
-from podium.training.logps import pack_pairs, pair_logps
+from podium.training.logps import pair_logps
+from podium.training.pair_layout import pack_pairs
 
 BATCH_FIELDS = FLOAT_FIELDS + ("label",)
 

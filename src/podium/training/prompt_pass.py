@@ -22,7 +22,7 @@ from contextlib import contextmanager, nullcontext
 
 from transformers.models.llama.modeling_llama import rotate_half
 
-from podium.training.attention_masks import unwrapped_model
+from podium.models.introspect import unwrapped_model
 
 KEY_PATH_LAYERS = {"LlamaDecoderLayer": "LlamaAttention", "MistralDecoderLayer": "MistralAttention",
                    "Qwen2DecoderLayer": "Qwen2Attention"}

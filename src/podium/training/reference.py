@@ -39,12 +39,13 @@ from accelerate.utils import broadcast
 from huggingface_hub import snapshot_download
 from safetensors import safe_open
 
+from podium.distributed.fsdp import accelerate_settings as accelerate_fsdp_settings
+from podium.distributed.fsdp import env_settings as fsdp_env_settings
+from podium.distributed.fsdp import shard_model
 from podium.distributed.world import World, all_gather_json, current_world, device, gather_shard_rows, process_state
 from podium.errors import PodiumError
-from podium.training.fsdp import accelerate_settings as accelerate_fsdp_settings
-from podium.training.fsdp import env_settings as fsdp_env_settings
-from podium.training.fsdp import shard_model
-from podium.training.logps import pack_pairs, sequence_logps
+from podium.training.logps import sequence_logps
+from podium.training.pair_layout import pack_pairs
 from podium.training.reference_cache import default_cache_dir, read_entry, write_entry
 
 log = logging.getLogger("podium")

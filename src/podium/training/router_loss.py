@@ -23,7 +23,7 @@ from contextlib import contextmanager
 import torch
 
 from podium.errors import PodiumError
-from podium.training.attention_masks import architecture, model_config
+from podium.models.introspect import architecture, model_config
 
 NO_ROUTER = ("{arch} declares router logits (output_router_logits) but podium finds no router module to read them "
              "from, so its load-balancing loss cannot be added as TRL adds it; set router_aux_loss_coef: 0 to train "

@@ -11,7 +11,7 @@ equals the padded forward's (tests/unit/test_segment_attention.py).
 
 It applies where attention is plain causal attention on every layer (`segments_applicable`): sdpa, no
 sliding window, no logit soft-capping, no attention dropout, and an architecture whose layers call the
-attention interface (`podium.generation.shared_prefix.ARCHITECTURES`). `attending_by_segments` switches the
+attention interface (`podium.models.introspect.ATTENTION_INTERFACE_ARCHITECTURES`). `attending_by_segments` switches the
 model's `_attn_implementation` to `SEGMENTS_NAME` for one forward and restores it afterwards.
 """
 
@@ -24,8 +24,7 @@ import torch.nn.functional as F
 from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface
 
-from podium.generation.shared_prefix import applicable as full_causal_attention
-from podium.training.attention_masks import attn_implementation, model_config, routed_attention
+from podium.models.introspect import attn_implementation, full_causal_attention, model_config, routed_attention
 
 SEGMENTS_NAME = "podium_segments"
 _SEGMENTS: ContextVar[list[list[tuple[int, int]]] | None] = ContextVar("podium_segments", default=None)

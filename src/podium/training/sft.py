@@ -25,12 +25,13 @@ from podium.config import invalid
 from podium.data.chat import IGNORE, as_messages, tokenize_sft, truncate_sft
 from podium.data.collate import pack_batch, pad_batch
 from podium.data.mixture import Mixture, as_sources, build_mixture, task_problems
-from podium.data.records import write_json
 from podium.data.rendering import chat_record
 from podium.distributed.world import current_world
 from podium.errors import ConfigError, DataError
 from podium.evaluation.task_accuracy import task_accuracy
-from podium.models.io import AttnImplementation, load_model, load_tokenizer
+from podium.files import write_json
+from podium.models.attention_choice import AttnImplementation
+from podium.models.io import load_model, load_tokenizer
 from podium.refs import ModelRef
 from podium.stages import StageContext, stage
 from podium.tasks import get_task

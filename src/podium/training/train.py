@@ -32,17 +32,11 @@ from podium.data.preference import read_pairs
 from podium.data.response_batches import make_pair_collate
 from podium.errors import DataError, PodiumError
 from podium.losses import LOSS_SPECS, SETTINGS, TRAINING_DEFAULTS, combination_problem, combined_settings, objective_names
+from podium.models.attention_choice import AttnImplementation, choose_attn_implementation
+from podium.models.folder_checks import check_weights_format, loading_problem
 from podium.models.heads import build_preference_model
-from podium.models.io import (
-    POLICY,
-    AttnImplementation,
-    check_weights_format,
-    choose_attn_implementation,
-    load_model,
-    load_tokenizer,
-    loading_problem,
-    resolve_dtype,
-)
+from podium.models.io import load_model, load_tokenizer, resolve_dtype
+from podium.models.policy import current_policy
 from podium.refs import ModelRef
 from podium.stages import StageContext, stage
 from podium.training.attention_masks import check_causal, exact_layout
@@ -242,9 +236,9 @@ def build_preference_model_parts(cfg: TrainConfig, ctx: StageContext) -> TrainPa
     """A reward (Bradley-Terry) or GPM head on the backbone of `model`, trained on pairs."""
     tokenizer = load_tokenizer(cfg.model)
     rows = read_pairs(cfg.data, seed=cfg.seed, log=ctx.log)
-    check_weights_format(cfg.model, POLICY["allow_pickle"])
+    check_weights_format(cfg.model, current_policy().allow_pickle)
     backbone, info = AutoModel.from_pretrained(cfg.model, dtype=resolve_dtype(cfg.dtype),
-                                               trust_remote_code=POLICY["trust_remote_code"], use_safetensors=True,
+                                               trust_remote_code=current_policy().trust_remote_code, use_safetensors=True,
                                                output_loading_info=True,
                                                **choose_attn_implementation(cfg.model, cfg.attn_implementation, base=True))
     if problem := loading_problem(info, f"model {cfg.model!r}"):  # the new head is the only random part

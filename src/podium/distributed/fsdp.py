@@ -20,7 +20,7 @@ reduction, fp32 sharded master weights); CPU offload is its `CPUOffloadPolicy` (
 gradients and optimizer state in host memory, the optimizer step on CPU). LoRA works unchanged: frozen
 base weights and trainable adapters share a unit (FSDP2 allows mixed `requires_grad`).
 
-Loading is rank-local by default (`rank_local_load`, podium.training.fsdp_load): a model the stage loads for
+Loading is rank-local by default (`rank_local_load`, podium.distributed.fsdp_load): a model the stage loads for
 training is built on the meta device, sharded, then each rank reads only its own rows of each tensor from the
 safetensors files, so no process ever holds the whole model.
 """
@@ -39,8 +39,8 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 
+from podium.distributed.fsdp_load import is_empty, materialise
 from podium.errors import PodiumError
-from podium.training.fsdp_load import is_empty, materialise
 
 log = logging.getLogger("podium")
 
@@ -104,7 +104,7 @@ def training_settings(acc) -> FSDPSettings | None:
 
 def rank_local_wanted() -> bool:
     """Whether a model loaded for training should be built empty and filled rank by rank after sharding
-    (podium.training.fsdp_load): a launch of 2+ processes under podium's FSDP2 (unless `rank_local_load: false`) or
+    (podium.distributed.fsdp_load): a launch of 2+ processes under podium's FSDP2 (unless `rank_local_load: false`) or
     under an accelerate FSDP config (unless its `fsdp_cpu_ram_efficient_loading` is false)."""
     if int(os.environ.get("WORLD_SIZE", "1") or 1) < 2:
         return False

@@ -1,4 +1,5 @@
-"""JSONL records: strict reading with file:line errors, atomic writing."""
+"""File I/O every layer uses: JSONL records read strictly with file:line errors, and atomic writers (a hidden
+per-process temporary name `.<name>.<pid>.tmp`, then a rename) for JSONL, JSON and text."""
 
 from __future__ import annotations
 
