@@ -38,6 +38,10 @@ class StageConfig(NumberRules):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
+    def plan_notes(self) -> list[str]:
+        """Lines `podium run --dry-run` prints under the plan for this stage (e.g. what its settings can measure)."""
+        return []
+
 
 @dataclass
 class StageContext:

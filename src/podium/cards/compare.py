@@ -166,7 +166,8 @@ def iteration_differences(keys, tables, confidence: float) -> list[dict]:
             continue
         t, name = int(m.group(1)), m.group(2)
         prev = (stage, f"iter{t - 1}/{name}")
-        if t < 2 or prev not in keys:
+        # iteration 0 is the starting policy (its win rate: iteration 1's starting point); interval bounds are not compared
+        if t < 1 or prev not in keys or name.endswith(("_low", "_high")):
             continue
         a, b = [tb[(stage, metric)] for tb in tables], [tb[prev] for tb in tables]
         out.append(_summary(paired_difference(a, b, confidence), [x - y for x, y in zip(a, b)],

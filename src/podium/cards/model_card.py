@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 from huggingface_hub import ModelCard, ModelCardData
 
+from podium.cards.iterations import iteration_sections
 from podium.cards.methods import MERGE_KINDS, Method, stage_method
 from podium.cards.model_index import collect_scores, eval_results, results_markdown
 from podium.cards.run_info import RunInfo, load_run
@@ -173,6 +174,8 @@ def build_card(
     else:
         body += ["No training or merging stage was recorded.", ""]
     body += ["## Evaluation results", "", results_markdown(scores), ""]
+    if selfplay := iteration_sections(run):
+        body += ["## Self-play iterations", "", *selfplay]
     body += ["## Training hyperparameters", "", hyperparameter_tables(run), ""]
     merges = merge_configs(run)
     if merges:

@@ -5,7 +5,8 @@ Plots (matplotlib, Agg backend, so no display is needed):
   stage's metrics.jsonl (keys `loss` and `rewards/margins`; missing series are skipped);
 - `accuracy.png`: accuracy per stage, from stage metrics `accuracy` or `accuracy/<task>`;
 - `win_rate.png`: win rate per self-play iteration, from stage metrics `iterN/win_rate`
-  (and `iterN/lc_win_rate`).
+  (and `iterN/lc_win_rate`), followed by each self-play stage's per-iteration table
+  (podium.cards.iterations: win rates against the baseline and the previous iteration, paired gains).
 
 A table "Hardware utilisation" gives each training stage's median tokens/s, achieved model FLOP/s and
 MFU over its steps (keys `tokens_per_second`, `flops_per_second`, `mfu` of metrics.jsonl; the FLOP
@@ -18,6 +19,7 @@ import os
 import re
 from pathlib import Path
 
+from podium.cards.iterations import iteration_sections
 from podium.cards.run_info import RunInfo, StageInfo, load_run
 from podium.files import temp_path, write_text
 from podium.rundir import PLOTS_DIR, REPORT_MD, require_run_dir
@@ -208,5 +210,6 @@ def write_report(run_dir: str | os.PathLike) -> Path:
         for name, by_iter in win_points.items():
             lines.append(f"- {name}: " + ", ".join(f"iter {i}: {100 * v:.1f} %" for i, v in sorted(by_iter.items())))
         lines.append("")
+    lines += iteration_sections(run)
     out = run.run_dir / REPORT_MD
     return write_text(out, "\n".join(lines))

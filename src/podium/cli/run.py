@@ -70,6 +70,14 @@ def print_launches(plan: RunPlan, show_progress: bool = True, console=None) -> N
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
+def print_notes(plan: RunPlan, console=None) -> None:
+    """Each stage's plan notes (`StageConfig.plan_notes`), e.g. a self-play stage's expected standard error."""
+    console = console or Console()
+    for s in plan.stages:
+        for line in s.config.plan_notes():
+            console.print(f"[{s.name}] {line}", markup=False, highlight=False, soft_wrap=True)
+
+
 def print_report(report: dict) -> None:
     table = Table(title=f"{report['run_dir']}: report.md, report.json")
     for col in ("stage", "kind", "status", "seconds", "headline metrics"):
@@ -110,6 +118,7 @@ def print_seeds_result(result: SeedsResult) -> None:
 def run_with_seeds(args, seeds: list[int], run_dir) -> int:
     seed_plans = make_seed_plans(args.recipe, seeds, args.overrides, run_dir, until=args.until)
     print_seed_plans(seed_plans)
+    print_notes(next(iter(seed_plans.plans.values())))
     for plan in seed_plans.plans.values():
         print_launches(plan, show_progress=not args.no_progress)
     check_seed_plans(seed_plans)
@@ -152,6 +161,7 @@ def main(argv: list[str]) -> int:
     if seeds:
         return run_with_seeds(args, seeds, plan.run_dir)
     print_plan(plan)
+    print_notes(plan)
     print_launches(plan, show_progress=not args.no_progress)
     if args.dry_run:
         check_plan(plan)  # what would stop the run (run_plan checks it too)

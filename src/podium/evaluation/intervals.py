@@ -12,6 +12,11 @@ the per-seed differences a_i − b_i. Two independent samples get Welch's interv
 The Student t quantile is computed here from the regularised incomplete beta function
 (P(|T| > t) = I_{ν/(ν+t²)}(ν/2, 1/2); Abramowitz & Stegun 26.7.1 and 26.5.8, continued fraction
 as in Numerical Recipes §6.4), so podium needs no scipy for it; the tests check it against scipy.
+
+Within one run, over the prompts of an evaluation (e.g. a self-play iteration's win rate, or its
+paired gain over the previous iteration on the same prompts), `bootstrap_interval` gives the
+percentile bootstrap (Efron & Tibshirani 1993, §13.3): resample the n per-prompt values with
+replacement B times, and take the (1 − c)/2 and (1 + c)/2 quantiles of the B resampled means.
 Pure functions on floats; no torch.
 """
 
@@ -21,9 +26,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from podium.errors import PodiumError
 
 CONFIDENCE = 0.95
+BOOTSTRAP_RESAMPLES = 2000
 
 
 @dataclass(frozen=True)
@@ -174,3 +182,29 @@ def welch_difference(a: Sequence[float], b: Sequence[float], confidence: float =
     df = (va + vb) ** 2 / (va**2 / (ia.n - 1) + vb**2 / (ib.n - 1))
     half = t_quantile((1.0 + confidence) / 2.0, df) * se
     return Interval(ia.n + ib.n, diff, se, diff - half, diff + half, confidence, df)
+
+
+def bootstrap_interval(values: Sequence[float], confidence: float = CONFIDENCE, resamples: int = BOOTSTRAP_RESAMPLES,
+                       seed: int = 0) -> Interval:
+    """Mean of `values` (one per prompt) with its percentile-bootstrap interval. [n] -> Interval.
+
+    `std` is the bootstrap standard error (the std of the resampled means); `df` is None. The
+    resamples are drawn from `numpy.random.default_rng(seed)`, so the same values give the same
+    interval. n = 1 gives no interval. For a paired difference, pass the per-prompt differences.
+    """
+    _check_confidence(confidence)
+    if resamples < 2:
+        raise PodiumError(f"bootstrap_interval: resamples must be >= 2, got {resamples}")
+    xs = np.asarray(_values(values, "bootstrap_interval"), dtype=np.float64)
+    n = len(xs)
+    mean = math.fsum(xs.tolist()) / n
+    if n < 2:
+        return Interval(n, mean, None, None, None, confidence)
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    chunk = max(1, 4_000_000 // n)  # bounds the index matrix to ~32 MB
+    for start in range(0, resamples, chunk):
+        stop = min(resamples, start + chunk)
+        means[start:stop] = xs[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
+    low, high = np.quantile(means, [(1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0])
+    return Interval(n, mean, float(means.std(ddof=1)), float(low), float(high), confidence)

@@ -14,6 +14,7 @@ from podium.data.chat import as_messages
 from podium.distributed.world import device as process_device
 from podium.errors import ConfigError, PodiumError
 from podium.judging.base import Judgement
+from podium.judging.graded import DEFAULT_TAU, judge_graded
 from podium.judging.model_judges import GPMJudge, RewardJudge
 from podium.judging.pairrm import PairRMJudge, last_user_text
 from podium.judging.pairwise import PairwiseJudge
@@ -31,7 +32,7 @@ from podium.tasks import get_task
 class JudgeSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    kind: Literal["verifier", "reward", "gpm", "pairrm"] = "verifier"
+    kind: Literal["verifier", "graded", "reward", "gpm", "pairrm"] = "verifier"
     model: ModelRef | None = Field(None, description="preference model folder or Hub id (reward, gpm: podium's layout "
                                    "or, for gpm, the GPM code's released checkpoints) or PairRM checkpoint")
     max_length: int | None = Field(None, ge=8)
@@ -43,7 +44,8 @@ class JudgeSpec(BaseModel):
         None, description="gpm: 'released' (default) P_ij = sigma((s_ij - s_ji)/tau) as the GPM code's SPPO/GPO "
         "scripts; 'loss' P_ij = sigma(s_ij/tau), the probability the GPM loss fits")
     tau: float | None = Field(None, gt=0, description="gpm: temperature (default: the folder's; 0.1 for the GPM code's "
-                              "checkpoints, which do not store it)")
+                              "checkpoints, which do not store it); graded: P_ij = sigma((c_i - c_j)/tau) on the task's "
+                              "partial credit (default 0.25)")
     pairrm_mode: Literal["sppo", "pairwise"] | None = Field(
         None, description="pairrm: 'sppo' (default) P_ij = sigma(s_i - s_j) on llm-blender's aggregated scores, as the "
         "SPPO code; 'pairwise' P_ij = sigma(C_ij - C_ji), Blender.compare's logit")
@@ -56,7 +58,7 @@ class JudgeSpec(BaseModel):
         own = {"gpm_probability": "gpm", "tau": "gpm", "pairrm_mode": "pairrm", "prompt_template": "pairrm",
                "max_batch_tokens": "pairrm"}
         for name, kind in own.items():
-            if getattr(self, name) is not None and self.kind != kind:
+            if getattr(self, name) is not None and self.kind != kind and (name, self.kind) != ("tau", "graded"):
                 raise ValueError(f"{name} is a setting of judge kind {kind!r}, not {self.kind!r}")
         return self
 
@@ -68,9 +70,11 @@ class RecordJudge:
         self.spec, self.inner = spec, judge
 
     def judge(self, prompt, responses, answer: str | None = None, task: str | None = None) -> Judgement:
+        if self.spec.kind in ("verifier", "graded") and (answer is None or task is None):
+            raise ConfigError(f"judge kind {self.spec.kind!r} needs prompts with gold 'answer' and 'task' fields")
+        if self.spec.kind == "graded":
+            return judge_graded(prompt, responses, answer, task, tau=self.spec.tau or DEFAULT_TAU)
         if self.spec.kind == "verifier":
-            if answer is None or task is None:
-                raise ConfigError("judge kind 'verifier' needs prompts with gold 'answer' and 'task' fields")
             family = get_task(task)
             if family.pairwise:  # the task's truth is a preference between responses (e.g. rps)
                 return PairwiseJudge(lambda p, a, b: family.prefer(a, b)).preference_matrix(prompt, responses)
@@ -112,7 +116,7 @@ def build_judge(spec: JudgeSpec, *, progress: bool = False, device=None) -> Reco
     """The judge of `spec`, its model (PairRM, reward, GPM) on `device`: default this process's device, the one the
     policy and its sampler use (a launch's rank: its own GPU; else CUDA when present, else CPU)."""
     device = torch.device(device) if device is not None else process_device()
-    if spec.kind == "verifier":
+    if spec.kind in ("verifier", "graded"):
         return RecordJudge(spec)
     if spec.kind == "pairrm":
         prompt_text = last_user_text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from podium.models.io import save_model
@@ -10,6 +12,8 @@ from podium.stages import StageConfig, StageContext, stage
 
 
 class TinyModelConfig(StageConfig):
+    family: Literal["llama", "qwen2", "gemma2", "mistral", "mixtral"] = Field(
+        "llama", description="the seed card family's architecture (podium.models.tiny.tiny_config), same tokenizer")
     hidden_size: int = Field(128, ge=8)
     intermediate_size: int = Field(384, ge=8)
     num_layers: int = Field(4, ge=1)
@@ -22,10 +26,10 @@ class TinyModelConfig(StageConfig):
 
 @stage("tiny_model", TinyModelConfig, outputs={"model": "."})
 def tiny_model(cfg: TinyModelConfig, ctx: StageContext) -> dict:
-    """A tiny randomly initialised Llama + char-level chat tokenizer (no download)."""
+    """A tiny randomly initialised model of `family` (default Llama) + char-level chat tokenizer (no download)."""
     model, tokenizer = build_tiny_model(
-        hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size, num_layers=cfg.num_layers,
-        num_heads=cfg.num_heads, num_kv_heads=cfg.num_kv_heads,
+        family=cfg.family, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_layers=cfg.num_layers, num_heads=cfg.num_heads, num_kv_heads=cfg.num_kv_heads,
         max_position_embeddings=cfg.max_position_embeddings, tie_word_embeddings=cfg.tie_word_embeddings,
         seed=cfg.seed,
     )

@@ -1,7 +1,10 @@
-"""The embedded default: a tiny Llama and a character-level chat tokenizer, built offline.
+"""The embedded default: a tiny model of a seed card's family and a character-level chat tokenizer, built offline.
 
 Both are ordinary transformers objects saved with `save_pretrained`, so every later
-stage loads them through the same code path as a Hub model id.
+stage loads them through the same code path as a Hub model id. The families are the seed
+cards' (DESIGN.md "Model families"): Llama-3 (the default), Qwen2, Gemma-2, Mistral/SOLAR and
+Mixtral, each its own transformers config class at the same width, depth and heads, with the
+tokenizer below, so one recipe runs on each by changing `family:` alone.
 """
 
 from __future__ import annotations
@@ -10,7 +13,19 @@ import string
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import (
+    AutoModelForCausalLM,
+    Gemma2Config,
+    LlamaConfig,
+    MistralConfig,
+    MixtralConfig,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+)
+
+from podium.errors import ConfigError
 
 PAD, UNK, EOS = "<pad>", "<unk>", "<|end|>"
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
@@ -44,8 +59,13 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     return fast
 
 
-def build_tiny_model(
-    tokenizer: PreTrainedTokenizerFast | None = None,
+FAMILIES = ("llama", "qwen2", "gemma2", "mistral", "mixtral")
+MIXTRAL_EXPERTS, MIXTRAL_EXPERTS_PER_TOKEN = 4, 2
+
+
+def tiny_config(
+    family: str,
+    tokenizer: PreTrainedTokenizerFast,
     *,
     hidden_size: int = 128,
     intermediate_size: int = 384,
@@ -54,28 +74,74 @@ def build_tiny_model(
     num_kv_heads: int | None = None,
     max_position_embeddings: int = 512,
     tie_word_embeddings: bool = False,
+    **family_settings,
+) -> PretrainedConfig:
+    """The transformers config of a tiny `family` model; `family_settings` override the family's own keys.
+
+    Shared: width, depth, heads and vocabulary. Each family keeps what sets it apart, at its own
+    defaults where they fit this size and scaled where they do not:
+    - llama: Llama-3's block (RMSNorm eps 1e-5, SwiGLU, RoPE); the embedded default of earlier releases.
+    - qwen2: biases on q, k and v; RMSNorm eps 1e-6.
+    - gemma2: GeGLU, pre- and post-norms, sqrt(hidden)-scaled embeddings, attention and final-logit
+      soft-capping (50, 30), alternating sliding-window and global layers with the window at half the
+      context (Gemma-2: 4096 of 8192), query scaling by the head dim.
+    - mistral: a sliding window of half the context on every layer (Mistral-7B-v0.1: 4096).
+    - mixtral: Mistral's block with 4 experts, 2 active per token, each of intermediate_size / 2, so a
+      token's MLP costs what the dense families' costs (Mixtral: 8 experts, 2 active); router loss 0.02.
+    """
+    if family not in FAMILIES:
+        raise ConfigError(f"unknown model family {family!r}; tiny models come in {', '.join(FAMILIES)}")
+    common = dict(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
+                  num_hidden_layers=num_layers, num_attention_heads=num_heads,
+                  num_key_value_heads=num_kv_heads or num_heads, max_position_embeddings=max_position_embeddings,
+                  tie_word_embeddings=tie_word_embeddings, pad_token_id=tokenizer.pad_token_id,
+                  eos_token_id=tokenizer.eos_token_id, bos_token_id=None)
+    window = max(1, max_position_embeddings // 2)
+    if family == "llama":
+        own = dict(rms_norm_eps=1e-5)
+        cls = LlamaConfig
+    elif family == "qwen2":
+        own, cls = {}, Qwen2Config
+    elif family == "gemma2":
+        head_dim = hidden_size // num_heads
+        own = dict(head_dim=head_dim, query_pre_attn_scalar=head_dim, sliding_window=window)
+        cls = Gemma2Config
+    elif family == "mistral":
+        own, cls = dict(sliding_window=window), MistralConfig
+    else:
+        own = dict(num_local_experts=MIXTRAL_EXPERTS, num_experts_per_tok=MIXTRAL_EXPERTS_PER_TOKEN,
+                   intermediate_size=max(1, intermediate_size // MIXTRAL_EXPERTS_PER_TOKEN),
+                   router_aux_loss_coef=0.02)  # Mixtral-8x7B's config.json
+        cls = MixtralConfig
+    return cls(**{**common, **own, **family_settings})
+
+
+def build_tiny_model(
+    tokenizer: PreTrainedTokenizerFast | None = None,
+    *,
+    family: str = "llama",
+    hidden_size: int = 128,
+    intermediate_size: int = 384,
+    num_layers: int = 4,
+    num_heads: int = 4,
+    num_kv_heads: int | None = None,
+    max_position_embeddings: int = 512,
+    tie_word_embeddings: bool = False,
     seed: int = 0,
-) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
-    """A randomly initialised Llama sized for CPU tests and the quickstart."""
+    **family_settings,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """A randomly initialised `family` model (`tiny_config`) sized for CPU tests and the quickstart."""
     tokenizer = tokenizer or build_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=intermediate_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        num_key_value_heads=num_kv_heads or num_heads,
-        max_position_embeddings=max_position_embeddings,
-        tie_word_embeddings=tie_word_embeddings,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
-        rms_norm_eps=1e-5,
-    )
+    config = tiny_config(family, tokenizer, hidden_size=hidden_size, intermediate_size=intermediate_size,
+                         num_layers=num_layers, num_heads=num_heads, num_kv_heads=num_kv_heads,
+                         max_position_embeddings=max_position_embeddings, tie_word_embeddings=tie_word_embeddings,
+                         **family_settings)
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    torch.random.set_rng_state(generator_state)
+    try:
+        model = AutoModelForCausalLM.from_config(config)
+    finally:
+        torch.random.set_rng_state(generator_state)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model, tokenizer

@@ -5,8 +5,10 @@ Iteration t = 1..T on its own disjoint part of the prompts:
   win probabilities (row means, self = 1/2) -> pair argmax vs argmin with both
   probabilities -> train with objective sppo (soft | single | hard) or gpo, with pi_t as
   the reference -> pi_{t+1}.
-After each iteration: the win rate of pi_{t+1} against the baseline (default pi_1) under
-the same judge on held-out prompts, and task accuracy when the prompts have gold answers.
+After each iteration, on the same held-out prompts with the same sampling seed for every policy:
+the win rate of pi_{t+1} against the baseline (default pi_1) and against pi_t under the evaluation
+judge, the paired per-prompt gain over pi_t's win rate, each with a 95 % bootstrap interval over
+the prompts (podium.selfplay.held_out), and task accuracy when the prompts have gold answers.
 
 On several processes (a recipe's `launch:`) every step runs on every rank: sampling and judging
 split the prompts by index (prompt i on rank i % world) and merge the results by index, training
@@ -36,6 +38,7 @@ from podium.losses import LOSS_SPECS, SELF_PLAY_OBJECTIVES, SETTINGS, objective_
 from podium.models.attention_choice import AttnImplementation
 from podium.models.publish import MODEL_FILES
 from podium.refs import ModelRef
+from podium.selfplay.held_out import iteration_metrics, standard_error_note
 from podium.selfplay.targets import sppo_pair
 from podium.stages import StageContext, run_stage, stage
 from podium.tasks import get_task
@@ -63,6 +66,12 @@ class SelfPlayConfig(PromptSource, SamplerBackend):
     eval_judge: JudgeSpec | None = Field(None, description="judge of that win rate (default: `judge`), e.g. the "
                                          "task's verifier or true preference when training uses a learned judge")
     eval_count: int = Field(200, ge=1, description="held-out prompts for win rate and accuracy")
+    eval_temperature: float = Field(0.0, ge=0, description="held-out answers: 0 greedy; above 0 sampled (with "
+                                    "top_p), with the same seed for every iteration's policy, as the SPPO cards' "
+                                    "AlpacaEval configs sample (0.7, top_p 0.9)")
+    eval_samples: int = Field(1, ge=1, description="answers per held-out prompt (sampled evaluation): answer j of each "
+                              "policy is judged against answer j of the other, and a prompt's win probability is "
+                              "their mean")
     attn_implementation: AttnImplementation = None
 
     @field_validator("objective")
@@ -71,6 +80,15 @@ class SelfPlayConfig(PromptSource, SamplerBackend):
         if value not in SELF_PLAY_OBJECTIVES:
             raise ValueError(f"{value!r} is not a self-play objective; use one of {', '.join(SELF_PLAY_OBJECTIVES)}")
         return value
+
+    def plan_notes(self) -> list[str]:
+        return [standard_error_note(self.eval_count)]
+
+    @model_validator(mode="after")
+    def _sampled_evaluation(self):
+        if self.eval_samples > 1 and self.eval_temperature == 0:
+            raise ValueError(f"eval_samples {self.eval_samples} needs eval_temperature > 0 (greedy answers are all alike)")
+        return self
 
     @model_validator(mode="after")
     def _check_train(self):
@@ -177,21 +195,56 @@ def build_pairs(samples: list[dict], judge, with_scores: bool, world: World = Wo
     return pairs, counts
 
 
+def judged_probabilities(new: list[dict], base: list[dict], judge, world: World = World()) -> list[float | None]:
+    """Per held-out prompt, P(new's answer ≻ base's answer) under `judge`, averaged over the answers: answer j of
+    `new` against answer j of `base` (drawn with the same seed). None where the judge can compare no pair."""
+    index, items = [], []
+    for i, (a, b) in enumerate(zip(new, base, strict=True)):
+        for x, y in zip(a["responses"], b["responses"], strict=True):
+            index.append(i)
+            items.append((a["prompt"], [x, y], a.get("answer"), a.get("task")))
+    sums, counts = [0.0] * len(new), [0] * len(new)
+    for i, j in zip(index, judge_all(judge, items, world)):
+        if j.valid:
+            sums[i] += float(j.matrix[0, 1])
+            counts[i] += 1
+    return [s / c if c else None for s, c in zip(sums, counts)]
+
+
 def judged_win_rate(new: list[dict], base: list[dict], judge, world: World = World()) -> tuple[float, int]:
-    """Mean P(new beats base) over held-out prompts both models answered (greedy)."""
-    total, n = 0.0, 0
-    items = [(a["prompt"], [a["responses"][0], b["responses"][0]], a.get("answer"), a.get("task"))
-             for a, b in zip(new, base)]
-    for judged in judge_all(judge, items, world):
-        if judged.valid:
-            total += float(judged.matrix[0, 1])
-            n += 1
-    return (total / n if n else float("nan")), n
+    """Mean P(new beats base) over held-out prompts both models answered."""
+    probs = [p for p in judged_probabilities(new, base, judge, world) if p is not None]
+    return (sum(probs) / len(probs) if probs else float("nan")), len(probs)
 
 
 def accuracy(samples: list[dict]) -> float | None:
-    checked = [get_task(s["task"]).check(s["responses"][0], s["answer"]) for s in samples if "answer" in s]
+    """Share of correct answers over every held-out answer of prompts with gold answers (None without any)."""
+    checked = [get_task(s["task"]).check(r, s["answer"]) for s in samples if "answer" in s for r in s["responses"]]
     return sum(checked) / len(checked) if checked else None
+
+
+def sample_diagnostics(samples: list[dict]) -> dict[str, float]:
+    """What an iteration's K samples per prompt offer a verifier (prompts with gold answers only):
+    `sample_accuracy` (all samples), `solved_share` (prompts with a correct sample: pass@K) and
+    `mixed_share` (prompts with both a correct and a wrong sample: the only ones a verifier ranks)."""
+    checked = [[get_task(s["task"]).check(r, s["answer"]) for r in s["responses"]] for s in samples if "answer" in s]
+    if not checked:
+        return {}
+    n = len(checked)
+    return {"sample_accuracy": sum(map(sum, checked)) / sum(map(len, checked)),
+            "solved_share": sum(any(c) for c in checked) / n,
+            "mixed_share": sum(any(c) and not all(c) for c in checked) / n}
+
+
+def write_judged(path: Path, vs_baseline: list, vs_previous: list | None) -> Path:
+    """Per held-out prompt (in eval_prompts.jsonl's order): P(≻ baseline), P(≻ previous policy)."""
+    return write_jsonl(path, [{"index": i, "vs_baseline": a, "vs_previous": None if vs_previous is None else vs_previous[i]}
+                              for i, a in enumerate(vs_baseline)])
+
+
+def read_judged(path: Path) -> list[float | None]:
+    """The per-prompt P(≻ baseline) that `write_judged` wrote."""
+    return [r["vs_baseline"] for r in read_jsonl(path)]
 
 
 def copy_model(src: Path, dst: Path) -> None:
@@ -200,6 +253,20 @@ def copy_model(src: Path, dst: Path) -> None:
         for f in src.glob(pattern):
             if f.is_file():
                 shutil.copy2(f, dst / f.name)
+
+
+def iteration_line(m: dict, t: int) -> str:
+    """The log line of iteration t: its win rates and paired gain, with their 95 % intervals."""
+    def shown(name: str, label: str) -> str:
+        k = f"iter{t}/{name}"
+        if k not in m:
+            return ""
+        bounds = f" [{m[k + '_low']:.3f}, {m[k + '_high']:.3f}]" if k + "_low" in m else ""
+        return f"{label} {m[k]:+.4f}{bounds}" if name == "gain" else f"{label} {m[k]:.3f}{bounds}"
+
+    parts = [shown("win_rate", "win rate vs baseline"), shown("win_rate_vs_previous", "vs previous"),
+             shown("gain", "paired gain")]
+    return ", ".join(p for p in parts if p) + f" on {m.get(f'iter{t}/eval_prompts', 0)} prompts"
 
 
 @stage("selfplay", SelfPlayConfig, outputs={"model": "."}, distributed="train")
@@ -215,9 +282,27 @@ def selfplay(cfg: SelfPlayConfig, ctx: StageContext) -> dict:
         raise DataError(f"{len(prompts)} prompts cannot be split into {cfg.iterations} non-empty parts")
     held_out = world.on_main(write_jsonl, out / "eval_prompts.jsonl", load_prompts(cfg, "test", cfg.eval_count, cfg.seed))
     baseline = cfg.baseline or cfg.model
-    base_answers = sample_responses(baseline, held_out, out / "baseline_eval", cfg, 1, 0.0, cfg.seed)
 
+    def answer(model: str, folder: Path) -> list[dict]:
+        """`model`'s answers to the held-out prompts: every policy with the same temperature and seed."""
+        return sample_responses(model, held_out, folder, cfg, cfg.eval_samples, cfg.eval_temperature, cfg.seed)
+
+    base_answers = answer(baseline, out / "baseline_eval")
+    # pi_0, the starting policy, on the same prompts: iteration 1's "previous" (the baseline's answers when it is pi_0).
+    prev_answers = base_answers if baseline == cfg.model else answer(cfg.model, out / "iter0" / "eval")
     metrics: dict[str, float] = {}
+    judged0 = out / "iter0" / "judged.jsonl"
+    if judged0.exists():
+        prev_vs_base = read_judged(judged0)
+    else:
+        prev_vs_base = judged_probabilities(prev_answers, base_answers, eval_judge, world)
+        judged0.parent.mkdir(parents=True, exist_ok=True)
+        world.on_main(write_judged, judged0, prev_vs_base, None)
+    metrics.update(iteration_metrics(0, prev_vs_base, None, None))
+    acc0 = accuracy(prev_answers)
+    if acc0 is not None:
+        metrics["iter0/accuracy"] = acc0
+
     policy = cfg.model
     for t in range(1, cfg.iterations + 1):
         it = out / f"iter{t}"
@@ -225,6 +310,7 @@ def selfplay(cfg: SelfPlayConfig, ctx: StageContext) -> dict:
         if done.exists():  # resume: this iteration finished before an interruption
             metrics.update(json.loads(done.read_text()))
             policy = str(it / "model")
+            prev_answers, prev_vs_base = read_jsonl(it / "eval" / "samples.jsonl"), read_judged(it / "judged.jsonl")
             continue
         it.mkdir(parents=True, exist_ok=True)
         part_file = world.on_main(write_jsonl, it / "prompts.jsonl", parts[t - 1])
@@ -241,17 +327,22 @@ def selfplay(cfg: SelfPlayConfig, ctx: StageContext) -> dict:
             train.update(batch_size=len(pairs) // world.size, gradient_accumulation_steps=1)
         run_stage("train", train, it / "model")
         policy = str(it / "model")
-        answers = sample_responses(policy, held_out, it / "eval", cfg, 1, 0.0, cfg.seed)
-        wr, n = judged_win_rate(answers, base_answers, eval_judge, world)
-        result = {f"iter{t}/win_rate": wr, f"iter{t}/pairs": counts["pairs"],
-                  f"iter{t}/dropped_invalid": counts["dropped_invalid"], f"iter{t}/dropped_ties": counts["dropped_ties"]}
+        answers = answer(policy, it / "eval")
+        vs_base = judged_probabilities(answers, base_answers, eval_judge, world)
+        vs_prev = (vs_base if prev_answers is base_answers
+                   else judged_probabilities(answers, prev_answers, eval_judge, world))
+        result = {f"iter{t}/pairs": counts["pairs"], f"iter{t}/dropped_invalid": counts["dropped_invalid"],
+                  f"iter{t}/dropped_ties": counts["dropped_ties"],
+                  **{f"iter{t}/{k}": v for k, v in sample_diagnostics(samples).items()},
+                  **iteration_metrics(t, vs_base, vs_prev, prev_vs_base)}
         acc = accuracy(answers)
         if acc is not None:
             result[f"iter{t}/accuracy"] = acc
+        world.on_main(write_judged, it / "judged.jsonl", vs_base, vs_prev)
         world.on_main(write_json, done, result)
         metrics.update(result)
-        ctx.log.info(f"self-play iteration {t}: win rate vs baseline {wr:.3f} on {n} prompts"
-                     + (f", accuracy {acc:.3f}" if acc is not None else ""))
+        ctx.log.info(f"self-play iteration {t}: {iteration_line(result, t)}" + (f", accuracy {acc:.3f}" if acc is not None else ""))
+        prev_answers, prev_vs_base = answers, vs_base
     world.on_main(copy_model, Path(policy), out)
     base_acc = accuracy(base_answers)
     if base_acc is not None:

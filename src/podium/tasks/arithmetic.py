@@ -37,6 +37,21 @@ class Arithmetic(TaskFamily):
     def check(self, response: str, answer: str) -> bool:
         return last_number(response) == last_number(answer)
 
+    def credit(self, response: str, answer: str) -> float:
+        """The share of the answer's characters (digits and sign, aligned from the units digit) that the response's
+        last number gets right, over the longer of the two: 1 exactly when `check` passes, 0 without a number.
+
+        Gold "85": "85" -> 1, "83" -> 1/2 (the tens), "185" -> 2/3, "-85" -> 2/3, "7" -> 0, "no idea" -> 0.
+        """
+        got, gold = last_number(response), last_number(answer)
+        if got is None or gold is None:
+            return 0.0
+        if got == gold:
+            return 1.0
+        width = max(len(got), len(gold))
+        a, b = got.rjust(width), gold.rjust(width)
+        return sum(x == y for x, y in zip(a, b)) / width
+
     def format_answer(self, item: dict) -> str:
         expr = item["prompt"].removeprefix("What is ").rstrip("?")
         return f"{expr} = {item['answer']}"

@@ -38,6 +38,13 @@ class TaskFamily(ABC):
     def check(self, response: str, answer: str) -> bool:
         """Whether a model response states the gold answer."""
 
+    def credit(self, response: str, answer: str) -> float:
+        """Partial credit in [0, 1] for a response (1 exactly when `check` passes); binary unless a family grades.
+
+        A graded judge (podium.judging.graded) turns the difference of two responses' credit into a
+        preference probability, the way PairRM's scores are turned into one."""
+        return float(bool(self.check(response, answer)))
+
     @abstractmethod
     def format_answer(self, item: dict) -> str:
         """The gold answer written the way the model is taught to answer."""
