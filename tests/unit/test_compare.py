@@ -81,3 +81,16 @@ def test_between_groups_paired_by_seed_or_welch(runs, tmp_path):
 def test_not_a_run_dir(tmp_path):
     with pytest.raises(PodiumError, match="not a run dir"):
         expand_run_dirs([tmp_path])
+
+
+def test_per_iteration_gains_are_shown_per_iteration_not_differenced_again(tmp_path):
+    """iter{t}/gain already is iteration t minus t − 1: compare reports it across seeds in the stage table and does
+    not subtract one iteration's gain from the next (a second difference that reads like a gain)."""
+    gains = {"iter1/gain": 0.05, "iter2/gain": 0.01, "iter1/win_rate_vs_previous": 0.55, "iter2/win_rate_vs_previous": 0.51}
+    for s, v in SEEDS.items():
+        write_run(tmp_path / "q", s, *v, extra=gains)
+    (group,) = compare_runs([tmp_path / "q"])["groups"]
+    iteration = {d["metric"] for d in group["differences"] if d.get("kind") == "iteration"}
+    assert "iter2/win_rate" in iteration
+    assert not iteration & set(gains)
+    assert {m["metric"] for m in group["metrics"] if m["stage"] == "sppo"} >= set(gains)

@@ -37,6 +37,7 @@ from podium.files import temp_path, write_json, write_text
 from podium.rundir import SEED_DIR, read_run_report
 
 ITER = re.compile(r"^iter(\d+)/(.+)$")
+ALREADY_PER_ITERATION = ("gain", "win_rate_vs_previous")
 # Settings of an eval stage that do not change what is measured: two evals that differ only in
 # these measure the same task.
 EVAL_NON_TASK_KEYS = ("model", "batch_size")
@@ -166,8 +167,10 @@ def iteration_differences(keys, tables, confidence: float) -> list[dict]:
             continue
         t, name = int(m.group(1)), m.group(2)
         prev = (stage, f"iter{t - 1}/{name}")
-        # iteration 0 is the starting policy (its win rate: iteration 1's starting point); interval bounds are not compared
-        if t < 1 or prev not in keys or name.endswith(("_low", "_high")):
+        # iteration 0 is the starting policy (its win rate: iteration 1's starting point); interval bounds are not
+        # compared, nor metrics that already are a change from the previous iteration (their mean over seeds is in
+        # the stage table: `iter{t}/gain`)
+        if t < 1 or prev not in keys or name.endswith(("_low", "_high")) or name in ALREADY_PER_ITERATION:
             continue
         a, b = [tb[(stage, metric)] for tb in tables], [tb[prev] for tb in tables]
         out.append(_summary(paired_difference(a, b, confidence), [x - y for x, y in zip(a, b)],
