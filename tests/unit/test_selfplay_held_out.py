@@ -137,7 +137,7 @@ def test_iteration_table_in_report_and_card(tmp_path):
     entry = add_stage(run, "sppo", "selfplay", {"model": "org/m", "task": "arithmetic", "iterations": 1}, metrics, 5.0)
     write_run_report(run, None, None, [entry])
     for text in (write_report(run).read_text(), write_card(run).read_text()):
-        assert "`sppo`: self-play iterations" in text and "on 1000 held-out prompts" in text
+        assert "`sppo`: self-play iterations" in text and "the same 1000 held-out prompts" in text
         assert "+8.0 [+6.0, +10.0]" in text
     assert math.isclose(json.loads((run / "report.json").read_text())["stages"][0]["metrics"]["iter1/gain"], 0.08)
 

@@ -63,9 +63,9 @@ def iteration_sections(run: RunInfo, heading: str = "###") -> list[str]:
         table = iteration_table(s.metrics)
         if table:
             n = next((int(v) for k, v in s.metrics.items() if k.endswith("/eval_prompts")), None)
-            where = f" on {n} held-out prompts" if n else ""
+            prompts = f"the same {n} held-out prompts" if n else "the same held-out prompts"
             lines += [f"{heading} `{s.name}`: self-play iterations", "",
-                      f"Every policy answers the same held-out prompts with the same sampling seed{where}; "
+                      f"Every policy answers {prompts} with the same sampling seed; "
                       "95 % bootstrap intervals over the prompts in brackets. The paired gain is the mean per-prompt "
                       "difference between this iteration's and the previous one's win rate against the baseline.",
                       "", table, ""]
