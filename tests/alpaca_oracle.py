@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.oracle_venvs import cache_dir, registry_unreachable
 
 PINS = ["alpaca-eval==0.6.6", "setuptools<81", "pandas<2.3", "scikit-learn<1.7", "numpy<2.3"]
 VENV_NAME = "alpaca_eval-0.6.6"
@@ -41,22 +42,6 @@ print("ORACLE" + json.dumps(out))
 '''
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("PODIUM_ORACLE_CACHE", Path.home() / ".cache" / "podium" / "oracles"))
-
-
-def registry_unreachable(scratch: Path) -> str | None:
-    """pip's own account of a failed fetch ("Could not fetch URL ...: connection error"), or None when
-    the registry answered (then a failed install is a real failure, not a reason to skip)."""
-    probe = subprocess.run([sys.executable, "-m", "pip", "download", "-vv", "--no-deps", "-d", str(scratch),
-                            "alpaca-eval==0.6.6"], capture_output=True, text=True)
-    shutil.rmtree(scratch, ignore_errors=True)
-    if probe.returncode == 0:
-        return None
-    fetch = [line for line in probe.stdout.splitlines() + probe.stderr.splitlines() if "Could not fetch URL" in line]
-    return fetch[0].strip() if fetch else None
-
-
 def venv_python() -> Path:
     """The oracle venv's python, building the venv first if needed (once; concurrent callers wait)."""
     root = cache_dir()
@@ -73,7 +58,7 @@ def venv_python() -> Path:
         res = subprocess.run(pip + PINS, capture_output=True, text=True)
         if res.returncode != 0:
             shutil.rmtree(building, ignore_errors=True)
-            reason = registry_unreachable(root / "probe")
+            reason = registry_unreachable(root / "probe", "alpaca-eval==0.6.6")
             if reason:
                 pytest.skip(f"alpaca_eval oracle: the package registry is unreachable ({reason})")
             raise RuntimeError(f"building the alpaca_eval 0.6.6 venv failed:\n{res.stderr[-3000:]}")

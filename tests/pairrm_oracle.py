@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.oracle_venvs import cache_dir, registry_unreachable
 
 TORCH = "torch==2.13.0"
 PINS = ["llm-blender==0.0.2", "transformers==4.57.1", "numpy<2.3"]
@@ -192,21 +193,6 @@ print("ORACLE" + json.dumps([OPS[j["op"]](j) for j in jobs]))
 '''
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("PODIUM_ORACLE_CACHE", Path.home() / ".cache" / "podium" / "oracles"))
-
-
-def registry_unreachable(scratch: Path) -> str | None:
-    """pip's own account of a failed fetch, or None when the registry answered."""
-    probe = subprocess.run([sys.executable, "-m", "pip", "download", "-vv", "--no-deps", "-d", str(scratch),
-                            "llm-blender==0.0.2"], capture_output=True, text=True)
-    shutil.rmtree(scratch, ignore_errors=True)
-    if probe.returncode == 0:
-        return None
-    fetch = [line for line in probe.stdout.splitlines() + probe.stderr.splitlines() if "Could not fetch URL" in line]
-    return fetch[0].strip() if fetch else None
-
-
 def _pip(python: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(python), *PIP, *args], capture_output=True, text=True)
 
@@ -236,7 +222,7 @@ def venv_python() -> Path:
             res = _pip(py, *PINS)
         if res.returncode != 0:
             shutil.rmtree(building, ignore_errors=True)
-            reason = registry_unreachable(root / "probe")
+            reason = registry_unreachable(root / "probe", "llm-blender==0.0.2")
             if reason:
                 pytest.skip(f"llm-blender oracle: the package registry is unreachable ({reason})")
             raise RuntimeError(f"building the llm-blender 0.0.2 venv failed:\n{res.stderr[-3000:]}")
