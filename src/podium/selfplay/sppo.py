@@ -211,12 +211,6 @@ def judged_probabilities(new: list[dict], base: list[dict], judge, world: World 
     return [s / c if c else None for s, c in zip(sums, counts)]
 
 
-def judged_win_rate(new: list[dict], base: list[dict], judge, world: World = World()) -> tuple[float, int]:
-    """Mean P(new beats base) over held-out prompts both models answered."""
-    probs = [p for p in judged_probabilities(new, base, judge, world) if p is not None]
-    return (sum(probs) / len(probs) if probs else float("nan")), len(probs)
-
-
 def accuracy(samples: list[dict]) -> float | None:
     """Share of correct answers over every held-out answer of prompts with gold answers (None without any)."""
     checked = [get_task(s["task"]).check(r, s["answer"]) for s in samples if "answer" in s for r in s["responses"]]
