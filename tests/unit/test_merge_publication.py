@@ -187,21 +187,22 @@ def test_temp_names_are_unique_per_process_and_call(tmp_path):
 
 
 def test_two_concurrent_publications_both_finish_complete(tmp_path):
-    """Two processes publishing into one folder at once (issue 13's fixed `*.tmp-save` clash): each
-    writes its own temp folder, both succeed, and the folder ends complete, with nothing left beside it."""
+    """Four processes publishing into one folder at once (issue 13's fixed `*.tmp-save` clash; each one's cleanup
+    of dead processes' temps once stat-ed a live temp that had just been renamed away): each writes its own temp
+    folder, all succeed, and the folder ends complete, with nothing left beside it."""
     out = tmp_path / "model"
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {SRC!r})
         from podium.models import publish
-        for i in range(20):
+        for i in range(60):
             with publish.staging({str(out)!r}, stale_globs=publish.MODEL_FILES) as tmp:
                 (tmp / "model.safetensors").write_text(sys.argv[1] * 1000)
                 (tmp / "config.json").write_text(sys.argv[1])
     """)
-    procs = [subprocess.Popen([sys.executable, "-c", script, tag], stderr=subprocess.PIPE, text=True) for tag in "ab"]
+    procs = [subprocess.Popen([sys.executable, "-c", script, tag], stderr=subprocess.PIPE, text=True) for tag in "abcd"]
     errors = [p.communicate()[1] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], errors
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
     tag = (out / "config.json").read_text()
     assert (out / "model.safetensors").read_text() == tag * 1000
     assert leftovers(out) == []

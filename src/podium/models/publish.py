@@ -98,7 +98,7 @@ def recover(out: str | os.PathLike) -> list[Path]:
         return []
     done = []
     tmp_prefix, old_prefix = f".{out.name}.{TMP}", f".{out.name}.{OLD}"
-    entries = sorted(out.parent.iterdir(), key=lambda p: p.stat().st_mtime if p.exists() else 0, reverse=True)
+    entries = sorted(out.parent.iterdir(), key=_mtime, reverse=True)
     for p in entries:
         if p.name.startswith(old_prefix) and _owner_dead(p.name, old_prefix) and not out.exists():
             os.rename(p, out)
@@ -111,6 +111,15 @@ def recover(out: str | os.PathLike) -> list[Path]:
             _remove(p)
             done.append(p)
     return done
+
+
+def _mtime(p: Path) -> float:
+    """`p`'s modification time, 0 when it is gone: another process publishing beside `out` renames and removes its
+    own temp folders between our listing and our look (checking `exists()` first still left that window)."""
+    try:
+        return p.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _legacy_temp(name: str, out_name: str) -> bool:
